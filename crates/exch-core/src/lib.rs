@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod apppool;
+mod protocol;
+mod roles;
+mod server;
+mod version;
+
+pub use apppool::{AppPool, InvalidAppPool};
+pub use protocol::{Protocol, UnknownProtocol};
+pub use roles::ServerRoles;
+pub use server::ExchangeServer;
+pub use version::{ExchangeVersion, InvalidVersion, Product};

@@ -1,0 +1,100 @@
+//! The one error type of this crate.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+type Source = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong on one server. Every variant names the server; none contains a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IisError {
+    /// The server cannot be reached (connection refused, DNS, reset).
+    #[error("{server}: cannot reach WinRM at {endpoint}: {detail}")]
+    Unreachable {
+        /// Server name.
+        server: String,
+        /// Endpoint URL.
+        endpoint: String,
+        /// Why.
+        detail: String,
+        /// Underlying error.
+        #[source]
+        source: Option<Source>,
+    },
+    /// WinRM refused the credentials (HTTP 401).
+    #[error("{server}: WinRM refused the credentials of {user}; check the user, the password and the auth method (Basic/NTLM/Kerberos)")]
+    Unauthenticated {
+        /// Server name.
+        server: String,
+        /// The user name (never the password).
+        user: String,
+    },
+    /// The operation did not finish in time.
+    #[error("{server}: {operation} timed out after {after:?}")]
+    Timeout {
+        /// Server name.
+        server: String,
+        /// The operation.
+        operation: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// A named pool does not exist on the server.
+    #[error("{server}: application pool {pool:?} does not exist; list pools with app_pools() or let the catalog choose")]
+    PoolNotFound {
+        /// Server name.
+        server: String,
+        /// The pool.
+        pool: String,
+    },
+    /// The remote command ran and failed.
+    #[error("{server}: remote command failed with exit code {exit_code}: {stderr}")]
+    CommandFailed {
+        /// Server name.
+        server: String,
+        /// Exit code.
+        exit_code: i32,
+        /// What it printed on stderr (trimmed, at most 2 KiB).
+        stderr: String,
+    },
+    /// The WinRM service answered with a SOAP fault.
+    #[error("{server}: WinRM fault {code}: {message}")]
+    Fault {
+        /// Server name.
+        server: String,
+        /// WSManFault code or SOAP subcode.
+        code: String,
+        /// Fault text.
+        message: String,
+    },
+    /// The server answered something this crate cannot interpret.
+    #[error("{server}: unexpected answer: {detail}")]
+    Protocol {
+        /// Server name.
+        server: String,
+        /// What was unexpected.
+        detail: String,
+        /// Underlying error.
+        #[source]
+        source: Option<Source>,
+    },
+    /// Bad input from the caller; nothing was sent.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        what: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+impl IisError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            IisError::Unreachable { .. } | IisError::Timeout { .. }
+        )
+    }
+}

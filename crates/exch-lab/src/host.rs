@@ -1,0 +1,74 @@
+//! The boundary between the lab's PowerShell interpreter ([`crate::ps`]) and its IIS model.
+//!
+//! The interpreter only ever talks to a server through [`IisHost`]; the IIS model implements it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// A worker process (w3wp) as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostWorker {
+    /// Process id.
+    pub pid: u32,
+    /// Start time (the server's clock).
+    pub started: DateTime<Utc>,
+}
+
+/// An application pool as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPool {
+    /// Pool name.
+    pub name: String,
+    /// `true` = Started, `false` = Stopped.
+    pub started: bool,
+    /// Worker processes currently serving (draining workers of an overlapped recycle excluded).
+    pub workers: Vec<HostWorker>,
+}
+
+/// `iisreset` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IisResetMode {
+    /// `iisreset` (stop + start, forced).
+    Restart,
+    /// `iisreset /noforce`.
+    RestartNoForce,
+    /// `iisreset /stop`.
+    Stop,
+    /// `iisreset /start`.
+    Start,
+    /// `iisreset /status`.
+    Status,
+}
+
+/// Result of a native command: exit code, stdout text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeOutput {
+    /// Exit code (`$LASTEXITCODE`).
+    pub exit_code: i32,
+    /// Text printed on stdout.
+    pub stdout: String,
+}
+
+/// What a simulated server exposes to the PowerShell interpreter. Errors are PowerShell-style
+/// messages (e.g. `Cannot find path 'IIS:\AppPools\X' because it does not exist.`).
+#[async_trait]
+pub trait IisHost: Send + Sync + 'static {
+    /// Every pool, in IIS order.
+    fn pools(&self) -> Vec<HostPool>;
+    /// Start time of a process, if it exists.
+    fn process_start_time(&self, pid: u32) -> Option<DateTime<Utc>>;
+    /// The server's clock (UTC).
+    fn now(&self) -> DateTime<Utc>;
+    /// Overlapped recycle of one pool; returns when the new worker serves.
+    async fn recycle_pool(&self, name: &str) -> Result<(), String>;
+    /// Starts a pool.
+    async fn start_pool(&self, name: &str) -> Result<(), String>;
+    /// Stops a pool.
+    async fn stop_pool(&self, name: &str) -> Result<(), String>;
+    /// Runs `iisreset` in the given mode.
+    async fn iisreset(&self, mode: IisResetMode) -> NativeOutput;
+    /// `UserTokenTTL` in seconds, `None` when absent.
+    fn token_ttl(&self) -> Option<u32>;
+    /// Writes `UserTokenTTL` in seconds.
+    fn set_token_ttl(&self, secs: u32);
+}
