@@ -2,9 +2,12 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod escape;
+mod memory;
 mod types;
 
 pub use error::DirectoryError;
+pub use memory::{Fault, InMemoryDirectory, NewUser, Operation, PasswordPolicy};
 pub use types::{
     Account, AuthResult, ChangeOutcome, Dn, DomainController, UserAccountControl, UserRef,
 };

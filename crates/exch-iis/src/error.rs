@@ -90,11 +90,105 @@ pub enum IisError {
 }
 
 impl IisError {
-    /// Whether retrying later may succeed.
+    /// Whether retrying later may succeed: unreachable and timed-out servers, and the WinRM
+    /// faults that mean "busy" (quota exceeded, shell limit, timed out).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            IisError::Unreachable { .. } | IisError::Timeout { .. }
-        )
+        match self {
+            IisError::Unreachable { .. } | IisError::Timeout { .. } => true,
+            IisError::Fault { code, .. } => ["QuotaLimit", "TimedOut", "Concurrency"]
+                .iter()
+                .any(|c| code.contains(c)),
+            _ => false,
+        }
     }
+
+    /// The server the error is about (`None` for [`IisError::InvalidInput`]).
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            IisError::Unreachable { server, .. }
+            | IisError::Unauthenticated { server, .. }
+            | IisError::Timeout { server, .. }
+            | IisError::PoolNotFound { server, .. }
+            | IisError::CommandFailed { server, .. }
+            | IisError::Fault { server, .. }
+            | IisError::Protocol { server, .. } => Some(server),
+            IisError::InvalidInput { .. } => None,
+        }
+    }
+
+    /// A copy of the error without its `source` (which is not `Clone`); used by fakes that
+    /// return the same configured error on every call.
+    pub fn duplicate(&self) -> IisError {
+        match self {
+            IisError::Unreachable {
+                server,
+                endpoint,
+                detail,
+                ..
+            } => IisError::Unreachable {
+                server: server.clone(),
+                endpoint: endpoint.clone(),
+                detail: detail.clone(),
+                source: None,
+            },
+            IisError::Unauthenticated { server, user } => IisError::Unauthenticated {
+                server: server.clone(),
+                user: user.clone(),
+            },
+            IisError::Timeout {
+                server,
+                operation,
+                after,
+            } => IisError::Timeout {
+                server: server.clone(),
+                operation: operation.clone(),
+                after: *after,
+            },
+            IisError::PoolNotFound { server, pool } => IisError::PoolNotFound {
+                server: server.clone(),
+                pool: pool.clone(),
+            },
+            IisError::CommandFailed {
+                server,
+                exit_code,
+                stderr,
+            } => IisError::CommandFailed {
+                server: server.clone(),
+                exit_code: *exit_code,
+                stderr: stderr.clone(),
+            },
+            IisError::Fault {
+                server,
+                code,
+                message,
+            } => IisError::Fault {
+                server: server.clone(),
+                code: code.clone(),
+                message: message.clone(),
+            },
+            IisError::Protocol { server, detail, .. } => IisError::Protocol {
+                server: server.clone(),
+                detail: detail.clone(),
+                source: None,
+            },
+            IisError::InvalidInput { what, reason } => IisError::InvalidInput {
+                what: what.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// Trims `text` and keeps at most 2 KiB of it (on a character boundary).
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 2048;
+    let t = text.trim();
+    if t.len() <= MAX {
+        return t.to_string();
+    }
+    let mut end = MAX;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &t[..end])
 }

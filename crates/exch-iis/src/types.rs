@@ -41,6 +41,19 @@ pub enum PoolRunState {
     Unknown,
 }
 
+impl PoolRunState {
+    /// Parses the state as IIS prints it (`Started`, `Stopped`, …; case-insensitive).
+    pub fn parse(s: &str) -> Self {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "started" | "1" => PoolRunState::Started,
+            "starting" | "0" => PoolRunState::Starting,
+            "stopped" | "3" => PoolRunState::Stopped,
+            "stopping" | "2" => PoolRunState::Stopping,
+            _ => PoolRunState::Unknown,
+        }
+    }
+}
+
 /// One IIS worker process (w3wp.exe).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerProcess {
@@ -79,6 +92,47 @@ pub struct PoolFlush {
     pub proven: bool,
 }
 
+impl PoolFlush {
+    /// A pool's result, with [`PoolFlush::proven`] computed by [`PoolFlush::is_flush_proven`].
+    pub fn new(
+        pool: AppPool,
+        before: Vec<WorkerProcess>,
+        after: Vec<WorkerProcess>,
+        state: PoolRunState,
+        error: Option<String>,
+        requested_at: DateTime<Utc>,
+    ) -> Self {
+        let proven = Self::is_flush_proven(&before, &after, error.as_deref(), requested_at);
+        PoolFlush {
+            pool,
+            before,
+            after,
+            state,
+            error,
+            proven,
+        }
+    }
+
+    /// The proof rule: no error, no worker that served before the request still serves, and
+    /// every serving worker started at or after `requested_at` (server clock).
+    ///
+    /// A pool with no worker after the flush is proven too: real IIS starts workers on demand,
+    /// so an idle pool after a recycle or `iisreset` has no worker — and no cached token. Only
+    /// serving workers count; the draining worker of an overlapped recycle takes no new logons
+    /// and is not listed.
+    pub fn is_flush_proven(
+        before: &[WorkerProcess],
+        after: &[WorkerProcess],
+        error: Option<&str>,
+        requested_at: DateTime<Utc>,
+    ) -> bool {
+        error.is_none()
+            && after
+                .iter()
+                .all(|w| w.started >= requested_at && !before.iter().any(|b| b.pid == w.pid))
+    }
+}
+
 /// What one flush did on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlushReport {
@@ -100,7 +154,9 @@ pub struct FlushReport {
 }
 
 impl FlushReport {
-    /// Whether every pool's flush is proven and none was missing.
+    /// Whether at least one pool was flushed and every flushed pool is proven. Pools in
+    /// [`FlushReport::missing_pools`] do not exist on the server, hold no cache, and do not
+    /// count; inspect them separately.
     pub fn is_proven(&self) -> bool {
         !self.pools.is_empty() && self.pools.iter().all(|p| p.proven)
     }

@@ -1,0 +1,313 @@
+//! Parsing the JSON documents that the scripts of [`crate::script`] print.
+//!
+//! Windows PowerShell 5.1's `ConvertTo-Json` unrolls one-element arrays in some positions and
+//! writes empty ones as `null`; every list here accepts an array, a single object or `null`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use exch_core::AppPool;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::Deserialize;
+
+use crate::{
+    AppPoolState, FlushMethod, FlushReport, IisError, PoolFlush, PoolRunState, TokenCacheSettings,
+    WorkerProcess,
+};
+
+fn one_or_many<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(D::Error::custom))
+            .collect(),
+        other => Ok(vec![serde_json::from_value(other).map_err(D::Error::custom)?]),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawWorker {
+    pid: i64,
+    started: String,
+}
+
+#[derive(Deserialize)]
+struct RawPool {
+    name: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    workers: Vec<RawWorker>,
+}
+
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(default, deserialize_with = "one_or_many")]
+    pools: Vec<RawPool>,
+}
+
+#[derive(Deserialize)]
+struct RawRecyclePool {
+    name: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    before: Vec<RawWorker>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    after: Vec<RawWorker>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRecycle {
+    requested: String,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pools: Vec<RawRecyclePool>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    missing: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawBefore {
+    name: String,
+    #[serde(default, deserialize_with = "one_or_many")]
+    workers: Vec<RawWorker>,
+}
+
+#[derive(Deserialize)]
+struct RawReset {
+    requested: String,
+    #[serde(rename = "exitCode")]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    before: Vec<RawBefore>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pools: Vec<RawPool>,
+}
+
+#[derive(Deserialize)]
+struct RawTtl {
+    #[serde(rename = "userTokenTtl")]
+    user_token_ttl: Option<i64>,
+}
+
+struct Ctx<'a> {
+    server: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, detail: impl Into<String>) -> IisError {
+        IisError::Protocol {
+            server: self.server.to_string(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&self, what: &str, stdout: &str) -> Result<T, IisError> {
+        let text = stdout.trim_start_matches('\u{feff}').trim();
+        serde_json::from_str(text).map_err(|e| IisError::Protocol {
+            server: self.server.to_string(),
+            detail: format!(
+                "the {what} script printed no valid JSON ({e}); stdout began with {:?}",
+                text.chars().take(200).collect::<String>()
+            ),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    fn time(&self, s: &str) -> Result<DateTime<Utc>, IisError> {
+        DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| self.err(format!("bad timestamp {s:?}: {e}")))
+    }
+
+    fn workers(&self, raw: &[RawWorker]) -> Result<Vec<WorkerProcess>, IisError> {
+        raw.iter()
+            .map(|w| {
+                let pid = u32::try_from(w.pid)
+                    .map_err(|_| self.err(format!("bad worker pid {}", w.pid)))?;
+                Ok(WorkerProcess {
+                    pid,
+                    started: self.time(&w.started)?,
+                })
+            })
+            .collect()
+    }
+
+    fn pool(&self, name: &str) -> Result<AppPool, IisError> {
+        AppPool::new(name).map_err(|e| self.err(format!("server reported pool {e}")))
+    }
+}
+
+fn state(s: Option<&str>) -> PoolRunState {
+    s.map(PoolRunState::parse).unwrap_or(PoolRunState::Unknown)
+}
+
+/// Parses the output of [`crate::script::list_pools`]. Pools whose names this crate cannot
+/// represent (outside [`AppPool`]'s alphabet) are skipped with a warning: they cannot be
+/// targeted by a flush either.
+pub(crate) fn pool_list(server: &str, stdout: &str) -> Result<Vec<AppPoolState>, IisError> {
+    let cx = Ctx { server };
+    let raw: RawList = cx.json("pool listing", stdout)?;
+    let mut out = Vec::with_capacity(raw.pools.len());
+    for p in raw.pools {
+        let Ok(name) = AppPool::new(p.name.as_str()) else {
+            tracing::warn!(server, pool = %p.name, "skipping a pool whose name exch-iis cannot address");
+            continue;
+        };
+        out.push(AppPoolState {
+            name,
+            state: state(p.state.as_deref()),
+            workers: cx.workers(&p.workers)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses the output of [`crate::script::recycle_pools`].
+pub(crate) fn recycle_report(
+    server: &str,
+    method: &FlushMethod,
+    stdout: &str,
+) -> Result<FlushReport, IisError> {
+    let cx = Ctx { server };
+    let raw: RawRecycle = cx.json("recycle", stdout)?;
+    let requested_at = cx.time(&raw.requested)?;
+    let mut pools = Vec::with_capacity(raw.pools.len());
+    for p in raw.pools {
+        pools.push(PoolFlush::new(
+            cx.pool(&p.name)?,
+            cx.workers(&p.before)?,
+            cx.workers(&p.after)?,
+            state(p.state.as_deref()),
+            p.error.filter(|e| !e.trim().is_empty()),
+            requested_at,
+        ));
+    }
+    let missing_pools = raw
+        .missing
+        .iter()
+        .map(|m| cx.pool(m))
+        .collect::<Result<_, _>>()?;
+    Ok(FlushReport {
+        server: server.to_string(),
+        method: method.clone(),
+        requested_at,
+        pools,
+        missing_pools,
+        elapsed: Duration::ZERO,
+        round_trips: 0,
+    })
+}
+
+/// Parses the output of [`crate::script::iis_reset`]; a non-zero `iisreset` exit code is
+/// [`IisError::CommandFailed`] with iisreset's own output.
+pub(crate) fn reset_report(
+    server: &str,
+    method: &FlushMethod,
+    stdout: &str,
+) -> Result<FlushReport, IisError> {
+    let cx = Ctx { server };
+    let raw: RawReset = cx.json("iisreset", stdout)?;
+    let code = raw.exit_code.unwrap_or(0);
+    if code != 0 {
+        return Err(IisError::CommandFailed {
+            server: server.to_string(),
+            exit_code: i32::try_from(code).unwrap_or(i32::MIN),
+            stderr: crate::error::clip(raw.output.as_deref().unwrap_or("iisreset failed")),
+        });
+    }
+    let requested_at = cx.time(&raw.requested)?;
+    let mut pools = Vec::with_capacity(raw.pools.len());
+    for p in raw.pools {
+        let Ok(pool) = AppPool::new(p.name.as_str()) else {
+            tracing::warn!(server, pool = %p.name, "skipping a pool whose name exch-iis cannot address");
+            continue;
+        };
+        let before = match raw.before.iter().find(|b| b.name == p.name) {
+            Some(b) => cx.workers(&b.workers)?,
+            None => Vec::new(),
+        };
+        pools.push(PoolFlush::new(
+            pool,
+            before,
+            cx.workers(&p.workers)?,
+            state(p.state.as_deref()),
+            None,
+            requested_at,
+        ));
+    }
+    Ok(FlushReport {
+        server: server.to_string(),
+        method: method.clone(),
+        requested_at,
+        pools,
+        missing_pools: Vec::new(),
+        elapsed: Duration::ZERO,
+        round_trips: 0,
+    })
+}
+
+/// Parses the output of [`crate::script::read_token_ttl`] / [`crate::script::set_token_ttl`].
+pub(crate) fn token_ttl(server: &str, stdout: &str) -> Result<TokenCacheSettings, IisError> {
+    let cx = Ctx { server };
+    let raw: RawTtl = cx.json("UserTokenTTL", stdout)?;
+    let configured = match raw.user_token_ttl {
+        None => None,
+        Some(s) => Some(Duration::from_secs(u64::try_from(s).map_err(|_| {
+            cx.err(format!("UserTokenTTL is negative ({s})"))
+        })?)),
+    };
+    Ok(TokenCacheSettings { configured })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycle_output_is_proven_when_workers_are_new() {
+        let out = r#"{"requested":"2026-11-23T10:00:00.1234567Z","pools":[{"name":"MSExchangeOWAAppPool","state":"Started","before":[{"pid":100,"started":"2026-11-23T09:00:00.0000000Z"}],"after":{"pid":101,"started":"2026-11-23T10:00:01.0000000Z"},"error":null},{"name":"MSExchangeSyncAppPool","state":"Started","before":null,"after":[],"error":null}],"missing":"MSExchangeOABAppPool"}"#;
+        let r = recycle_report("EX1", &FlushMethod::default(), out).unwrap();
+        assert_eq!(r.pools.len(), 2);
+        assert!(r.pools.iter().all(|p| p.proven));
+        assert_eq!(r.missing_pools[0].as_str(), "MSExchangeOABAppPool");
+        assert!(r.is_proven());
+    }
+
+    #[test]
+    fn old_worker_or_error_is_not_proven() {
+        let out = r#"{"requested":"2026-11-23T10:00:00Z","pools":[{"name":"A","state":"Started","before":[{"pid":1,"started":"2026-11-23T09:00:00Z"}],"after":[{"pid":1,"started":"2026-11-23T09:00:00Z"}],"error":null},{"name":"B","state":"Stopped","before":[],"after":[],"error":"boom"}],"missing":[]}"#;
+        let r = recycle_report("EX1", &FlushMethod::default(), out).unwrap();
+        assert!(!r.pools[0].proven && !r.pools[1].proven);
+        assert_eq!(r.pools[1].state, PoolRunState::Stopped);
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error_naming_the_server() {
+        let e = recycle_report("EX7", &FlushMethod::default(), "WARNING: hello").unwrap_err();
+        assert!(matches!(e, IisError::Protocol { .. }));
+        assert!(e.to_string().contains("EX7"), "{e}");
+        let e = token_ttl("EX7", r#"{"userTokenTtl":-1}"#).unwrap_err();
+        assert!(matches!(e, IisError::Protocol { .. }));
+    }
+
+    #[test]
+    fn iisreset_failure_is_command_failed() {
+        let out = r#"{"requested":"2026-11-23T10:00:00Z","exitCode":1,"output":"Restart attempt failed.","before":[],"pools":[]}"#;
+        let e = reset_report("EX2", &FlushMethod::IisReset { force: false }, out).unwrap_err();
+        assert!(matches!(e, IisError::CommandFailed { exit_code: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn ttl_null_means_default() {
+        let t = token_ttl("EX", "\u{feff}{\"userTokenTtl\":null}\r\n").unwrap();
+        assert_eq!(t.configured, None);
+        assert_eq!(t.effective_ttl(), Duration::from_secs(900));
+    }
+}

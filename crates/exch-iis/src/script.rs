@@ -1,0 +1,269 @@
+//! The PowerShell scripts exch-iis sends, one per operation (see `docs/powershell-subset.md`).
+//!
+//! Every script is valid Windows PowerShell 5.1 (with the `WebAdministration` module), stays
+//! inside the subset that the lab interprets, prints exactly one JSON document
+//! (`ConvertTo-Json -Compress`) on stdout, and fails with a non-zero exit code and the error on
+//! stderr. Only validated [`AppPool`] names (written with [`ps_quote`]) and integers are ever
+//! put into a script; no other caller text.
+//!
+//! ```
+//! use exch_core::AppPool;
+//! use exch_iis::script;
+//!
+//! let s = script::recycle_pools(&[AppPool::new("MSExchangeOWAAppPool").unwrap()]);
+//! assert!(s.contains("@('MSExchangeOWAAppPool')"));
+//! assert_eq!(script::ps_quote("it's"), "'it''s'");
+//! let command_line = script::command_line(&s);
+//! assert_eq!(command_line[0], "powershell.exe");
+//! ```
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use exch_core::AppPool;
+
+/// The registry key that holds `UserTokenTTL`.
+pub const INETINFO_PARAMETERS: &str = r"HKLM:\SYSTEM\CurrentControlSet\Services\InetInfo\Parameters";
+
+/// Largest `UserTokenTTL` this crate writes (seconds): the largest positive `DWORD` PowerShell
+/// 5.1 accepts for `-PropertyType DWord` without a conversion error.
+pub const MAX_TOKEN_TTL_SECS: u32 = i32::MAX as u32;
+
+/// The characters PowerShell treats as a single quote: `'` and U+2018, U+2019, U+201A, U+201B.
+pub const SINGLE_QUOTES: [char; 5] = ['\'', '\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}'];
+
+/// Writes `s` as a PowerShell single-quoted (verbatim) string literal: every single-quote
+/// character, ASCII or typographic, is doubled. Nothing is expanded inside such a literal.
+pub fn ps_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if SINGLE_QUOTES.contains(&c) {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// The inverse of [`ps_quote`] as PowerShell reads a verbatim literal; `None` when `lit` is not
+/// one literal (no surrounding quotes, or a lone quote inside).
+pub fn ps_unquote(lit: &str) -> Option<String> {
+    let mut chars = lit.chars();
+    let first = chars.next()?;
+    let last = chars.next_back()?;
+    if !SINGLE_QUOTES.contains(&first) || !SINGLE_QUOTES.contains(&last) {
+        return None;
+    }
+    let inner: Vec<char> = chars.collect();
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let c = inner[i];
+        if SINGLE_QUOTES.contains(&c) {
+            match inner.get(i + 1) {
+                Some(n) if SINGLE_QUOTES.contains(n) => {
+                    out.push(*n);
+                    i += 2;
+                }
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// UTF-16LE, then base64: what `powershell.exe -EncodedCommand` expects.
+pub fn encode_command(script: &str) -> String {
+    let bytes: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    B64.encode(bytes)
+}
+
+/// The command line that runs `script`: `powershell.exe -NoProfile -NonInteractive
+/// -EncodedCommand <base64>` (program first, then its arguments).
+pub fn command_line(script: &str) -> Vec<String> {
+    vec![
+        "powershell.exe".into(),
+        "-NoProfile".into(),
+        "-NonInteractive".into(),
+        "-EncodedCommand".into(),
+        encode_command(script),
+    ]
+}
+
+const PROLOGUE: &str = "$ErrorActionPreference = 'Stop'\nImport-Module WebAdministration\n";
+
+/// Lists the serving workers (state not `Stopping`: draining workers of an overlapped recycle
+/// take no new logons) of the pool whose name is in `$name_var` into `$var`, each with its pid
+/// and UTC start time. A worker that exits while being listed is skipped.
+fn workers_into(var: &str, name_var: &str, indent: &str) -> String {
+    format!(
+        "{indent}${var} = @()\n\
+         {indent}foreach ($wp in @(Get-ChildItem -Path ('IIS:\\AppPools\\' + {name_var} + '\\WorkerProcesses'))) {{\n\
+         {indent}    if ($wp.state -ne 'Stopping') {{\n\
+         {indent}        $proc = Get-Process -Id $wp.processId -ErrorAction SilentlyContinue\n\
+         {indent}        if ($null -ne $proc) {{\n\
+         {indent}            ${var} += [pscustomobject]@{{ pid = [int]$wp.processId; started = $proc.StartTime.ToUniversalTime().ToString('o') }}\n\
+         {indent}        }}\n\
+         {indent}    }}\n\
+         {indent}}}\n"
+    )
+}
+
+/// Lists every pool with its state and serving workers.
+///
+/// Prints `{"pools":[{"name":…,"state":…,"workers":[{"pid":…,"started":…}]}]}`.
+pub fn list_pools() -> String {
+    let mut s = String::from(PROLOGUE);
+    s.push_str("$result = @()\n");
+    s.push_str("foreach ($pool in @(Get-ChildItem -Path 'IIS:\\AppPools')) {\n");
+    s.push_str(&workers_into("workers", "$pool.Name", "    "));
+    s.push_str(
+        "    $result += [pscustomobject]@{ name = $pool.Name; state = [string]$pool.State; workers = $workers }\n}\n",
+    );
+    s.push_str(
+        "ConvertTo-Json -InputObject ([pscustomobject]@{ pools = @($result) }) -Depth 5 -Compress\n",
+    );
+    s
+}
+
+/// The pool list literal: `@('A', 'B')`.
+fn pool_list(pools: &[AppPool]) -> String {
+    let quoted: Vec<String> = pools.iter().map(|p| ps_quote(p.as_str())).collect();
+    format!("@({})", quoted.join(", "))
+}
+
+/// Overlapped recycle of `pools`, one after the other, with the workers before and after each.
+///
+/// Names are matched against the server's pools with `-eq` (case-insensitive, like IIS); a pool
+/// the server lacks is reported in `missing`, not fatal; a pool that fails to recycle carries
+/// the error text. Prints `{"requested":…,"pools":[{"name","state","before","after","error"}],
+/// "missing":[…]}` with `requested` taken from the server clock before the first recycle.
+pub fn recycle_pools(pools: &[AppPool]) -> String {
+    let mut s = String::from(PROLOGUE);
+    s.push_str("$present = @(Get-ChildItem -Path 'IIS:\\AppPools')\n");
+    s.push_str("$requested = [DateTime]::UtcNow.ToString('o')\n");
+    s.push_str("$result = @()\n$missing = @()\n");
+    s.push_str(&format!("foreach ($want in {}) {{\n", pool_list(pools)));
+    s.push_str("    $name = $null\n");
+    s.push_str("    foreach ($p in $present) { if ($p.Name -eq $want) { $name = $p.Name } }\n");
+    s.push_str("    if ($null -eq $name) { $missing += $want }\n    else {\n");
+    s.push_str(&workers_into("before", "$name", "        "));
+    s.push_str(
+        "        try { Restart-WebAppPool -Name $name; $failure = $null } catch { $failure = $_.Exception.Message }\n",
+    );
+    s.push_str(&workers_into("after", "$name", "        "));
+    s.push_str(
+        "        $result += [pscustomobject]@{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $failure }\n",
+    );
+    s.push_str("    }\n}\n");
+    s.push_str(
+        "ConvertTo-Json -InputObject ([pscustomobject]@{ requested = $requested; pools = @($result); missing = @($missing) }) -Depth 5 -Compress\n",
+    );
+    s
+}
+
+/// `iisreset /noforce` (or `iisreset` when `force`), with every pool's workers before and after.
+///
+/// Prints `{"requested":…,"exitCode":…,"output":…,"before":[{"name","workers"}],
+/// "pools":[{"name","state","workers"}]}`.
+pub fn iis_reset(force: bool) -> String {
+    let mut s = String::from(PROLOGUE);
+    s.push_str("$requested = [DateTime]::UtcNow.ToString('o')\n");
+    s.push_str("$before = @()\n");
+    s.push_str("foreach ($pool in @(Get-ChildItem -Path 'IIS:\\AppPools')) {\n");
+    s.push_str(&workers_into("workers", "$pool.Name", "    "));
+    s.push_str("    $before += [pscustomobject]@{ name = $pool.Name; workers = $workers }\n}\n");
+    if force {
+        s.push_str("$out = (iisreset | Out-String)\n");
+    } else {
+        s.push_str("$out = (iisreset /noforce | Out-String)\n");
+    }
+    s.push_str("$code = $LASTEXITCODE\n");
+    s.push_str("$pools = @()\n");
+    s.push_str("foreach ($pool in @(Get-ChildItem -Path 'IIS:\\AppPools')) {\n");
+    s.push_str(&workers_into("workers", "$pool.Name", "    "));
+    s.push_str(
+        "    $pools += [pscustomobject]@{ name = $pool.Name; state = [string]$pool.State; workers = $workers }\n}\n",
+    );
+    s.push_str(
+        "ConvertTo-Json -InputObject ([pscustomobject]@{ requested = $requested; exitCode = [int]$code; output = $out; before = @($before); pools = @($pools) }) -Depth 5 -Compress\n",
+    );
+    s
+}
+
+fn read_ttl_tail() -> String {
+    format!(
+        "$item = Get-ItemProperty -Path {} -Name 'UserTokenTTL' -ErrorAction SilentlyContinue\n\
+         $ttl = $null\n\
+         if ($null -ne $item) {{ $ttl = [int]$item.UserTokenTTL }}\n\
+         ConvertTo-Json -InputObject ([pscustomobject]@{{ userTokenTtl = $ttl }}) -Compress\n",
+        ps_quote(INETINFO_PARAMETERS)
+    )
+}
+
+/// Reads `UserTokenTTL`. Prints `{"userTokenTtl":<int or null>}` (`null` = absent: IIS uses
+/// 900 seconds).
+pub fn read_token_ttl() -> String {
+    let mut s = String::from("$ErrorActionPreference = 'Stop'\n");
+    s.push_str(&read_ttl_tail());
+    s
+}
+
+/// Writes `UserTokenTTL` (a `DWORD`, seconds; at most [`MAX_TOKEN_TTL_SECS`], larger values
+/// are clamped) and reads it back like [`read_token_ttl`].
+pub fn set_token_ttl(secs: u32) -> String {
+    let secs = secs.min(MAX_TOKEN_TTL_SECS);
+    let mut s = String::from("$ErrorActionPreference = 'Stop'\n");
+    s.push_str(&format!(
+        "New-ItemProperty -Path {} -Name 'UserTokenTTL' -PropertyType DWord -Value {secs} -Force | Out-Null\n",
+        ps_quote(INETINFO_PARAMETERS)
+    ));
+    s.push_str(&read_ttl_tail());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn quotes_double_every_single_quote_kind() {
+        assert_eq!(ps_quote("a'b"), "'a''b'");
+        assert_eq!(ps_quote("a\u{2019}b"), "'a\u{2019}\u{2019}b'");
+        assert_eq!(ps_quote(""), "''");
+        assert_eq!(ps_unquote("'a''b'").as_deref(), Some("a'b"));
+        assert_eq!(ps_unquote("'a'b'"), None);
+        assert_eq!(ps_unquote("a"), None);
+    }
+
+    #[test]
+    fn encoding_matches_winrm_rs() {
+        let s = recycle_pools(&[AppPool::from_static("MSExchangeOWAAppPool")]);
+        assert_eq!(encode_command(&s), winrm_rs::encode_powershell_command(&s));
+    }
+
+    #[test]
+    fn largest_command_line_fits_cmd_limit() {
+        // cmd.exe and the WinRS shell cap a command line at 8191 characters.
+        let all: Vec<AppPool> = crate::catalog::entries(crate::catalog::PoolSet::Exchange2013Plus)
+            .into_iter()
+            .map(|e| e.pool)
+            .collect();
+        for s in [recycle_pools(&all), iis_reset(false), list_pools()] {
+            let len: usize = command_line(&s).iter().map(|a| a.len() + 1).sum();
+            assert!(len < 8191, "command line of {len} characters");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quote_round_trips(s in "\\PC{0,40}") {
+            prop_assert_eq!(ps_unquote(&ps_quote(&s)), Some(s));
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! A worker process (w3wp) and its logon-token cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::clock::lock;
+
+/// Windows process ids are multiples of 4; the lab hands them out fleet-wide, never twice.
+static NEXT_PID: AtomicU32 = AtomicU32::new(4_000);
+
+fn next_pid() -> u32 {
+    NEXT_PID.fetch_add(4, Ordering::Relaxed)
+}
+
+/// `UserTokenTTL` when the registry value is absent (IIS default).
+pub const DEFAULT_TOKEN_TTL_SECS: u32 = 900;
+
+/// What the token cache is keyed by: the user name as presented (case-folded, as Windows
+/// compares it) and a SHA-256 of the password. The password itself is never stored.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    user: String,
+    password_sha256: [u8; 32],
+}
+
+impl CacheKey {
+    pub(crate) fn new(user: &str, password: &SecretString) -> Self {
+        let digest = Sha256::digest(password.expose_secret().as_bytes());
+        CacheKey {
+            user: user.to_lowercase(),
+            password_sha256: digest.into(),
+        }
+    }
+}
+
+/// An OWA forms-based session. Real OWA keeps the credentials in the encrypted `cadata`
+/// cookie and decrypts them with a key held by the worker process; the lab keeps them in the
+/// worker instead, so a recycled worker forgets every session, as a real one does.
+pub(crate) struct OwaSession {
+    pub(crate) user: String,
+    pub(crate) password: SecretString,
+}
+
+/// One worker process of an application pool.
+pub(crate) struct Worker {
+    pub(crate) pid: u32,
+    pub(crate) started: DateTime<Utc>,
+    /// Lifetime of an unused cache entry; `None` = never expires (`UserTokenTTL` = 0).
+    ttl: Option<TimeDelta>,
+    cache: Mutex<HashMap<CacheKey, DateTime<Utc>>>,
+    sessions: Mutex<HashMap<String, OwaSession>>,
+    in_flight: AtomicUsize,
+    /// Set by a forced `iisreset`: requests still running on it fail.
+    terminated: AtomicBool,
+}
+
+impl Worker {
+    /// A new worker; `token_ttl` is the registry value it read at start-up.
+    pub(crate) fn start(now: DateTime<Utc>, token_ttl: Option<u32>) -> Arc<Worker> {
+        let secs = token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        Arc::new(Worker {
+            pid: next_pid(),
+            started: now,
+            ttl: (secs != 0).then(|| TimeDelta::seconds(i64::from(secs))),
+            cache: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            terminated: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether `key` holds a live token at `now`; a hit slides the entry's expiry.
+    pub(crate) fn cache_hit(&self, key: &CacheKey, now: DateTime<Utc>) -> bool {
+        let mut cache = lock(&self.cache);
+        let Some(last_used) = cache.get_mut(key) else {
+            return false;
+        };
+        if self.ttl.is_some_and(|ttl| now - *last_used >= ttl) {
+            cache.remove(key);
+            return false;
+        }
+        *last_used = now;
+        true
+    }
+
+    /// Caches a successful logon.
+    pub(crate) fn cache_insert(&self, key: CacheKey, now: DateTime<Utc>) {
+        lock(&self.cache).insert(key, now);
+    }
+
+    /// Number of cached tokens (expired ones included until they are next looked up).
+    pub(crate) fn cached_tokens(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    pub(crate) fn open_session(&self, session: OwaSession) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        lock(&self.sessions).insert(id.clone(), session);
+        id
+    }
+
+    pub(crate) fn session(&self, id: &str) -> Option<(String, SecretString)> {
+        lock(&self.sessions)
+            .get(id)
+            .map(|s| (s.user.clone(), s.password.clone()))
+    }
+
+    pub(crate) fn close_session(&self, id: &str) {
+        lock(&self.sessions).remove(id);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn terminate(&self) {
+        self.terminated.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.terminated.load(Ordering::SeqCst)
+    }
+}
+
+/// A request running on a worker. Taken under the server's state lock, so a recycle either
+/// happens before (the request goes to the new worker) or after (the old worker keeps running
+/// until this is dropped).
+pub(crate) struct InFlight {
+    pub(crate) worker: Arc<Worker>,
+}
+
+impl InFlight {
+    pub(crate) fn enter(worker: &Arc<Worker>) -> InFlight {
+        worker.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            worker: Arc::clone(worker),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.worker.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str, pw: &str) -> CacheKey {
+        CacheKey::new(user, &SecretString::from(pw.to_owned()))
+    }
+
+    #[test]
+    fn sliding_ttl() {
+        let t0 = Utc::now();
+        let w = Worker::start(t0, Some(10));
+        w.cache_insert(key("Bob", "pw"), t0);
+        assert!(w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(9)));
+        assert!(w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(18)));
+        assert!(!w.cache_hit(&key("bob", "other"), t0 + TimeDelta::seconds(18)));
+        assert!(!w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(28)));
+        assert!(!w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(29)));
+    }
+
+    #[test]
+    fn zero_ttl_never_expires_and_pids_are_unique() {
+        let t0 = Utc::now();
+        let w = Worker::start(t0, Some(0));
+        w.cache_insert(key("bob", "pw"), t0);
+        assert!(w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::days(400)));
+        let w2 = Worker::start(t0, None);
+        assert_ne!(w.pid, w2.pid);
+        assert_eq!(w2.ttl, Some(TimeDelta::seconds(900)));
+    }
+}

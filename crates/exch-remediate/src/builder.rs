@@ -1,0 +1,247 @@
+//! `Remediation::builder()`.
+
+use exch_core::{ExchangeServer, Protocol, ServerRoles};
+use exch_directory::{Directory, UserRef};
+use exch_iis::{CacheFlusher, FlushMethod};
+use secrecy::SecretString;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Action, Event, NewPassword, Prober, Remediation, RemediationError, Report, RetryPolicy,
+    Strategy, Timeouts,
+};
+
+/// Which servers to flush.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerSelection {
+    pub(crate) given: Option<Vec<ExchangeServer>>,
+    pub(crate) include: Vec<String>,
+    pub(crate) exclude: Vec<String>,
+    pub(crate) sites: Vec<String>,
+    pub(crate) roles: Option<ServerRoles>,
+}
+
+/// Builds a [`Remediation`]. Required: [`directory`](Self::directory),
+/// [`flusher`](Self::flusher), [`user`](Self::user) and at least one action.
+#[derive(Debug, Default)]
+pub struct RemediationBuilder {
+    directory: Option<Arc<dyn Directory>>,
+    flusher: Option<Arc<dyn CacheFlusher>>,
+    user: Option<String>,
+    disable: bool,
+    reset: Option<NewPassword>,
+    force_reset: bool,
+    selection: ServerSelection,
+    protocols: Option<Vec<Protocol>>,
+    method: FlushMethod,
+    strategy: Strategy,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    cancel: Option<CancellationToken>,
+    events: Option<UnboundedSender<Event>>,
+    probe: Option<(Arc<dyn Prober>, SecretString)>,
+    resume: Option<Report>,
+}
+
+impl RemediationBuilder {
+    /// The directory backend.
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The cache-flushing backend.
+    pub fn flusher(mut self, flusher: Arc<dyn CacheFlusher>) -> Self {
+        self.flusher = Some(flusher);
+        self
+    }
+
+    /// The user: `bob@corp.example`, `CORP\bob`, `bob` or a DN.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Disable the account.
+    pub fn disable(mut self) -> Self {
+        self.disable = true;
+        self
+    }
+
+    /// Reset the password (generated or given).
+    pub fn reset_password(mut self, new: NewPassword) -> Self {
+        self.reset = Some(new);
+        self
+    }
+
+    /// Reset the password again even if the report given to [`resume`](Self::resume) says an
+    /// earlier run already did.
+    pub fn force_reset(mut self) -> Self {
+        self.force_reset = true;
+        self
+    }
+
+    /// Flush exactly these servers instead of discovering them from the directory.
+    pub fn servers(mut self, servers: Vec<ExchangeServer>) -> Self {
+        self.selection.given = Some(servers);
+        self
+    }
+
+    /// Only servers with these names (case-insensitive; repeatable).
+    pub fn include_server(mut self, name: impl Into<String>) -> Self {
+        self.selection.include.push(name.into());
+        self
+    }
+
+    /// Never these servers (case-insensitive; repeatable).
+    pub fn exclude_server(mut self, name: impl Into<String>) -> Self {
+        self.selection.exclude.push(name.into());
+        self
+    }
+
+    /// Only servers in these AD sites (repeatable).
+    pub fn site(mut self, site: impl Into<String>) -> Self {
+        self.selection.sites.push(site.into());
+        self
+    }
+
+    /// Only servers with any of these roles.
+    pub fn roles(mut self, roles: ServerRoles) -> Self {
+        self.selection.roles = Some(roles);
+        self
+    }
+
+    /// Only the pools that serve these protocols (default: the catalog's default set).
+    pub fn protocols(mut self, protocols: &[Protocol]) -> Self {
+        self.protocols = Some(protocols.to_vec());
+        self
+    }
+
+    /// How to flush (default: overlapped recycle of the catalog's pools).
+    pub fn method(mut self, method: FlushMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Parallel (default, 64 in flight) or rolling.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Time limits.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Retries of transient errors.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Cancellation: servers not yet started are skipped, flushes in flight finish (bounded by
+    /// the per-server timeout), and the report says what was done.
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Progress events.
+    pub fn events(mut self, tx: UnboundedSender<Event>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// After the flush, log on to every flushed server's endpoints with the **old** password and
+    /// require refusal.
+    pub fn probe_old_password(mut self, prober: Arc<dyn Prober>, old_password: SecretString) -> Self {
+        self.probe = Some((prober, old_password));
+        self
+    }
+
+    /// Continue after an earlier run: actions it applied are not repeated (unless
+    /// [`force_reset`](Self::force_reset)) and servers it proved flushed are skipped.
+    pub fn resume(mut self, earlier: Report) -> Self {
+        self.resume = Some(earlier);
+        self
+    }
+
+    /// Validates the input. Nothing is contacted.
+    pub fn build(self) -> Result<Remediation, RemediationError> {
+        let directory = self
+            .directory
+            .ok_or_else(|| RemediationError::invalid("builder", "no directory: call .directory(..)"))?;
+        let flusher = self
+            .flusher
+            .ok_or_else(|| RemediationError::invalid("builder", "no flusher: call .flusher(..)"))?;
+        let user_text = self
+            .user
+            .ok_or_else(|| RemediationError::invalid("builder", "no user: call .user(\"bob@corp.example\")"))?;
+        let user = UserRef::parse(&user_text)?;
+        let mut actions = Vec::new();
+        if self.disable {
+            actions.push(Action::Disable);
+        }
+        let mut new_password = None;
+        match self.reset {
+            Some(NewPassword::Generate) => {
+                actions.push(Action::ResetPassword);
+                new_password = Some(exch_directory::generate_password());
+            }
+            Some(NewPassword::Given(p)) => {
+                actions.push(Action::ResetPassword);
+                new_password = Some(p);
+            }
+            None => {}
+        }
+        if actions.is_empty() {
+            return Err(RemediationError::invalid(
+                "actions",
+                "nothing to do: call .disable() and/or .reset_password(..)",
+            ));
+        }
+        if self.strategy.concurrency() == 0 {
+            return Err(RemediationError::invalid(
+                "strategy",
+                "max_in_flight / batch must be at least 1",
+            ));
+        }
+        if self.retry.attempts == 0 {
+            return Err(RemediationError::invalid("retry", "attempts must be at least 1"));
+        }
+        if let Some(earlier) = &self.resume {
+            if earlier.user != user_text {
+                return Err(RemediationError::invalid(
+                    "resume",
+                    format!(
+                        "the earlier report is for {:?}, not {:?}; pass the report of the same user",
+                        earlier.user, user_text
+                    ),
+                ));
+            }
+        }
+        Ok(Remediation {
+            directory,
+            flusher,
+            user_text,
+            user,
+            actions,
+            new_password,
+            force_reset: self.force_reset,
+            selection: self.selection,
+            protocols: self.protocols,
+            method: self.method,
+            strategy: self.strategy,
+            timeouts: self.timeouts,
+            retry: self.retry,
+            cancel: self.cancel.unwrap_or_default(),
+            events: self.events,
+            probe: self.probe,
+            resume: self.resume,
+        })
+    }
+}

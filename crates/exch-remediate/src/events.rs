@@ -1,0 +1,63 @@
+//! Progress events, for progress bars and logs.
+
+use serde::Serialize;
+use std::time::Duration;
+
+use crate::Step;
+
+/// One progress event. Sent on the channel given to
+/// [`crate::RemediationBuilder::events`]; a slow or dropped receiver never blocks the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A step started.
+    StepStarted {
+        /// The step.
+        step: Step,
+    },
+    /// A step finished.
+    StepFinished {
+        /// The step.
+        step: Step,
+        /// Whether it fully succeeded.
+        ok: bool,
+    },
+    /// A domain controller shows the change.
+    DcConverged {
+        /// DC name.
+        dc: String,
+        /// Time since the change.
+        #[serde(with = "crate::report::duration_ms")]
+        after: Duration,
+    },
+    /// A server's flush started.
+    ServerStarted {
+        /// Server name.
+        server: String,
+    },
+    /// A server's flush finished.
+    ServerFinished {
+        /// Server name.
+        server: String,
+        /// Whether the flush was proven.
+        proven: bool,
+    },
+    /// An operation is retried after a transient error.
+    Retry {
+        /// What is retried (server or DC name).
+        target: String,
+        /// Attempt number that failed (1-based).
+        attempt: u32,
+        /// Delay before the next attempt.
+        #[serde(with = "crate::report::duration_ms")]
+        delay: Duration,
+        /// The error.
+        error: String,
+    },
+    /// Something the operator should know.
+    Warning {
+        /// The message.
+        message: String,
+    },
+}

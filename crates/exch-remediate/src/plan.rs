@@ -1,0 +1,131 @@
+//! The dry run: what `execute` will do, computed without changing anything.
+
+use exch_core::{AppPool, ExchangeServer, Protocol};
+use exch_iis::FlushMethod;
+use serde::{Deserialize, Serialize};
+
+use crate::{Action, Step, Strategy};
+
+/// One pool the plan will recycle on a server, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedPool {
+    /// The pool.
+    pub pool: AppPool,
+    /// The protocols whose logon tokens it caches (their users reconnect once).
+    pub protocols: Vec<Protocol>,
+}
+
+/// One server in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedServer {
+    /// The server.
+    pub server: ExchangeServer,
+    /// Pools to recycle (empty for `iisreset` or when skipped).
+    pub pools: Vec<PlannedPool>,
+    /// Why this server is in the plan or why it is skipped.
+    pub why: String,
+    /// `Some(reason)` when the server will not be flushed (Edge, excluded, done in an earlier run).
+    pub skip: Option<String>,
+}
+
+impl PlannedServer {
+    /// Whether the server will be flushed.
+    pub fn is_flushed(&self) -> bool {
+        self.skip.is_none()
+    }
+}
+
+/// The account as the plan found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAccount {
+    /// Distinguished name.
+    pub dn: String,
+    /// `sAMAccountName`.
+    pub sam_account_name: String,
+    /// `userPrincipalName`.
+    pub user_principal_name: Option<String>,
+    /// Whether it is disabled now.
+    pub disabled_now: bool,
+}
+
+/// What `execute` will do. Serializable; contains no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The user as given.
+    pub user: String,
+    /// The account found.
+    pub account: PlannedAccount,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Directory actions in order, with whether an earlier run already did them.
+    pub actions: Vec<PlannedAction>,
+    /// Domain controllers whose convergence will be awaited.
+    pub domain_controllers: Vec<String>,
+    /// Servers, flushed or skipped.
+    pub servers: Vec<PlannedServer>,
+    /// How caches are flushed.
+    pub method: FlushMethod,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Whether the old credentials will be probed after the flush.
+    pub probe_old_credentials: bool,
+    /// The expected impact, one line per server: which protocols' users reconnect.
+    pub impact: Vec<String>,
+}
+
+/// A directory action in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAction {
+    /// The action.
+    pub action: Action,
+    /// Skipped because an earlier run (given to `resume`) already applied it.
+    pub done_earlier: bool,
+    /// Nothing to do: it is already so (e.g. already disabled).
+    pub already_so: bool,
+}
+
+impl Plan {
+    /// Servers that will be flushed.
+    pub fn flushed_servers(&self) -> impl Iterator<Item = &PlannedServer> {
+        self.servers.iter().filter(|s| s.is_flushed())
+    }
+
+    /// A human summary.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "Plan for {} ({})", self.user, self.account.dn);
+        for a in &self.actions {
+            let note = if a.done_earlier {
+                " (done in an earlier run: skipped)"
+            } else if a.already_so {
+                " (already so)"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "  {:?}{note}", a.action);
+        }
+        let _ = writeln!(
+            s,
+            "  wait for {} domain controller(s): {}",
+            self.domain_controllers.len(),
+            self.domain_controllers.join(", ")
+        );
+        let _ = writeln!(s, "  flush: {:?}, strategy {:?}", self.method, self.strategy);
+        for srv in &self.servers {
+            match &srv.skip {
+                Some(r) => {
+                    let _ = writeln!(s, "  {}: skip ({r})", srv.server.name);
+                }
+                None => {
+                    let pools: Vec<&str> = srv.pools.iter().map(|p| p.pool.as_str()).collect();
+                    let _ = writeln!(s, "  {}: {} [{}]", srv.server.name, srv.why, pools.join(", "));
+                }
+            }
+        }
+        for line in &self.impact {
+            let _ = writeln!(s, "  impact: {line}");
+        }
+        s
+    }
+}

@@ -1,0 +1,34 @@
+//! Proving the old credentials are refused: logons against each server's endpoints.
+
+use async_trait::async_trait;
+use exch_core::{ExchangeServer, Protocol};
+use secrecy::SecretString;
+use std::fmt::Debug;
+
+/// What a logon attempt with the old credentials got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProbeResult {
+    /// The logon was refused (what remediation wants).
+    Refused(String),
+    /// The logon was accepted: the old credentials still work.
+    Accepted(String),
+    /// The endpoint could not be asked (neither refused nor accepted).
+    Error(String),
+}
+
+/// Tries a logon on one server and protocol. Backends: [`HttpProber`], or your own.
+#[async_trait]
+pub trait Prober: Debug + Send + Sync + 'static {
+    /// Attempts a logon to `protocol` on `server` as `user` with `password`.
+    async fn probe(
+        &self,
+        server: &ExchangeServer,
+        protocol: Protocol,
+        user: &str,
+        password: &SecretString,
+    ) -> ProbeResult;
+}
+
+mod http;
+pub use http::HttpProber;

@@ -1,0 +1,126 @@
+//! HTTP logons as clients do them: Basic for EWS, ActiveSync, MAPI/HTTP and RPC/HTTP; the OWA form.
+
+use async_trait::async_trait;
+use exch_core::{ExchangeServer, Protocol};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{ProbeResult, Prober};
+
+/// Probes Exchange's HTTP endpoints with real logons (reqwest, rustls).
+///
+/// The base URL of a server is `https://<fqdn>` unless overridden with
+/// [`HttpProber::base_url`] (the lab serves each server on its own loopback port).
+#[derive(Debug, Clone)]
+pub struct HttpProber {
+    client: reqwest::Client,
+    overrides: HashMap<String, String>,
+}
+
+impl HttpProber {
+    /// A prober that verifies TLS certificates with the system roots, 10 s per request.
+    pub fn new() -> Result<Self, String> {
+        Self::with_client(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        )
+    }
+
+    /// A prober with your own client (custom CA, proxy, timeouts). Redirects must not be followed.
+    pub fn with_client(client: reqwest::Client) -> Result<Self, String> {
+        Ok(HttpProber {
+            client,
+            overrides: HashMap::new(),
+        })
+    }
+
+    /// Uses `base` (e.g. `http://127.0.0.1:50123`) for the server named `server`.
+    pub fn base_url(mut self, server: impl Into<String>, base: impl Into<String>) -> Self {
+        self.overrides
+            .insert(server.into().to_ascii_lowercase(), base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    fn base(&self, server: &ExchangeServer) -> String {
+        self.overrides
+            .get(&server.name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| format!("https://{}", server.fqdn))
+    }
+}
+
+/// The endpoint a client logs on to, per protocol.
+fn logon_path(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Mapi => "/mapi/emsmdb",
+        Protocol::Owa => "/owa/auth.owa",
+        other => other.path(),
+    }
+}
+
+#[async_trait]
+impl Prober for HttpProber {
+    async fn probe(
+        &self,
+        server: &ExchangeServer,
+        protocol: Protocol,
+        user: &str,
+        password: &SecretString,
+    ) -> ProbeResult {
+        let url = format!("{}{}", self.base(server), logon_path(protocol));
+        let request = if protocol == Protocol::Owa {
+            let dest = format!("{}/owa/", self.base(server));
+            self.client.post(&url).form(&[
+                ("destination", dest.as_str()),
+                ("flags", "4"),
+                ("forcedownlevel", "0"),
+                ("username", user),
+                ("password", password.expose_secret()),
+                ("isUtf8", "1"),
+            ])
+        } else {
+            self.client
+                .get(&url)
+                .basic_auth(user, Some(password.expose_secret()))
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            // reqwest errors carry the URL, never the credentials.
+            Err(e) => return ProbeResult::Error(format!("{url}: {e}")),
+        };
+        let status = response.status();
+        if protocol == Protocol::Owa {
+            // Exchange answers a form logon with 302: to the mailbox with session cookies on
+            // success, back to logon.aspx?reason=… on failure.
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let session = response
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .any(|c| c.to_str().map(|c| c.to_ascii_lowercase().starts_with("cadata")).unwrap_or(false));
+            return if status.is_redirection() && location.contains("logon.aspx") {
+                ProbeResult::Refused(format!("{url}: HTTP {status}, back to the logon page"))
+            } else if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                ProbeResult::Refused(format!("{url}: HTTP {status}"))
+            } else if session || status.is_success() || status.is_redirection() {
+                ProbeResult::Accepted(format!("{url}: HTTP {status}, session granted"))
+            } else {
+                ProbeResult::Error(format!("{url}: HTTP {status}"))
+            };
+        }
+        match status.as_u16() {
+            401 | 403 => ProbeResult::Refused(format!("{url}: HTTP {status}")),
+            200..=299 => ProbeResult::Accepted(format!("{url}: HTTP {status}")),
+            _ => ProbeResult::Error(format!("{url}: HTTP {status}")),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! What a remediation did, step by step and server by server.
+
+use chrono::{DateTime, Utc};
+use exch_directory::ChangeOutcome;
+use exch_iis::FlushReport;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::{Action, Step};
+
+/// Overall result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every step verified: the change is on every reachable DC, every server's flush is proven
+    /// (and, when asked, every probe with the old credentials was refused).
+    Revoked,
+    /// The directory change is applied but something was not verified; see `reasons` and
+    /// `servers_to_retry`. Run again (with [`crate::RemediationBuilder::resume`]) to finish.
+    Partial,
+    /// The directory change itself failed or was not attempted.
+    Failed,
+}
+
+/// Result of one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step.
+    pub step: Step,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// How long it took.
+    #[serde(with = "duration_ms")]
+    pub elapsed: Duration,
+    /// Whether it fully succeeded.
+    pub ok: bool,
+    /// One line on what happened.
+    pub detail: String,
+}
+
+/// What happened to one directory action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// The action.
+    pub action: Action,
+    /// Applied, already so, or `None` when it failed / was skipped.
+    pub outcome: Option<ChangeOutcome>,
+    /// Error text, when it failed.
+    pub error: Option<String>,
+    /// Skipped because a previous run already did it (see `resume`).
+    pub done_earlier: bool,
+}
+
+/// Convergence on one domain controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DcRecord {
+    /// DC name.
+    pub dc: String,
+    /// Whether it shows the change.
+    pub converged: bool,
+    /// Time from the change until it showed it.
+    #[serde(with = "opt_duration_ms")]
+    pub after: Option<Duration>,
+    /// Reads made.
+    pub reads: u32,
+    /// Last error or why not converged.
+    pub error: Option<String>,
+}
+
+/// Per-server outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerOutcome {
+    /// Flushed and proven (new workers on every pool).
+    Flushed {
+        /// The flush report.
+        flush: FlushReport,
+        /// Attempts used.
+        attempts: u32,
+    },
+    /// Flushed, but not every pool is proven.
+    Unproven {
+        /// The flush report.
+        flush: FlushReport,
+        /// Attempts used.
+        attempts: u32,
+        /// Which pools are not proven and why.
+        reason: String,
+    },
+    /// The flush failed.
+    Failed {
+        /// Error kind (`Unreachable`, `Timeout`, `Unauthenticated`, …).
+        kind: String,
+        /// Error text (names the server, never a credential).
+        error: String,
+        /// Attempts used.
+        attempts: u32,
+    },
+    /// Not attempted.
+    Skipped {
+        /// Why (cancelled, Edge server, directory change failed, …).
+        reason: String,
+    },
+}
+
+impl ServerOutcome {
+    /// Whether the server's caches are proven flushed.
+    pub fn is_proven(&self) -> bool {
+        matches!(self, ServerOutcome::Flushed { .. })
+    }
+}
+
+/// Result of probing one endpoint with the old credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Protocol probed.
+    pub protocol: exch_core::Protocol,
+    /// Whether the old credentials were refused (what we want).
+    pub refused: bool,
+    /// Detail (HTTP status, error).
+    pub detail: String,
+}
+
+/// One server's record in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    /// Server name.
+    pub server: String,
+    /// Its FQDN.
+    pub fqdn: String,
+    /// The outcome.
+    pub outcome: ServerOutcome,
+    /// Probes with the old credentials, when asked.
+    pub probes: Vec<ProbeRecord>,
+    /// Wall time spent on this server.
+    #[serde(with = "duration_ms")]
+    pub elapsed: Duration,
+}
+
+/// The report of one `execute`. Serializes to JSON; contains no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Overall outcome.
+    pub outcome: Outcome,
+    /// The account (DN) acted on, if found.
+    pub account: Option<String>,
+    /// The user as given.
+    pub user: String,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// Total wall time.
+    #[serde(with = "duration_ms")]
+    pub elapsed: Duration,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+    /// Directory actions.
+    pub actions: Vec<ActionRecord>,
+    /// Convergence per DC.
+    pub domain_controllers: Vec<DcRecord>,
+    /// Per server.
+    pub servers: Vec<ServerRecord>,
+    /// Why the outcome is not `Revoked` (empty when it is).
+    pub reasons: Vec<String>,
+    /// Servers whose flush must be rerun.
+    pub servers_to_retry: Vec<String>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// A short human summary (one line per server plus the outcome).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:?}: {} in {:.2}s ({} servers, {} DCs)",
+            self.outcome,
+            self.account.as_deref().unwrap_or(&self.user),
+            self.elapsed.as_secs_f64(),
+            self.servers.len(),
+            self.domain_controllers.len()
+        );
+        for a in &self.actions {
+            let what = match (&a.outcome, &a.error, a.done_earlier) {
+                (_, _, true) => "done in an earlier run".to_owned(),
+                (Some(o), _, _) => format!("{o:?}"),
+                (None, Some(e), _) => format!("FAILED: {e}"),
+                (None, None, _) => "not attempted".to_owned(),
+            };
+            let _ = writeln!(s, "  {:?}: {what}", a.action);
+        }
+        for dc in &self.domain_controllers {
+            let _ = writeln!(
+                s,
+                "  DC {}: {}",
+                dc.dc,
+                if dc.converged {
+                    format!("converged after {:?} ({} reads)", dc.after.unwrap_or_default(), dc.reads)
+                } else {
+                    format!("NOT converged: {}", dc.error.as_deref().unwrap_or("timeout"))
+                }
+            );
+        }
+        for srv in &self.servers {
+            let line = match &srv.outcome {
+                ServerOutcome::Flushed { flush, attempts } => format!(
+                    "flushed {} pools, proven ({} round trips, {} attempt(s))",
+                    flush.pools.len(),
+                    flush.round_trips,
+                    attempts
+                ),
+                ServerOutcome::Unproven { reason, .. } => format!("NOT PROVEN: {reason}"),
+                ServerOutcome::Failed { kind, error, .. } => format!("FAILED ({kind}): {error}"),
+                ServerOutcome::Skipped { reason } => format!("skipped: {reason}"),
+            };
+            let refused = srv.probes.iter().filter(|p| p.refused).count();
+            let probes = if srv.probes.is_empty() {
+                String::new()
+            } else {
+                format!("; old credentials refused on {refused}/{} endpoints", srv.probes.len())
+            };
+            let _ = writeln!(s, "  {}: {line}{probes} [{:.0} ms]", srv.server, srv.elapsed.as_secs_f64() * 1e3);
+        }
+        for r in &self.reasons {
+            let _ = writeln!(s, "  reason: {r}");
+        }
+        s
+    }
+}
+
+pub(crate) mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+pub(crate) mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

@@ -1,0 +1,807 @@
+//! `plan()` and `execute()`.
+
+use chrono::Utc;
+use exch_core::{ExchangeServer, Protocol};
+use exch_directory::{Account, DirectoryError, DomainController};
+use exch_iis::{FlushMethod, IisError};
+use futures::StreamExt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+use crate::plan::{PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
+use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
+use crate::{
+    Action, Event, Outcome, Plan, ProbeResult, Remediation, RemediationError, Report,
+    ServerOutcome, Step,
+};
+
+/// Protocols whose logon can be probed over HTTP with a user name and password.
+const PROBED: [Protocol; 5] = [
+    Protocol::Owa,
+    Protocol::Ews,
+    Protocol::Eas,
+    Protocol::Mapi,
+    Protocol::RpcHttp,
+];
+
+impl Remediation {
+    /// The dry run: finds the account, the domain controllers and the servers, and says what
+    /// [`execute`](Self::execute) will do. Reads only; needs no write permission.
+    pub async fn plan(&self) -> Result<Plan, RemediationError> {
+        let span = tracing::info_span!("plan", user = %self.user_text);
+        async {
+            let account = self.dir(self.directory.find_account(&self.user)).await?;
+            let dcs = self.dir(self.directory.domain_controllers()).await?;
+            let servers = match &self.selection.given {
+                Some(given) => given.clone(),
+                None => self.dir(self.directory.exchange_servers()).await?,
+            };
+            let mut planned: Vec<PlannedServer> =
+                servers.into_iter().map(|s| self.plan_server(s)).collect();
+            planned.sort_by(|a, b| a.server.name.cmp(&b.server.name));
+            for name in self.selection.include.iter() {
+                if !planned.iter().any(|p| p.server.name.eq_ignore_ascii_case(name)) {
+                    return Err(RemediationError::invalid(
+                        format!("server {name:?}"),
+                        "asked for with include_server, but the directory has no such Exchange server",
+                    ));
+                }
+            }
+            let actions = self
+                .actions
+                .iter()
+                .map(|&action| PlannedAction {
+                    action,
+                    done_earlier: self.done_earlier(action),
+                    already_so: action == Action::Disable && account.is_disabled(),
+                })
+                .collect();
+            let impact = planned
+                .iter()
+                .filter(|p| p.is_flushed())
+                .map(|p| self.impact_line(p))
+                .collect();
+            let mut steps = vec![Step::FindAccount, Step::ChangeDirectory, Step::Converge, Step::Flush];
+            if self.probe.is_some() {
+                steps.push(Step::Probe);
+            }
+            Ok(Plan {
+                user: self.user_text.clone(),
+                account: PlannedAccount {
+                    dn: account.dn.to_string(),
+                    sam_account_name: account.sam_account_name.clone(),
+                    user_principal_name: account.user_principal_name.clone(),
+                    disabled_now: account.is_disabled(),
+                },
+                steps,
+                actions,
+                domain_controllers: dcs.iter().map(|d| d.name.clone()).collect(),
+                servers: planned,
+                method: self.method.clone(),
+                strategy: self.strategy,
+                probe_old_credentials: self.probe.is_some(),
+                impact,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn done_earlier(&self, action: Action) -> bool {
+        let Some(earlier) = &self.resume else {
+            return false;
+        };
+        if action == Action::ResetPassword && self.force_reset {
+            return false;
+        }
+        earlier
+            .actions
+            .iter()
+            .any(|a| a.action == action && (a.outcome.is_some() || a.done_earlier))
+    }
+
+    fn plan_server(&self, server: ExchangeServer) -> PlannedServer {
+        let sel = &self.selection;
+        let name = server.name.clone();
+        let skip = if server.is_edge() {
+            Some("Edge Transport server: not domain-joined, no IIS logon caches".to_owned())
+        } else if sel.exclude.iter().any(|e| e.eq_ignore_ascii_case(&name)) {
+            Some("excluded by the caller".to_owned())
+        } else if !sel.include.is_empty() && !sel.include.iter().any(|i| i.eq_ignore_ascii_case(&name)) {
+            Some("not in the caller's include list".to_owned())
+        } else if !sel.sites.is_empty()
+            && !server
+                .site
+                .as_ref()
+                .is_some_and(|s| sel.sites.iter().any(|x| x.eq_ignore_ascii_case(s)))
+        {
+            Some(format!("site {} not selected", server.site.as_deref().unwrap_or("(unknown)")))
+        } else if sel.roles.is_some_and(|r| !server.roles.intersects(r)) {
+            Some(format!("roles {} not selected", server.roles))
+        } else if self.proven_earlier(&name) {
+            Some("flush proven in an earlier run".to_owned())
+        } else {
+            None
+        };
+        let pools = if skip.is_some() {
+            Vec::new()
+        } else {
+            self.pools_for(&server)
+        };
+        let why = match (&self.method, server.version) {
+            (FlushMethod::IisReset { force }, _) => format!(
+                "iisreset{} (every pool restarts)",
+                if *force { "" } else { " /noforce" }
+            ),
+            (_, Some(v)) => format!("{} {}: recycle the pools that cache logons", v.product(), v),
+            (_, None) => "version unknown: recycle the Exchange 2013+ pool set".to_owned(),
+        };
+        PlannedServer {
+            server,
+            pools,
+            why,
+            skip,
+        }
+    }
+
+    fn proven_earlier(&self, server: &str) -> bool {
+        self.resume.as_ref().is_some_and(|r| {
+            r.servers.iter().any(|s| {
+                s.server.eq_ignore_ascii_case(server)
+                    && (s.outcome.is_proven()
+                        || matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason.contains("earlier run")))
+            })
+        })
+    }
+
+    fn pools_for(&self, server: &ExchangeServer) -> Vec<PlannedPool> {
+        let catalog = exch_iis::catalog::pools_for(server, self.protocols.as_deref());
+        match &self.method {
+            FlushMethod::IisReset { .. } => Vec::new(),
+            FlushMethod::RecycleAppPools(pools) if !pools.is_empty() => pools
+                .iter()
+                .map(|p| PlannedPool {
+                    pool: p.clone(),
+                    protocols: catalog
+                        .iter()
+                        .find(|e| &e.pool == p)
+                        .map(|e| e.protocols.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            FlushMethod::RecycleAppPools(_) => catalog
+                .into_iter()
+                .filter(|e| e.default || self.protocols.is_some())
+                .map(|e| PlannedPool {
+                    pool: e.pool,
+                    protocols: e.protocols,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn impact_line(&self, p: &PlannedServer) -> String {
+        match &self.method {
+            FlushMethod::IisReset { .. } => format!(
+                "{}: every user of every protocol is disconnected while IIS restarts",
+                p.server.name
+            ),
+            _ => {
+                let mut protocols: Vec<Protocol> =
+                    p.pools.iter().flat_map(|x| x.protocols.iter().copied()).collect();
+                protocols.sort();
+                protocols.dedup();
+                let list: Vec<&str> = protocols.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "{}: {} users reconnect once (overlapped recycle: requests in flight complete)",
+                    p.server.name,
+                    if list.is_empty() { "no".to_owned() } else { list.join(", ") }
+                )
+            }
+        }
+    }
+
+    /// Runs the plan and reports. Never returns early with an error: every failure is in the
+    /// report, per step and per server. `Revoked` only when every step was verified.
+    pub async fn execute(&self, plan: &Plan) -> Report {
+        let span = tracing::info_span!("execute", user = %self.user_text);
+        Run::new(self, plan).go().instrument(span).await
+    }
+
+    async fn dir<T>(&self, fut: impl Future<Output = Result<T, DirectoryError>>) -> Result<T, DirectoryError> {
+        match tokio::time::timeout(self.timeouts.directory, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(DirectoryError::Timeout {
+                operation: "directory operation".into(),
+                url: "(directory)".into(),
+                after: self.timeouts.directory,
+            }),
+        }
+    }
+
+    /// A directory operation with retries of transient errors.
+    async fn dir_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, DirectoryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DirectoryError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.dir(op()).await {
+                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
+                    let delay = self.retry.delay(attempt);
+                    self.emit(Event::Retry {
+                        target: what.to_owned(),
+                        attempt,
+                        delay,
+                        error: e.to_string(),
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// State of one `execute`.
+struct Run<'a> {
+    r: &'a Remediation,
+    plan: &'a Plan,
+    started: Instant,
+    report: Report,
+}
+
+impl<'a> Run<'a> {
+    fn new(r: &'a Remediation, plan: &'a Plan) -> Self {
+        Run {
+            r,
+            plan,
+            started: Instant::now(),
+            report: Report {
+                outcome: Outcome::Failed,
+                account: None,
+                user: r.user_text.clone(),
+                started: Utc::now(),
+                elapsed: Duration::ZERO,
+                steps: Vec::new(),
+                actions: Vec::new(),
+                domain_controllers: Vec::new(),
+                servers: Vec::new(),
+                reasons: Vec::new(),
+                servers_to_retry: Vec::new(),
+                cancelled: false,
+            },
+        }
+    }
+
+    fn step_begin(&self, step: Step) -> (Step, chrono::DateTime<Utc>, Instant) {
+        self.r.emit(Event::StepStarted { step });
+        tracing::info!(?step, "step started");
+        (step, Utc::now(), Instant::now())
+    }
+
+    fn step_end(&mut self, begun: (Step, chrono::DateTime<Utc>, Instant), ok: bool, detail: String) {
+        let (step, started, t) = begun;
+        self.r.emit(Event::StepFinished { step, ok });
+        tracing::info!(?step, ok, %detail, "step finished");
+        self.report.steps.push(StepRecord {
+            step,
+            started,
+            elapsed: t.elapsed(),
+            ok,
+            detail,
+        });
+    }
+
+    fn finish(mut self, outcome: Outcome) -> Report {
+        self.report.outcome = outcome;
+        self.report.elapsed = self.started.elapsed();
+        self.report.cancelled = self.r.cancel.is_cancelled();
+        self.report
+    }
+
+    async fn go(mut self) -> Report {
+        // 1. Find the account again: the plan may be old.
+        let s = self.step_begin(Step::FindAccount);
+        let account = match self.r.dir_retry("find account", || self.r.directory.find_account(&self.r.user)).await {
+            Ok(a) if a.dn.as_str() == self.plan.account.dn => a,
+            Ok(a) => {
+                let msg = format!(
+                    "{} now resolves to {}, not {} as planned; plan again",
+                    self.r.user_text, a.dn, self.plan.account.dn
+                );
+                self.step_end(s, false, msg.clone());
+                self.report.reasons.push(msg);
+                return self.skip_all_servers("account changed since the plan").finish(Outcome::Failed);
+            }
+            Err(e) => {
+                self.step_end(s, false, e.to_string());
+                self.report.reasons.push(format!("cannot find the account: {e}"));
+                return self.skip_all_servers("account not found").finish(Outcome::Failed);
+            }
+        };
+        self.report.account = Some(account.dn.to_string());
+        self.step_end(s, true, account.dn.to_string());
+
+        if self.r.cancel.is_cancelled() {
+            self.report.reasons.push("cancelled before the directory was changed".into());
+            return self.skip_all_servers("cancelled").finish(Outcome::Failed);
+        }
+
+        // 2. Change the directory.
+        let s = self.step_begin(Step::ChangeDirectory);
+        let changed = self.change_directory(&account).await;
+        let applied = self.report.actions.iter().filter(|a| a.outcome.is_some() || a.done_earlier).count();
+        let all_ok = applied == self.report.actions.len();
+        let detail = self
+            .report
+            .actions
+            .iter()
+            .map(|a| match (&a.outcome, &a.error) {
+                _ if a.done_earlier => format!("{:?}: done earlier", a.action),
+                (Some(o), _) => format!("{:?}: {o:?}", a.action),
+                (None, Some(e)) => format!("{:?}: {e}", a.action),
+                (None, None) => format!("{:?}: not attempted", a.action),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.step_end(s, all_ok, detail);
+        if applied == 0 {
+            self.report.reasons.push("no directory change was applied".into());
+            return self.skip_all_servers("the directory change failed").finish(Outcome::Failed);
+        }
+        if !all_ok {
+            self.report.reasons.push("not every directory action was applied".into());
+        }
+
+        // 3. Converge.
+        let s = self.step_begin(Step::Converge);
+        let converged = self.converge(&changed).await;
+        let n_ok = self.report.domain_controllers.iter().filter(|d| d.converged).count();
+        let n = self.report.domain_controllers.len();
+        self.step_end(s, converged, format!("{n_ok}/{n} domain controllers show the change"));
+        if !converged {
+            self.report.reasons.push(format!(
+                "only {n_ok}/{n} domain controllers show the change; caches were flushed anyway, run again after replication"
+            ));
+        }
+
+        // 4. Flush.
+        let s = self.step_begin(Step::Flush);
+        self.flush_all().await;
+        let flushed: Vec<&ServerRecord> = self.report.servers.iter().filter(|s| !matches!(s.outcome, ServerOutcome::Skipped { .. })).collect();
+        let proven = flushed.iter().filter(|s| s.outcome.is_proven()).count();
+        let flush_ok = proven == flushed.len();
+        let detail = format!("{proven}/{} servers proven flushed", flushed.len());
+        self.step_end(s, flush_ok, detail);
+
+        // 5. Probe.
+        if self.r.probe.is_some() {
+            let s = self.step_begin(Step::Probe);
+            let (refused, total) = self.probe_all(&account).await;
+            self.step_end(s, refused == total, format!("old credentials refused on {refused}/{total} endpoints"));
+            if refused != total {
+                self.report.reasons.push(format!(
+                    "old credentials were not refused on {} endpoint(s)",
+                    total - refused
+                ));
+            }
+        }
+
+        for srv in &self.report.servers {
+            let retry = match &srv.outcome {
+                ServerOutcome::Flushed { .. } => srv.probes.iter().any(|p| !p.refused),
+                ServerOutcome::Skipped { reason } => reason == "cancelled",
+                _ => true,
+            };
+            if retry {
+                self.report.servers_to_retry.push(srv.server.clone());
+            }
+        }
+        if !self.report.servers_to_retry.is_empty() {
+            self.report.reasons.push(format!(
+                "servers not proven flushed: {}",
+                self.report.servers_to_retry.join(", ")
+            ));
+        }
+        let flushed_any = self.report.servers.iter().any(|s| s.outcome.is_proven())
+            || self.plan.servers.iter().any(|p| p.skip.as_deref() == Some("flush proven in an earlier run"));
+        if !flushed_any {
+            self.report.reasons.push("no Exchange server was flushed".into());
+        }
+        if self.r.cancel.is_cancelled() {
+            self.report.reasons.push("cancelled".into());
+        }
+        let outcome = if self.report.reasons.is_empty() {
+            Outcome::Revoked
+        } else {
+            Outcome::Partial
+        };
+        self.finish(outcome)
+    }
+
+    fn skip_all_servers(mut self, reason: &str) -> Self {
+        for p in &self.plan.servers {
+            self.report.servers.push(ServerRecord {
+                server: p.server.name.clone(),
+                fqdn: p.server.fqdn.clone(),
+                outcome: ServerOutcome::Skipped {
+                    reason: p.skip.clone().unwrap_or_else(|| reason.to_owned()),
+                },
+                probes: Vec::new(),
+                elapsed: Duration::ZERO,
+            });
+        }
+        self
+    }
+}
+
+/// What convergence must see on every DC.
+struct Expected {
+    disabled: bool,
+    pwd_last_set_at_least: Option<i64>,
+}
+
+impl Run<'_> {
+    async fn change_directory(&mut self, account: &Account) -> Expected {
+        let mut expected = Expected {
+            disabled: false,
+            pwd_last_set_at_least: None,
+        };
+        for planned in &self.plan.actions {
+            let action = planned.action;
+            if action == Action::Disable {
+                expected.disabled = true;
+            }
+            if planned.done_earlier {
+                self.report.actions.push(ActionRecord {
+                    action,
+                    outcome: None,
+                    error: None,
+                    done_earlier: true,
+                });
+                continue;
+            }
+            let result = match action {
+                Action::Disable => {
+                    self.r
+                        .dir_retry("disable", || self.r.directory.disable_account(account))
+                        .await
+                }
+                Action::ResetPassword => match &self.r.new_password {
+                    Some(p) => {
+                        self.r
+                            .dir_retry("reset password", || self.r.directory.reset_password(account, p))
+                            .await
+                    }
+                    None => Err(DirectoryError::InvalidInput {
+                        what: "new password".into(),
+                        reason: "none given".into(),
+                    }),
+                },
+            };
+            match result {
+                Ok(outcome) => {
+                    tracing::info!(?action, ?outcome, "directory action done");
+                    if action == Action::ResetPassword {
+                        // What the DCs must show: the pwdLastSet the writing DC now has.
+                        if let Ok(after) = self.r.dir(self.r.directory.find_account(&self.r.user)).await {
+                            expected.pwd_last_set_at_least = after.pwd_last_set;
+                        }
+                    }
+                    self.report.actions.push(ActionRecord {
+                        action,
+                        outcome: Some(outcome),
+                        error: None,
+                        done_earlier: false,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(?action, error = %e, "directory action failed");
+                    if action == Action::Disable {
+                        expected.disabled = false;
+                    }
+                    self.report.actions.push(ActionRecord {
+                        action,
+                        outcome: None,
+                        error: Some(e.to_string()),
+                        done_earlier: false,
+                    });
+                }
+            }
+        }
+        expected
+    }
+
+    async fn converge(&mut self, expected: &Expected) -> bool {
+        let dn = exch_directory::Dn(self.plan.account.dn.clone());
+        let dcs = match self.r.dir(self.r.directory.domain_controllers()).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.report.domain_controllers.push(DcRecord {
+                    dc: "(discovery)".into(),
+                    converged: false,
+                    after: None,
+                    reads: 0,
+                    error: Some(format!("cannot list domain controllers: {e}")),
+                });
+                return false;
+            }
+        };
+        if dcs.is_empty() {
+            // No DC objects: confirm on the connection that made the change.
+            let t = Instant::now();
+            let ok = match self.r.dir(self.r.directory.find_account(&self.r.user)).await {
+                Ok(a) => shows(&a, expected),
+                Err(_) => false,
+            };
+            self.report.domain_controllers.push(DcRecord {
+                dc: "(bind server)".into(),
+                converged: ok,
+                after: ok.then(|| t.elapsed()),
+                reads: 1,
+                error: (!ok).then(|| "the bind server does not show the change".to_owned()),
+            });
+            return ok;
+        }
+        let deadline = Instant::now() + self.r.timeouts.converge;
+        let t0 = Instant::now();
+        let records = futures::future::join_all(dcs.iter().map(|dc| self.converge_one(dc, &dn, expected, t0, deadline))).await;
+        let all = records.iter().all(|r| r.converged);
+        self.report.domain_controllers = records;
+        all
+    }
+
+    async fn converge_one(
+        &self,
+        dc: &DomainController,
+        dn: &exch_directory::Dn,
+        expected: &Expected,
+        t0: Instant,
+        deadline: Instant,
+    ) -> DcRecord {
+        let mut reads = 0;
+        let mut last_error: Option<String>;
+        loop {
+            reads += 1;
+            match self.r.dir(self.r.directory.account_on(dc, dn)).await {
+                Ok(a) if shows(&a, expected) => {
+                    let after = t0.elapsed();
+                    self.r.emit(Event::DcConverged { dc: dc.name.clone(), after });
+                    return DcRecord {
+                        dc: dc.name.clone(),
+                        converged: true,
+                        after: Some(after),
+                        reads,
+                        error: None,
+                    };
+                }
+                Ok(_) => last_error = Some("does not show the change yet".to_owned()),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            let now = Instant::now();
+            if now >= deadline || self.r.cancel.is_cancelled() {
+                return DcRecord {
+                    dc: dc.name.clone(),
+                    converged: false,
+                    after: None,
+                    reads,
+                    error: Some(format!(
+                        "not converged after {:?}: {}",
+                        self.r.timeouts.converge,
+                        last_error.unwrap_or_default()
+                    )),
+                };
+            }
+            let pause = self.r.timeouts.converge_poll.min(deadline - now);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.r.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    async fn flush_all(&mut self) {
+        let planned: Vec<&PlannedServer> = self.plan.servers.iter().collect();
+        let r = self.r;
+        let records: Vec<ServerRecord> = match r.strategy {
+            crate::Strategy::Parallel { max_in_flight } => {
+                futures::stream::iter(planned.iter().map(|p| flush_one(r, p)))
+                    .buffered(max_in_flight)
+                    .collect()
+                    .await
+            }
+            crate::Strategy::Rolling { batch, pause } => {
+                let mut out = Vec::with_capacity(planned.len());
+                let to_flush: Vec<&PlannedServer> = planned.iter().copied().filter(|p| p.is_flushed()).collect();
+                for (i, chunk) in to_flush.chunks(batch).enumerate() {
+                    if i > 0 && !pause.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = r.cancel.cancelled() => {}
+                        }
+                    }
+                    out.extend(futures::future::join_all(chunk.iter().map(|p| flush_one(r, p))).await);
+                }
+                for p in planned.iter().filter(|p| !p.is_flushed()) {
+                    out.push(flush_one(r, p).await);
+                }
+                // Report in plan order, whatever the batching.
+                out.sort_by_key(|rec| planned.iter().position(|p| p.server.name == rec.server));
+                out
+            }
+        };
+        self.report.servers = records;
+    }
+
+    async fn probe_all(&mut self, account: &Account) -> (usize, usize) {
+        let Some((prober, old)) = &self.r.probe else {
+            return (0, 0);
+        };
+        let user = account
+            .user_principal_name
+            .clone()
+            .unwrap_or_else(|| account.sam_account_name.clone());
+        let mut refused = 0;
+        let mut total = 0;
+        for p in &self.plan.servers {
+            let Some(idx) = self.report.servers.iter().position(|s| s.server == p.server.name) else {
+                continue;
+            };
+            if !self.report.servers[idx].outcome.is_proven() {
+                continue;
+            }
+            let protocols: Vec<Protocol> = match &self.r.method {
+                FlushMethod::IisReset { .. } => PROBED.to_vec(),
+                _ => {
+                    let mut v: Vec<Protocol> = p
+                        .pools
+                        .iter()
+                        .flat_map(|x| x.protocols.iter().copied())
+                        .filter(|x| PROBED.contains(x))
+                        .collect();
+                    v.sort();
+                    v.dedup();
+                    v
+                }
+            };
+            let results = futures::future::join_all(
+                protocols.iter().map(|&proto| prober.probe(&p.server, proto, &user, old)),
+            )
+            .await;
+            let records: Vec<ProbeRecord> = protocols
+                .iter()
+                .zip(results)
+                .map(|(&protocol, res)| {
+                    let (ok, detail) = match res {
+                        ProbeResult::Refused(d) => (true, d),
+                        ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
+                        ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
+                    };
+                    ProbeRecord { protocol, refused: ok, detail }
+                })
+                .collect();
+            total += records.len();
+            refused += records.iter().filter(|x| x.refused).count();
+            if let Some(rec) = self.report.servers.get_mut(idx) {
+                rec.probes = records;
+            }
+        }
+        (refused, total)
+    }
+}
+
+fn shows(a: &Account, expected: &Expected) -> bool {
+    (!expected.disabled || a.is_disabled())
+        && match expected.pwd_last_set_at_least {
+            Some(min) => a.pwd_last_set.is_some_and(|v| v >= min),
+            None => true,
+        }
+}
+
+fn kind_of(e: &IisError) -> &'static str {
+    match e {
+        IisError::Unreachable { .. } => "Unreachable",
+        IisError::Unauthenticated { .. } => "Unauthenticated",
+        IisError::Timeout { .. } => "Timeout",
+        IisError::PoolNotFound { .. } => "PoolNotFound",
+        IisError::CommandFailed { .. } => "CommandFailed",
+        IisError::Fault { .. } => "Fault",
+        IisError::Protocol { .. } => "Protocol",
+        IisError::InvalidInput { .. } => "InvalidInput",
+        _ => "Other",
+    }
+}
+
+async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
+    let t = Instant::now();
+    let record = |outcome| ServerRecord {
+        server: p.server.name.clone(),
+        fqdn: p.server.fqdn.clone(),
+        outcome,
+        probes: Vec::new(),
+        elapsed: t.elapsed(),
+    };
+    if let Some(reason) = &p.skip {
+        return record(ServerOutcome::Skipped { reason: reason.clone() });
+    }
+    if r.cancel.is_cancelled() {
+        return record(ServerOutcome::Skipped { reason: "cancelled".into() });
+    }
+    let span = tracing::info_span!("flush", server = %p.server.name);
+    let outcome = async {
+        r.emit(Event::ServerStarted { server: p.server.name.clone() });
+        let method = match &r.method {
+            FlushMethod::RecycleAppPools(_) => {
+                FlushMethod::RecycleAppPools(p.pools.iter().map(|x| x.pool.clone()).collect())
+            }
+            other => other.clone(),
+        };
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let result = match tokio::time::timeout(r.timeouts.per_server, r.flusher.flush(&p.server, &method)).await {
+                Ok(res) => res,
+                Err(_) => Err(IisError::Timeout {
+                    server: p.server.name.clone(),
+                    operation: "flush".into(),
+                    after: r.timeouts.per_server,
+                }),
+            };
+            match result {
+                Ok(flush) if flush.is_proven() => break ServerOutcome::Flushed { flush, attempts: attempt },
+                Ok(flush) => {
+                    let bad: Vec<String> = flush
+                        .pools
+                        .iter()
+                        .filter(|x| !x.proven)
+                        .map(|x| match &x.error {
+                            Some(e) => format!("{}: {e}", x.pool),
+                            None => format!("{}: no new worker after the request", x.pool),
+                        })
+                        .collect();
+                    let reason = if flush.pools.is_empty() {
+                        "no pool was flushed (none of the planned pools exists on the server)".to_owned()
+                    } else {
+                        bad.join("; ")
+                    };
+                    break ServerOutcome::Unproven { flush, attempts: attempt, reason };
+                }
+                Err(e) if e.is_transient() && attempt < r.retry.attempts && !r.cancel.is_cancelled() => {
+                    let delay = r.retry.delay(attempt);
+                    tracing::warn!(attempt, error = %e, "flush failed, retrying");
+                    r.emit(Event::Retry {
+                        target: p.server.name.clone(),
+                        attempt,
+                        delay,
+                        error: e.to_string(),
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = r.cancel.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "flush failed");
+                    break ServerOutcome::Failed {
+                        kind: kind_of(&e).to_owned(),
+                        error: e.to_string(),
+                        attempts: attempt,
+                    };
+                }
+            }
+        };
+        r.emit(Event::ServerFinished {
+            server: p.server.name.clone(),
+            proven: outcome.is_proven(),
+        });
+        outcome
+    }
+    .instrument(span)
+    .await;
+    record(outcome)
+}
