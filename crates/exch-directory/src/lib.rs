@@ -1,12 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod adcodes;
 mod error;
 pub mod escape;
+mod ldap;
 mod memory;
+mod password;
 mod types;
 
+pub use adcodes::decode_bind_failure;
 pub use error::DirectoryError;
+pub use ldap::{LdapDirectory, LdapDirectoryBuilder};
+pub use password::{generate_password, GENERATED_PASSWORD_LEN};
 pub use memory::{Fault, InMemoryDirectory, NewUser, Operation, PasswordPolicy};
 pub use types::{
     Account, AuthResult, ChangeOutcome, Dn, DomainController, UserAccountControl, UserRef,

@@ -9,11 +9,12 @@
 //! |---|---|---|
 //! | Exchange 2007 (Client Access) | `MSExchangeSyncAppPool` (EAS), `MSExchangeServicesAppPool` (EWS), `MSExchangeOWAAppPool` (OWA), `DefaultAppPool` (RPC/HTTP, OAB) | `MSExchangeAutodiscoverAppPool` |
 //! | Exchange 2010 (Client Access) | as 2007 | `MSExchangeAutodiscoverAppPool`, `MSExchangeECPAppPool` |
-//! | Exchange 2013 / 2016 / 2019 / SE (Cafe, Client Access, or 2016+ Mailbox) | `MSExchangeSyncAppPool`, `MSExchangeServicesAppPool`, `MSExchangeOWAAppPool`, `MSExchangeRpcProxyFrontEndAppPool` (RPC/HTTP), `MSExchangeMapiFrontEndAppPool` (MAPI/HTTP) | `MSExchangeECPAppPool`, `MSExchangeAutodiscoverAppPool`, `MSExchangeOABAppPool`, `MSExchangePowerShellFrontEndAppPool` |
+//! | Exchange 2013 / 2016 / 2019 / SE (Cafe, Client Access, or 2016+ Mailbox) | `MSExchangeSyncAppPool`, `MSExchangeServicesAppPool`, `MSExchangeOWAAppPool`, `MSExchangeRPCProxyFrontEndAppPool` (RPC/HTTP), `MSExchangeMAPIFrontEndAppPool` (MAPI/HTTP) | `MSExchangeECPAppPool`, `MSExchangeAutodiscoverAppPool`, `MSExchangeOABAppPool`, `MSExchangePowerShellFrontEndAppPool` |
 //!
-//! Names are spelled as IIS shows them on real servers (`…Mapi…`, `…RpcProxy…`); IIS compares
-//! pool names case-insensitively, and so does this crate when it intersects the catalog with the
-//! pools present on a server.
+//! Names are spelled as the project (and Microsoft's KB articles) spell them; real servers show
+//! some of them as `MSExchangeMapiFrontEndAppPool` / `MSExchangeRpcProxyFrontEndAppPool`. IIS
+//! compares pool names case-insensitively, and so does this crate when it intersects the catalog
+//! with the pools present on a server (reports use the server's spelling).
 //!
 //! Edge Transport servers get nothing (no domain logons, no IIS). A server whose version is
 //! unknown gets the 2013+ set, and [`Selection::assumption`] says so.
@@ -26,7 +27,7 @@
 //!     .with_version(ExchangeVersion::new(15, 2, 1258))
 //!     .with_roles(ServerRoles::MAILBOX | ServerRoles::CLIENT_ACCESS);
 //! let default: Vec<_> = catalog::default_pools(&ex).iter().map(|p| p.to_string()).collect();
-//! assert!(default.contains(&"MSExchangeMapiFrontEndAppPool".to_string()));
+//! assert!(default.contains(&"MSExchangeMAPIFrontEndAppPool".to_string()));
 //!
 //! let eas_only = catalog::pools_for(&ex, Some(&[Protocol::Eas]));
 //! assert_eq!(eas_only.len(), 1);
@@ -108,8 +109,8 @@ const EXCHANGE_2013_PLUS: &[Row] = &[
     row("MSExchangeSyncAppPool", &[Eas], true),
     row("MSExchangeServicesAppPool", &[Ews], true),
     row("MSExchangeOWAAppPool", &[Owa], true),
-    row("MSExchangeRpcProxyFrontEndAppPool", &[RpcHttp], true),
-    row("MSExchangeMapiFrontEndAppPool", &[Mapi], true),
+    row("MSExchangeRPCProxyFrontEndAppPool", &[RpcHttp], true),
+    row("MSExchangeMAPIFrontEndAppPool", &[Mapi], true),
     row("MSExchangeECPAppPool", &[Ecp], false),
     row("MSExchangeAutodiscoverAppPool", &[Autodiscover], false),
     row("MSExchangeOABAppPool", &[Oab], false),
@@ -195,9 +196,7 @@ pub fn pool_set(server: &ExchangeServer) -> (Option<PoolSet>, Option<String>) {
         return (Some(set), Some(why));
     }
     let serves = match set {
-        PoolSet::Exchange2007 | PoolSet::Exchange2010 => {
-            roles.contains(ServerRoles::CLIENT_ACCESS)
-        }
+        PoolSet::Exchange2007 | PoolSet::Exchange2010 => roles.contains(ServerRoles::CLIENT_ACCESS),
         PoolSet::Exchange2013Plus => {
             roles.intersects(ServerRoles::CAFE | ServerRoles::CLIENT_ACCESS)
                 || (product != Product::Exchange2013 && roles.contains(ServerRoles::MAILBOX))
@@ -283,7 +282,12 @@ mod tests {
 
     #[test]
     fn exchange_2010_cas_includes_default_app_pool() {
-        let s = server(14, 3, 123, ServerRoles::CLIENT_ACCESS | ServerRoles::HUB_TRANSPORT);
+        let s = server(
+            14,
+            3,
+            123,
+            ServerRoles::CLIENT_ACCESS | ServerRoles::HUB_TRANSPORT,
+        );
         let d = default_pools(&s);
         assert_eq!(
             names(&d),
@@ -318,7 +322,7 @@ mod tests {
         let mapi = pools_for(&s, Some(&[Protocol::Mapi, Protocol::Oab]));
         assert_eq!(
             mapi.iter().map(|e| e.pool.as_str()).collect::<Vec<_>>(),
-            ["MSExchangeMapiFrontEndAppPool", "MSExchangeOABAppPool"]
+            ["MSExchangeMAPIFrontEndAppPool", "MSExchangeOABAppPool"]
         );
         assert_eq!(
             protocols_served(
@@ -356,12 +360,12 @@ mod tests {
     #[test]
     fn intersect_is_case_insensitive_and_keeps_server_spelling() {
         let wanted = [
-            AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
+            AppPool::from_static("MSExchangeMAPIFrontEndAppPool"),
             AppPool::from_static("MSExchangeOABAppPool"),
         ];
-        let present = [AppPool::from_static("MSExchangeMAPIFrontEndAppPool")];
+        let present = [AppPool::from_static("MSExchangeMapiFrontEndAppPool")];
         let (found, missing) = intersect(&wanted, &present);
-        assert_eq!(names(&found), ["MSExchangeMAPIFrontEndAppPool"]);
+        assert_eq!(names(&found), ["MSExchangeMapiFrontEndAppPool"]);
         assert_eq!(names(&missing), ["MSExchangeOABAppPool"]);
     }
 }

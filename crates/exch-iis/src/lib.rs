@@ -1,28 +1,43 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod catalog;
+pub mod conformance;
 mod error;
+pub mod parse;
+mod recording;
+pub mod script;
 mod types;
+mod winrm;
 
 pub use error::IisError;
+pub use recording::{FlushCall, FlushOperation, Gate, RecordingFlusher};
 pub use types::{
     AppPoolState, FlushMethod, FlushReport, PoolFlush, PoolRunState, TokenCacheSettings,
     WorkerProcess,
 };
+pub use winrm::{WinRmAuth, WinRmFlusher, WinRmFlusherBuilder};
 
 use async_trait::async_trait;
 use exch_core::ExchangeServer;
 use std::fmt::Debug;
+use std::time::Duration;
 
 /// Flushes the IIS logon-token caches of Exchange servers.
 ///
-/// Backends are held as `Arc<dyn CacheFlusher>`.
+/// Backends are held as `Arc<dyn CacheFlusher>`. Every error names the server.
 #[async_trait]
 pub trait CacheFlusher: Debug + Send + Sync + 'static {
-    /// Application pools on `server` with their state and worker processes.
+    /// Application pools on `server` with their state and serving worker processes.
     async fn app_pools(&self, server: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError>;
 
     /// Flushes the caches with `method` and reports, per pool, the workers before and after.
+    ///
+    /// `RecycleAppPools(vec![])` recycles the [catalog](crate::catalog)'s default pools for the
+    /// server's version and roles that exist there; the others are listed in
+    /// [`FlushReport::missing_pools`]. Named pools that do not exist are listed there too,
+    /// unless **none** of the named pools exists: then [`IisError::PoolNotFound`]. A server
+    /// without token caches (Edge Transport) yields an empty report without being contacted.
     async fn flush(
         &self,
         server: &ExchangeServer,
@@ -32,10 +47,33 @@ pub trait CacheFlusher: Debug + Send + Sync + 'static {
     /// Reads `UserTokenTTL`.
     async fn token_cache(&self, server: &ExchangeServer) -> Result<TokenCacheSettings, IisError>;
 
-    /// Writes `UserTokenTTL` (hardening, opt-in). Takes effect for workers started afterwards.
+    /// Writes `UserTokenTTL` (hardening, opt-in; whole seconds, at most
+    /// [`script::MAX_TOKEN_TTL_SECS`]; `Duration::ZERO` means tokens **never** expire, which
+    /// is the opposite of hardening). Takes effect for workers started afterwards.
     async fn set_token_ttl(
         &self,
         server: &ExchangeServer,
-        ttl: std::time::Duration,
+        ttl: Duration,
     ) -> Result<TokenCacheSettings, IisError>;
+}
+
+/// Validates a `UserTokenTTL` value: whole seconds that fit a positive `DWORD`.
+pub(crate) fn ttl_secs(ttl: Duration) -> Result<u32, IisError> {
+    let invalid = |reason: String| IisError::InvalidInput {
+        what: "UserTokenTTL".into(),
+        reason,
+    };
+    if ttl.subsec_nanos() != 0 {
+        return Err(invalid(format!("{ttl:?} is not a whole number of seconds")));
+    }
+    u32::try_from(ttl.as_secs())
+        .ok()
+        .filter(|s| *s <= script::MAX_TOKEN_TTL_SECS)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{} s is more than the largest DWORD PowerShell writes ({})",
+                ttl.as_secs(),
+                script::MAX_TOKEN_TTL_SECS
+            ))
+        })
 }

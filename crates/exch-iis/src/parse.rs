@@ -1,4 +1,6 @@
-//! Parsing the JSON documents that the scripts of [`crate::script`] print.
+//! Parsing the JSON documents that the scripts of [`crate::script`] print, for
+//! [`WinRmFlusher`](crate::WinRmFlusher) and for callers that run the scripts through a
+//! transport of their own. Every error is [`IisError::Protocol`] naming `server`.
 //!
 //! Windows PowerShell 5.1's `ConvertTo-Json` unrolls one-element arrays in some positions and
 //! writes empty ones as `null`; every list here accepts an array, a single object or `null`.
@@ -22,7 +24,9 @@ fn one_or_many<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<V
             .into_iter()
             .map(|v| serde_json::from_value(v).map_err(D::Error::custom))
             .collect(),
-        other => Ok(vec![serde_json::from_value(other).map_err(D::Error::custom)?]),
+        other => Ok(vec![
+            serde_json::from_value(other).map_err(D::Error::custom)?
+        ]),
     }
 }
 
@@ -151,7 +155,7 @@ fn state(s: Option<&str>) -> PoolRunState {
 /// Parses the output of [`crate::script::list_pools`]. Pools whose names this crate cannot
 /// represent (outside [`AppPool`]'s alphabet) are skipped with a warning: they cannot be
 /// targeted by a flush either.
-pub(crate) fn pool_list(server: &str, stdout: &str) -> Result<Vec<AppPoolState>, IisError> {
+pub fn pool_list(server: &str, stdout: &str) -> Result<Vec<AppPoolState>, IisError> {
     let cx = Ctx { server };
     let raw: RawList = cx.json("pool listing", stdout)?;
     let mut out = Vec::with_capacity(raw.pools.len());
@@ -170,7 +174,7 @@ pub(crate) fn pool_list(server: &str, stdout: &str) -> Result<Vec<AppPoolState>,
 }
 
 /// Parses the output of [`crate::script::recycle_pools`].
-pub(crate) fn recycle_report(
+pub fn recycle_report(
     server: &str,
     method: &FlushMethod,
     stdout: &str,
@@ -207,7 +211,7 @@ pub(crate) fn recycle_report(
 
 /// Parses the output of [`crate::script::iis_reset`]; a non-zero `iisreset` exit code is
 /// [`IisError::CommandFailed`] with iisreset's own output.
-pub(crate) fn reset_report(
+pub fn reset_report(
     server: &str,
     method: &FlushMethod,
     stdout: &str,
@@ -254,14 +258,16 @@ pub(crate) fn reset_report(
 }
 
 /// Parses the output of [`crate::script::read_token_ttl`] / [`crate::script::set_token_ttl`].
-pub(crate) fn token_ttl(server: &str, stdout: &str) -> Result<TokenCacheSettings, IisError> {
+pub fn token_ttl(server: &str, stdout: &str) -> Result<TokenCacheSettings, IisError> {
     let cx = Ctx { server };
     let raw: RawTtl = cx.json("UserTokenTTL", stdout)?;
     let configured = match raw.user_token_ttl {
         None => None,
-        Some(s) => Some(Duration::from_secs(u64::try_from(s).map_err(|_| {
-            cx.err(format!("UserTokenTTL is negative ({s})"))
-        })?)),
+        Some(s) => {
+            Some(Duration::from_secs(u64::try_from(s).map_err(|_| {
+                cx.err(format!("UserTokenTTL is negative ({s})"))
+            })?))
+        }
     };
     Ok(TokenCacheSettings { configured })
 }
@@ -301,7 +307,10 @@ mod tests {
     fn iisreset_failure_is_command_failed() {
         let out = r#"{"requested":"2026-11-23T10:00:00Z","exitCode":1,"output":"Restart attempt failed.","before":[],"pools":[]}"#;
         let e = reset_report("EX2", &FlushMethod::IisReset { force: false }, out).unwrap_err();
-        assert!(matches!(e, IisError::CommandFailed { exit_code: 1, .. }), "{e}");
+        assert!(
+            matches!(e, IisError::CommandFailed { exit_code: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

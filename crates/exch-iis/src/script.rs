@@ -22,7 +22,8 @@ use base64::Engine;
 use exch_core::AppPool;
 
 /// The registry key that holds `UserTokenTTL`.
-pub const INETINFO_PARAMETERS: &str = r"HKLM:\SYSTEM\CurrentControlSet\Services\InetInfo\Parameters";
+pub const INETINFO_PARAMETERS: &str =
+    r"HKLM:\SYSTEM\CurrentControlSet\Services\InetInfo\Parameters";
 
 /// Largest `UserTokenTTL` this crate writes (seconds): the largest positive `DWORD` PowerShell
 /// 5.1 accepts for `-PropertyType DWord` without a conversion error.

@@ -3,5 +3,9 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod fleet;
 pub mod host;
+pub mod iis;
 pub mod model;
+pub mod ps;
+pub mod winrm;

@@ -610,7 +610,9 @@ impl Run<'_> {
         let r = self.r;
         let records: Vec<ServerRecord> = match r.strategy {
             crate::Strategy::Parallel { max_in_flight } => {
-                futures::stream::iter(planned.iter().map(|p| flush_one(r, p)))
+                // Futures are created up front (lazily polled): keeps `execute` Send.
+                let flushes: Vec<_> = planned.iter().map(|p| flush_one(r, p)).collect();
+                futures::stream::iter(flushes)
                     .buffered(max_in_flight)
                     .collect()
                     .await

@@ -1,0 +1,645 @@
+//! [`WinRmFlusher`]: the [`CacheFlusher`] that talks to real servers over WinRM (winrm-rs).
+//!
+//! Every operation is one PowerShell script (see [`crate::script`]) run in one `cmd` shell:
+//! Create, Command, Receive until `CommandState/Done` (a `w:TimedOut` fault — code 2150858793 —
+//! means "nothing yet" and is polled again, as MS-WSMV requires), Delete. That is **4 WS-Man
+//! round trips** per operation when the script finishes within one Receive; each extra
+//! `TimedOut` poll adds one. Signal is only sent to abort a runaway command (deleting the shell
+//! ends a finished one). With NTLM every request also carries the handshake legs winrm-rs needs
+//! (over HTTP winrm-rs caches the sealed session, so only the first request does); they are not
+//! counted in [`FlushReport::round_trips`].
+//!
+//! The shell is always deleted: inline after success or error, in the background when the
+//! deadline expired or the caller dropped the future.
+
+mod driver;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use exch_core::{AppPool, ExchangeServer};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument;
+use winrm_rs::{AuthMethod, WinrmClient, WinrmConfig, WinrmCredentials};
+
+use crate::{
+    catalog, parse, script, AppPoolState, CacheFlusher, FlushMethod, FlushReport, IisError,
+    TokenCacheSettings,
+};
+use driver::{run_script, Target};
+
+/// How [`WinRmFlusher`] authenticates to WinRM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WinRmAuth {
+    /// HTTP Basic: the password travels on every request; only over HTTPS unless
+    /// [`WinRmFlusherBuilder::allow_unencrypted_basic`] says otherwise.
+    Basic,
+    /// NTLMv2 (the default); over HTTP the SOAP bodies are sealed.
+    #[default]
+    Ntlm,
+    /// Kerberos (SPNEGO) with the ticket of the running process (`kinit`); the SPN is
+    /// `HTTP/<host>`. Needs the crate feature `kerberos`.
+    #[cfg(feature = "kerberos")]
+    Kerberos,
+}
+
+/// Builds a [`WinRmFlusher`].
+pub struct WinRmFlusherBuilder {
+    auth: WinRmAuth,
+    https: bool,
+    port: Option<u16>,
+    ca_file: Option<PathBuf>,
+    accept_invalid_certs: bool,
+    allow_unencrypted_basic: bool,
+    timeout: Duration,
+    receive_timeout: Duration,
+    connect_timeout: Duration,
+    cleanup_timeout: Duration,
+    user: Option<String>,
+    password: Option<SecretString>,
+    endpoints: Vec<(String, String)>,
+}
+
+impl fmt::Debug for WinRmFlusherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WinRmFlusherBuilder")
+            .field("auth", &self.auth)
+            .field("https", &self.https)
+            .field("port", &self.port)
+            .field("ca_file", &self.ca_file)
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("timeout", &self.timeout)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("endpoints", &self.endpoints)
+            .finish()
+    }
+}
+
+impl Default for WinRmFlusherBuilder {
+    fn default() -> Self {
+        WinRmFlusherBuilder {
+            auth: WinRmAuth::default(),
+            https: false,
+            port: None,
+            ca_file: None,
+            accept_invalid_certs: false,
+            allow_unencrypted_basic: false,
+            timeout: Duration::from_secs(120),
+            receive_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            cleanup_timeout: Duration::from_secs(10),
+            user: None,
+            password: None,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+impl WinRmFlusherBuilder {
+    /// The authentication method (default NTLM).
+    pub fn auth(mut self, auth: WinRmAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// HTTPS (default port 5986) instead of HTTP (5985).
+    pub fn https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
+    }
+
+    /// The WinRM port for servers without an [`endpoint`](Self::endpoint) override.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// A PEM file with the CA that issued the WinRM certificates.
+    ///
+    /// **Not supported by winrm-rs 1.1**, which verifies certificates against the built-in
+    /// Mozilla roots only: [`build`](Self::build) refuses it with [`IisError::InvalidInput`]
+    /// rather than silently ignoring it. Use certificates from a public CA, or (lab, trusted
+    /// network) [`danger_accept_invalid_certs`](Self::danger_accept_invalid_certs).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Accepts any server certificate. Anyone on the path can then read the credentials.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Allows Basic authentication over plain HTTP (the password crosses the network in the
+    /// clear). Off by default; the lab needs it.
+    pub fn allow_unencrypted_basic(mut self, allow: bool) -> Self {
+        self.allow_unencrypted_basic = allow;
+        self
+    }
+
+    /// The limit for one whole operation on one server, all round trips included
+    /// (default 120 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The WS-Management `OperationTimeout` of each request, i.e. how long the server may hold
+    /// a Receive before answering `w:TimedOut` (default 20 s, whole seconds, at least 1).
+    pub fn receive_timeout(mut self, timeout: Duration) -> Self {
+        self.receive_timeout = timeout;
+        self
+    }
+
+    /// The TCP connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The account (`user`, `DOMAIN\user` or `user@domain`) and its password.
+    pub fn credentials(mut self, user: impl Into<String>, password: SecretString) -> Self {
+        self.user = Some(user.into());
+        self.password = Some(password);
+        self
+    }
+
+    /// Reaches `server` (its name or FQDN, case-insensitive) at `url`, e.g.
+    /// `http://127.0.0.1:49152/wsman`, instead of `http(s)://<fqdn>:<port>/wsman`.
+    pub fn endpoint(mut self, server: impl Into<String>, url: impl Into<String>) -> Self {
+        self.endpoints.push((server.into(), url.into()));
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<WinRmFlusher, IisError> {
+        let invalid = |what: &str, reason: String| IisError::InvalidInput {
+            what: what.to_string(),
+            reason,
+        };
+        if let Some(ca) = &self.ca_file {
+            return Err(invalid(
+                "ca_file",
+                format!(
+                    "{} cannot be used: winrm-rs 1.1 verifies WinRM certificates only against the built-in Mozilla roots; use a certificate from a public CA, or danger_accept_invalid_certs(true) on a trusted network",
+                    ca.display()
+                ),
+            ));
+        }
+        let needs_password = self.auth_needs_password();
+        let (user, password) = match (self.user, self.password) {
+            (Some(u), Some(p)) if !u.trim().is_empty() => (u, p),
+            _ if needs_password => {
+                return Err(invalid(
+                    "credentials",
+                    "missing user or password; call credentials(user, password)".into(),
+                ))
+            }
+            _ => (String::new(), SecretString::from(String::new())),
+        };
+        if self.timeout.is_zero() {
+            return Err(invalid("timeout", "must be greater than zero".into()));
+        }
+        let default_port = self.port.unwrap_or(if self.https { 5986 } else { 5985 });
+        let mut endpoints = HashMap::new();
+        for (server, url) in self.endpoints {
+            let ep = Endpoint::parse(&url)
+                .map_err(|reason| invalid("endpoint", format!("{url:?} for {server}: {reason}")))?;
+            endpoints.insert(server.to_ascii_lowercase(), ep);
+        }
+        let basic = self.auth == WinRmAuth::Basic;
+        let insecure_basic = basic
+            && (!self.https || endpoints.values().any(|e| !e.https))
+            && !self.allow_unencrypted_basic;
+        if insecure_basic {
+            return Err(invalid(
+                "auth",
+                "Basic authentication over http:// sends the password in the clear; use https(true), NTLM, or allow_unencrypted_basic(true) for a lab".into(),
+            ));
+        }
+        let secs = |d: Duration| d.as_secs().max(1);
+        Ok(WinRmFlusher {
+            inner: Arc::new(Inner {
+                auth: self.auth,
+                https: self.https,
+                port: default_port,
+                accept_invalid_certs: self.accept_invalid_certs,
+                timeout: self.timeout,
+                receive_timeout_secs: secs(self.receive_timeout.min(self.timeout)),
+                connect_timeout_secs: secs(self.connect_timeout),
+                cleanup_timeout: self.cleanup_timeout,
+                user,
+                password,
+                endpoints,
+                clients: Mutex::new(HashMap::new()),
+                round_trips_total: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn auth_needs_password(&self) -> bool {
+        match self.auth {
+            WinRmAuth::Basic | WinRmAuth::Ntlm => true,
+            #[cfg(feature = "kerberos")]
+            WinRmAuth::Kerberos => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Endpoint, String> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("must start with http:// or https://".into());
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if !(path.is_empty() || path == "/wsman" || path == "/wsman/") {
+            return Err("winrm-rs always posts to /wsman; other paths are not supported".into());
+        }
+        if authority.contains('@') {
+            return Err("credentials do not belong in the URL".into());
+        }
+        let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+            let (h, after) = r.split_once(']').ok_or("unclosed [")?;
+            (format!("[{h}]"), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+            None if https => 5986,
+            None => 5985,
+        };
+        Ok(Endpoint { https, host, port })
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}:{}/wsman", self.host, self.port)
+    }
+}
+
+struct Inner {
+    auth: WinRmAuth,
+    https: bool,
+    port: u16,
+    accept_invalid_certs: bool,
+    timeout: Duration,
+    receive_timeout_secs: u64,
+    connect_timeout_secs: u64,
+    cleanup_timeout: Duration,
+    user: String,
+    password: SecretString,
+    endpoints: HashMap<String, Endpoint>,
+    /// One winrm-rs client per endpoint: winrm-rs keeps one NTLM session per client behind a
+    /// lock held across requests, so sharing a client would serialize servers.
+    clients: Mutex<HashMap<String, Arc<WinrmClient>>>,
+    round_trips_total: AtomicU64,
+}
+
+/// Flushes IIS token caches over WinRM with one PowerShell invocation per operation.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), exch_iis::IisError> {
+/// use exch_iis::{CacheFlusher, FlushMethod, WinRmAuth, WinRmFlusher};
+/// use exch_core::ExchangeServer;
+/// use secrecy::SecretString;
+///
+/// let flusher = WinRmFlusher::builder()
+///     .auth(WinRmAuth::Ntlm)
+///     .https(true)
+///     .credentials(r"CORP\exadmin", SecretString::from("…".to_string()))
+///     .build()?;
+/// let ex01 = ExchangeServer::new("EX01", "ex01.corp.example");
+/// let report = flusher.flush(&ex01, &FlushMethod::default()).await?;
+/// assert!(report.is_proven());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WinRmFlusher {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for WinRmFlusher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("WinRmFlusher")
+            .field("auth", &i.auth)
+            .field("https", &i.https)
+            .field("port", &i.port)
+            .field("accept_invalid_certs", &i.accept_invalid_certs)
+            .field("timeout", &i.timeout)
+            .field("user", &i.user)
+            .field("password", &"[REDACTED]")
+            .field("endpoints", &i.endpoints.len())
+            .finish()
+    }
+}
+
+impl WinRmFlusher {
+    /// A builder with the defaults: NTLM over HTTP on port 5985, 120 s per operation.
+    pub fn builder() -> WinRmFlusherBuilder {
+        WinRmFlusherBuilder::default()
+    }
+
+    /// WS-Man round trips sent by this flusher (and its clones) so far, all operations.
+    pub fn round_trips_total(&self) -> u64 {
+        self.inner.round_trips_total.load(Ordering::Relaxed)
+    }
+
+    fn endpoint_for(&self, server: &ExchangeServer) -> Endpoint {
+        let i = &self.inner;
+        i.endpoints
+            .get(&server.name.to_ascii_lowercase())
+            .or_else(|| i.endpoints.get(&server.fqdn.to_ascii_lowercase()))
+            .cloned()
+            .unwrap_or_else(|| Endpoint {
+                https: i.https,
+                host: server.fqdn.clone(),
+                port: i.port,
+            })
+    }
+
+    fn client_for(
+        &self,
+        server: &ExchangeServer,
+        ep: &Endpoint,
+    ) -> Result<Arc<WinrmClient>, IisError> {
+        let i = &self.inner;
+        let key = ep.url();
+        let mut clients = i.clients.lock().map_err(|_| IisError::Protocol {
+            server: server.name.clone(),
+            detail: "client cache poisoned by an earlier panic".into(),
+            source: None,
+        })?;
+        if let Some(c) = clients.get(&key) {
+            return Ok(Arc::clone(c));
+        }
+        let auth_method = match i.auth {
+            WinRmAuth::Basic => AuthMethod::Basic,
+            WinRmAuth::Ntlm => AuthMethod::Ntlm,
+            #[cfg(feature = "kerberos")]
+            WinRmAuth::Kerberos => AuthMethod::Kerberos,
+        };
+        let config = WinrmConfig {
+            port: ep.port,
+            use_tls: ep.https,
+            accept_invalid_certs: i.accept_invalid_certs,
+            connect_timeout_secs: i.connect_timeout_secs,
+            operation_timeout_secs: i.receive_timeout_secs,
+            auth_method,
+            max_retries: 0,
+            ..WinrmConfig::default()
+        };
+        // NTLM wants the domain apart; Basic sends the name as given.
+        let (domain, user) = match (i.auth, i.user.split_once('\\')) {
+            (WinRmAuth::Ntlm, Some((d, u))) => (d.to_string(), u.to_string()),
+            _ => (String::new(), i.user.clone()),
+        };
+        let creds = WinrmCredentials {
+            username: user,
+            password: SecretString::from(i.password.expose_secret().to_string()),
+            domain,
+        };
+        let client = WinrmClient::new(config, creds).map_err(|e| IisError::Unreachable {
+            server: server.name.clone(),
+            endpoint: key.clone(),
+            detail: format!("cannot set up the HTTP client: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        let client = Arc::new(client);
+        clients.insert(key, Arc::clone(&client));
+        Ok(client)
+    }
+
+    async fn run(
+        &self,
+        server: &ExchangeServer,
+        operation: &'static str,
+        script_text: &str,
+    ) -> Result<driver::ScriptRun, IisError> {
+        let ep = self.endpoint_for(server);
+        let client = self.client_for(server, &ep)?;
+        let target = Target {
+            server: server.name.clone(),
+            endpoint: ep.url(),
+            host: ep.host.clone(),
+            user: self.inner.user.clone(),
+        };
+        let span = tracing::info_span!("winrm", server = %server.name, operation, endpoint = %target.endpoint);
+        let command = script::command_line(script_text);
+        let result = run_script(
+            client,
+            &target,
+            operation,
+            &command,
+            self.inner.timeout,
+            self.inner.cleanup_timeout,
+        )
+        .instrument(span)
+        .await;
+        match &result {
+            Ok(r) => {
+                self.inner
+                    .round_trips_total
+                    .fetch_add(u64::from(r.round_trips), Ordering::Relaxed);
+                tracing::debug!(server = %server.name, operation, round_trips = r.round_trips, "done");
+            }
+            Err(e) => tracing::warn!(server = %server.name, operation, error = %e, "failed"),
+        }
+        result
+    }
+
+    async fn recycle(
+        &self,
+        server: &ExchangeServer,
+        method: &FlushMethod,
+        named: &[AppPool],
+    ) -> Result<FlushReport, IisError> {
+        let started = Instant::now();
+        let explicit = !named.is_empty();
+        let mut pools: Vec<AppPool> = Vec::new();
+        let wanted = if explicit {
+            named.to_vec()
+        } else {
+            let selection = catalog::select(server, None);
+            if let Some(why) = &selection.assumption {
+                tracing::warn!(server = %server.name, "{why}");
+            }
+            selection
+                .entries
+                .into_iter()
+                .filter(|e| e.default)
+                .map(|e| e.pool)
+                .collect()
+        };
+        for p in wanted {
+            if !pools
+                .iter()
+                .any(|q| q.as_str().eq_ignore_ascii_case(p.as_str()))
+            {
+                pools.push(p);
+            }
+        }
+        if pools.is_empty() {
+            // Edge Transport, or a role without client access: nothing holds a logon cache.
+            return Ok(FlushReport {
+                server: server.name.clone(),
+                method: method.clone(),
+                requested_at: chrono::Utc::now(),
+                pools: Vec::new(),
+                missing_pools: Vec::new(),
+                elapsed: started.elapsed(),
+                round_trips: 0,
+            });
+        }
+        let run = self
+            .run(server, "recycle", &script::recycle_pools(&pools))
+            .await?;
+        let mut report = parse::recycle_report(&server.name, method, &run.stdout)?;
+        report.elapsed = started.elapsed();
+        report.round_trips = run.round_trips;
+        if explicit && report.pools.is_empty() && !report.missing_pools.is_empty() {
+            let names: Vec<&str> = report.missing_pools.iter().map(AppPool::as_str).collect();
+            return Err(IisError::PoolNotFound {
+                server: server.name.clone(),
+                pool: names.join(", "),
+            });
+        }
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl CacheFlusher for WinRmFlusher {
+    async fn app_pools(&self, server: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError> {
+        let run = self
+            .run(server, "list pools", &script::list_pools())
+            .await?;
+        parse::pool_list(&server.name, &run.stdout)
+    }
+
+    /// `RecycleAppPools(pools)`: an empty list means the catalog's default pools for the
+    /// server, intersected with the pools present (the rest lands in `missing_pools`). When the
+    /// caller names pools and **none** exists, the result is [`IisError::PoolNotFound`]; when
+    /// some exist, the others are reported in `missing_pools`.
+    async fn flush(
+        &self,
+        server: &ExchangeServer,
+        method: &FlushMethod,
+    ) -> Result<FlushReport, IisError> {
+        match method {
+            FlushMethod::RecycleAppPools(named) => self.recycle(server, method, named).await,
+            FlushMethod::IisReset { force } => {
+                let started = Instant::now();
+                let run = self
+                    .run(server, "iisreset", &script::iis_reset(*force))
+                    .await?;
+                let mut report = parse::reset_report(&server.name, method, &run.stdout)?;
+                report.elapsed = started.elapsed();
+                report.round_trips = run.round_trips;
+                Ok(report)
+            }
+        }
+    }
+
+    async fn token_cache(&self, server: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
+        let run = self
+            .run(server, "read UserTokenTTL", &script::read_token_ttl())
+            .await?;
+        parse::token_ttl(&server.name, &run.stdout)
+    }
+
+    async fn set_token_ttl(
+        &self,
+        server: &ExchangeServer,
+        ttl: Duration,
+    ) -> Result<TokenCacheSettings, IisError> {
+        let secs = crate::ttl_secs(ttl)?;
+        let run = self
+            .run(server, "set UserTokenTTL", &script::set_token_ttl(secs))
+            .await?;
+        parse::token_ttl(&server.name, &run.stdout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        let e = Endpoint::parse("http://127.0.0.1:49152/wsman").unwrap();
+        assert_eq!(
+            (e.https, e.host.as_str(), e.port),
+            (false, "127.0.0.1", 49152)
+        );
+        let e = Endpoint::parse("https://[::1]/wsman").unwrap();
+        assert_eq!((e.https, e.host.as_str(), e.port), (true, "[::1]", 5986));
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("http://x:1/other").is_err());
+        assert!(Endpoint::parse("http://u:p@x/wsman").is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let b =
+            WinRmFlusher::builder().credentials("admin", SecretString::from("hunter2".to_string()));
+        assert!(!format!("{b:?}").contains("hunter2"));
+        let f = b.build().unwrap();
+        let d = format!("{f:?}");
+        assert!(!d.contains("hunter2") && d.contains("REDACTED"), "{d}");
+    }
+
+    #[test]
+    fn builder_refuses_what_it_cannot_honour() {
+        let pw = || SecretString::from("pw".to_string());
+        let e = WinRmFlusher::builder()
+            .credentials("a", pw())
+            .ca_file("/ca.pem")
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, IisError::InvalidInput { .. }));
+        let e = WinRmFlusher::builder()
+            .auth(WinRmAuth::Basic)
+            .credentials("a", pw())
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("clear"), "{e}");
+        assert!(WinRmFlusher::builder().build().is_err());
+        assert!(WinRmFlusher::builder()
+            .auth(WinRmAuth::Basic)
+            .allow_unencrypted_basic(true)
+            .credentials("a", pw())
+            .endpoint("EX1", "http://127.0.0.1:5/wsman")
+            .build()
+            .is_ok());
+    }
+}

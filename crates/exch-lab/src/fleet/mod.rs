@@ -1,0 +1,436 @@
+//! A fleet of simulated Exchange servers on loopback.
+//!
+//! Each server listens on its own OS-chosen port of 127.0.0.1 and serves, on that one listener,
+//! the WinRM endpoint (`POST /wsman`) and the IIS endpoints ([`crate::iis`]), both backed by one
+//! [`IisServer`]. Servers are registered in the directory through a [`Registrar`] so that
+//! discovery finds them.
+//!
+//! ```no_run
+//! # async fn demo(directory: std::sync::Arc<dyn exch_directory::Directory>) -> Result<(), exch_lab::fleet::FleetError> {
+//! use exch_lab::fleet::{Fleet, ServerSpec};
+//! use secrecy::SecretString;
+//!
+//! let fleet = Fleet::builder()
+//!     .directory(directory)
+//!     .servers(3, ServerSpec::exchange_2019("EX"))
+//!     .server(ServerSpec::exchange_2010("LEGACY01"))
+//!     .winrm_credentials("LAB\\winrm", SecretString::from("Lab-WinRM-1".to_owned()))
+//!     .time_scale(1000.0)
+//!     .build()
+//!     .await?;
+//! for (name, url) in fleet.endpoints() {
+//!     println!("{name}: {url}");
+//! }
+//! fleet.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod faults;
+mod listener;
+mod server;
+mod winrm_glue;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use exch_core::ExchangeServer;
+use exch_directory::Directory;
+use secrecy::SecretString;
+
+pub use faults::Faults;
+pub use server::{LabServer, ServerCounters, ServerSpec};
+
+use crate::clock::LabClock;
+use crate::model::IisServer;
+use faults::WinRmGate;
+use listener::{bind, Serving};
+use server::ServerShared;
+
+/// DNS domain of the simulated servers unless [`FleetBuilder::dns_domain`] says otherwise.
+pub const DEFAULT_DNS_DOMAIN: &str = "lab.example.test";
+
+/// Why a fleet could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// The builder is missing something or has contradictory input.
+    #[error("invalid fleet: {0}")]
+    InvalidInput(String),
+    /// A loopback port could not be bound.
+    #[error("cannot listen for {server} on 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// Server name.
+        server: String,
+        /// Port (0 = any).
+        port: u16,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Registering a server in the directory failed.
+    #[error("cannot register {server} in the directory: {detail}")]
+    Registration {
+        /// Server name.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Registers a simulated server in the directory as an Exchange server object, so that
+/// `Directory::exchange_servers` finds it.
+///
+/// Implemented for closures (`Fn(ExchangeServer) -> impl Future<Output = Result<(), String>>`),
+/// so any backend can be used without this crate depending on it, e.g.
+/// `|s| async move { dir.add_exchange_server(s); Ok(()) }`.
+#[async_trait]
+pub trait Registrar: Send + Sync + 'static {
+    /// Registers `server`.
+    async fn register(&self, server: ExchangeServer) -> Result<(), String>;
+}
+
+#[async_trait]
+impl<F, Fut> Registrar for F
+where
+    F: Fn(ExchangeServer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    async fn register(&self, server: ExchangeServer) -> Result<(), String> {
+        self(server).await
+    }
+}
+
+/// Registers into an [`InMemoryDirectory`](exch_directory::InMemoryDirectory) (a clone shares
+/// its state, so pass a clone of the directory the test keeps).
+#[async_trait]
+impl Registrar for exch_directory::InMemoryDirectory {
+    async fn register(&self, server: ExchangeServer) -> Result<(), String> {
+        self.add_exchange_server(server);
+        Ok(())
+    }
+}
+
+type BoxedRegistrar = Box<dyn Registrar>;
+
+/// Builds a [`Fleet`]. See the module example.
+#[must_use]
+pub struct FleetBuilder {
+    directory: Option<Arc<dyn Directory>>,
+    registrar: Option<BoxedRegistrar>,
+    specs: Vec<ServerSpec>,
+    winrm_user: String,
+    winrm_password: SecretString,
+    clock: LabClock,
+    dns_domain: String,
+}
+
+impl std::fmt::Debug for FleetBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetBuilder")
+            .field("servers", &self.specs.len())
+            .field("winrm_user", &self.winrm_user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetBuilder {
+    /// The directory every server authenticates against on a token-cache miss (required).
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Registers every server in the directory with `registrar` at build time.
+    pub fn registrar(mut self, registrar: impl Registrar) -> Self {
+        self.registrar = Some(Box::new(registrar));
+        self
+    }
+
+    /// Adds one server.
+    pub fn server(mut self, spec: ServerSpec) -> Self {
+        self.specs.push(spec);
+        self
+    }
+
+    /// Adds `n` servers like `template`, named `<template.name>01`, `<template.name>02`, ….
+    pub fn servers(mut self, n: usize, template: ServerSpec) -> Self {
+        for i in 1..=n {
+            let mut spec = template.clone();
+            spec.name = format!("{}{i:02}", template.name);
+            self.specs.push(spec);
+        }
+        self
+    }
+
+    /// The credentials the WinRM endpoints accept (HTTP Basic).
+    pub fn winrm_credentials(mut self, user: impl Into<String>, password: SecretString) -> Self {
+        self.winrm_user = user.into();
+        self.winrm_password = password;
+        self
+    }
+
+    /// Lab time runs `scale` times faster than real time (see [`LabClock::scaled`]).
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.clock = LabClock::scaled(scale);
+        self
+    }
+
+    /// Uses `clock` (e.g. [`LabClock::frozen`] for tests that advance time by hand).
+    pub fn clock(mut self, clock: LabClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// DNS domain of the servers' FQDNs (default [`DEFAULT_DNS_DOMAIN`]).
+    pub fn dns_domain(mut self, domain: impl Into<String>) -> Self {
+        self.dns_domain = domain.into();
+        self
+    }
+
+    /// Starts every server, then registers them.
+    pub async fn build(self) -> Result<Fleet, FleetError> {
+        let directory = self
+            .directory
+            .ok_or_else(|| FleetError::InvalidInput("no directory; call .directory(..)".into()))?;
+        if self.specs.is_empty() {
+            return Err(FleetError::InvalidInput(
+                "no servers; call .server(..) or .servers(n, ..)".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for spec in &self.specs {
+            if spec.name.is_empty() || !names.insert(spec.name.to_ascii_lowercase()) {
+                return Err(FleetError::InvalidInput(format!(
+                    "server name {:?} is empty or used twice",
+                    spec.name
+                )));
+            }
+        }
+        let credentials = winrm_glue::Credentials {
+            user: self.winrm_user.clone(),
+            password: self.winrm_password.clone(),
+        };
+        let mut servers = Vec::with_capacity(self.specs.len());
+        for spec in self.specs {
+            let server = start_server(
+                spec,
+                &directory,
+                &self.clock,
+                &self.dns_domain,
+                &credentials,
+            )
+            .await?;
+            servers.push(server);
+        }
+        let fleet = Fleet {
+            servers,
+            clock: self.clock,
+            winrm_user: self.winrm_user,
+            winrm_password: self.winrm_password,
+            directory,
+        };
+        if let Some(registrar) = self.registrar {
+            for server in &fleet.servers {
+                let exchange = server.exchange_server().clone();
+                if let Err(detail) = registrar.register(exchange).await {
+                    let name = server.name().to_owned();
+                    fleet.shutdown().await;
+                    return Err(FleetError::Registration {
+                        server: name,
+                        detail,
+                    });
+                }
+            }
+        }
+        Ok(fleet)
+    }
+}
+
+async fn start_server(
+    spec: ServerSpec,
+    directory: &Arc<dyn Directory>,
+    clock: &LabClock,
+    dns_domain: &str,
+    credentials: &winrm_glue::Credentials,
+) -> Result<LabServer, FleetError> {
+    let fqdn = format!("{}.{dns_domain}", spec.name.to_ascii_lowercase());
+    let mut exchange = ExchangeServer::new(spec.name.clone(), fqdn.clone())
+        .with_version(spec.version)
+        .with_roles(spec.roles);
+    exchange.site = spec.site.clone();
+    let iis = IisServer::new(
+        spec.name.clone(),
+        spec.version,
+        Arc::clone(directory),
+        clock.clone(),
+        spec.user_token_ttl,
+        spec.timing.clone(),
+    );
+    let gate = Arc::new(WinRmGate::default());
+    let router = winrm_glue::winrm_router(iis.clone(), &spec.name, credentials, Arc::clone(&gate))
+        .merge(crate::iis::router(iis.clone(), &fqdn));
+    let listener = bind(0).await.map_err(|source| FleetError::Bind {
+        server: spec.name.clone(),
+        port: 0,
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| FleetError::Bind {
+            server: spec.name.clone(),
+            port: 0,
+            source,
+        })?
+        .port();
+    let open = Arc::new(AtomicUsize::new(0));
+    let serving = if spec.faults.unreachable {
+        // Keep the port number, listen on nothing: connections are refused.
+        drop(listener);
+        None
+    } else {
+        Some(Serving::start(listener, router.clone(), Arc::clone(&open)))
+    };
+    let server = LabServer {
+        shared: Arc::new(ServerShared {
+            exchange,
+            port,
+            iis,
+            gate,
+            open,
+            router,
+            serving: tokio::sync::Mutex::new(serving),
+            closing: std::sync::Mutex::new(Vec::new()),
+        }),
+    };
+    server.set_faults(&spec.faults).await?;
+    tracing::debug!(server = %server.name(), port, "simulated Exchange server started");
+    Ok(server)
+}
+
+/// A running fleet of simulated Exchange servers. Call [`Fleet::shutdown`] to stop it cleanly;
+/// dropping it stops the listeners in the background.
+pub struct Fleet {
+    servers: Vec<LabServer>,
+    clock: LabClock,
+    winrm_user: String,
+    winrm_password: SecretString,
+    directory: Arc<dyn Directory>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("servers", &self.servers)
+            .field("winrm_user", &self.winrm_user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// A builder with no servers, no directory, WinRM user `LAB\winrm` / `Lab-WinRM-1`,
+    /// real time.
+    pub fn builder() -> FleetBuilder {
+        FleetBuilder {
+            directory: None,
+            registrar: None,
+            specs: Vec::new(),
+            winrm_user: "LAB\\winrm".to_owned(),
+            winrm_password: SecretString::from("Lab-WinRM-1".to_owned()),
+            clock: LabClock::real(),
+            dns_domain: DEFAULT_DNS_DOMAIN.to_owned(),
+        }
+    }
+
+    /// Every server, in build order.
+    pub fn servers(&self) -> &[LabServer] {
+        &self.servers
+    }
+
+    /// The server named `name` (case-insensitive).
+    pub fn server(&self, name: &str) -> Option<&LabServer> {
+        self.servers
+            .iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Server name → WinRM URL (what `WinRmFlusher`'s per-server endpoint overrides take).
+    pub fn endpoints(&self) -> BTreeMap<String, String> {
+        self.servers
+            .iter()
+            .map(|s| (s.name().to_owned(), s.winrm_url()))
+            .collect()
+    }
+
+    /// The servers as discovery describes them.
+    pub fn exchange_servers(&self) -> Vec<ExchangeServer> {
+        self.servers
+            .iter()
+            .map(|s| s.exchange_server().clone())
+            .collect()
+    }
+
+    /// The lab clock all servers share.
+    pub fn clock(&self) -> &LabClock {
+        &self.clock
+    }
+
+    /// The directory the servers authenticate against.
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    /// The WinRM user name the endpoints accept.
+    pub fn winrm_user(&self) -> &str {
+        &self.winrm_user
+    }
+
+    /// The WinRM password the endpoints accept.
+    pub fn winrm_password(&self) -> &SecretString {
+        &self.winrm_password
+    }
+
+    /// Stops every listener and waits (up to 5 s per server) for open connections to close.
+    pub async fn shutdown(&self) {
+        self.shutdown_within(Duration::from_secs(5)).await;
+    }
+
+    /// [`Fleet::shutdown`] with a custom grace period per server.
+    pub async fn shutdown_within(&self, grace: Duration) {
+        let all = self.servers.iter().map(|s| s.shutdown(grace));
+        futures_join_all(all).await;
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            if let Ok(mut serving) = server.shared.serving.try_lock() {
+                if let Some(s) = serving.take() {
+                    s.signal_stop();
+                }
+            }
+        }
+    }
+}
+
+/// Awaits every future concurrently (tiny `join_all` without a futures dependency).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>)
+where
+    F: Future<Output = ()>,
+{
+    let mut pinned: Vec<Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

@@ -1,0 +1,308 @@
+//! The IIS HTTP endpoints of a simulated server: OWA forms logon and the Basic-auth
+//! virtual directories, each authenticated by the app pool Exchange uses for it.
+//!
+//! | path | auth | pool (2013+) | pool (2007/2010) |
+//! |---|---|---|---|
+//! | `POST /owa/auth.owa`, `GET /owa/` | forms → `cadata` cookie | `MSExchangeOWAAppPool` | same |
+//! | `/EWS/Exchange.asmx` | Basic | `MSExchangeServicesAppPool` | same |
+//! | `/Microsoft-Server-ActiveSync` | Basic | `MSExchangeSyncAppPool` | same |
+//! | `/mapi/emsmdb`, `/mapi/nspi` | Basic | `MSExchangeMAPIFrontEndAppPool` | not served (404) |
+//! | `/rpc/rpcproxy.dll` | Basic | `MSExchangeRPCProxyFrontEndAppPool` | `DefaultAppPool` |
+//! | `/Autodiscover/Autodiscover.xml` | Basic | `MSExchangeAutodiscoverAppPool` | same |
+//!
+//! Answers: 200 with a tiny body and `X-FEServer`, `X-Lab-Pool`, `X-Lab-Pid`, `X-Lab-Token`
+//! (`cache` / `directory`) headers; 401 with `WWW-Authenticate: Basic realm="<fqdn>"` when
+//! refused; 503 while IIS or the pool is stopped; 500 when the directory cannot be asked.
+//! OWA answers a refused forms logon with a redirect to `/owa/auth/logon.aspx?…reason=2`, and
+//! a request whose session the serving worker does not know with a redirect to the logon page.
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, MethodRouter};
+use axum::Router;
+use base64::Engine as _;
+use exch_core::Protocol;
+use secrecy::SecretString;
+
+use crate::model::{IisServer, Logon, TokenSource};
+
+/// Name of the OWA session cookie (as Exchange names the one holding the credentials).
+pub const SESSION_COOKIE: &str = "cadata";
+/// The OWA logon page.
+pub const LOGON_PAGE: &str = "/owa/auth/logon.aspx";
+
+#[derive(Clone)]
+struct Endpoints {
+    server: IisServer,
+    realm: String,
+}
+
+/// The IIS routes of `server`; `fqdn` is the Basic realm. Merge it with the WinRM router to
+/// serve both on one listener.
+pub fn router(server: IisServer, fqdn: &str) -> Router {
+    let state = Endpoints {
+        server,
+        realm: fqdn.to_owned(),
+    };
+    let mut router = Router::new();
+    let basic: [(Protocol, &[&str]); 5] = [
+        (Protocol::Ews, &["/EWS/Exchange.asmx"]),
+        (Protocol::Eas, &["/Microsoft-Server-ActiveSync"]),
+        (
+            Protocol::Mapi,
+            &["/mapi/emsmdb", "/mapi/emsmdb/", "/mapi/nspi", "/mapi/nspi/"],
+        ),
+        (Protocol::RpcHttp, &["/rpc/rpcproxy.dll"]),
+        (Protocol::Autodiscover, &["/Autodiscover/Autodiscover.xml"]),
+    ];
+    for (protocol, paths) in basic {
+        for path in paths {
+            router = route_both_cases(
+                router,
+                path,
+                any(move |State(s): State<Endpoints>, headers: HeaderMap| async move {
+                    basic_endpoint(s, protocol, headers).await
+                }),
+            );
+        }
+    }
+    router = route_both_cases(router, "/owa/auth.owa", post(owa_form_logon));
+    router = route_both_cases(router, LOGON_PAGE, get(logon_page));
+    router = route_both_cases(router, "/owa", any(owa_mailbox));
+    router = route_both_cases(router, "/owa/", any(owa_mailbox));
+    router.with_state(state)
+}
+
+/// IIS paths are case-insensitive; clients use Exchange's spelling or lower case.
+fn route_both_cases(
+    router: Router<Endpoints>,
+    path: &str,
+    method: MethodRouter<Endpoints>,
+) -> Router<Endpoints> {
+    let lower = path.to_lowercase();
+    if lower == path {
+        router.route(path, method)
+    } else {
+        router.route(path, method.clone()).route(&lower, method)
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() {
+        return None;
+    }
+    Some((user.to_owned(), SecretString::from(password.to_owned())))
+}
+
+async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) -> Response {
+    if s.server.pool_for(protocol).is_none() {
+        return (StatusCode::NOT_FOUND, "404 - File or directory not found.\n").into_response();
+    }
+    let Some((user, password)) = basic_credentials(&headers) else {
+        return challenge(&s.realm);
+    };
+    let logon = s.server.authenticate(protocol, &user, &password).await;
+    match logon {
+        Logon::Accepted { pool, pid, source } => {
+            let mut response = accepted(&s.server, protocol, pool, pid, source);
+            if protocol == Protocol::Eas {
+                response.headers_mut().insert(
+                    "MS-ASProtocolVersions",
+                    HeaderValue::from_static("2.0,2.1,2.5,12.0,12.1,14.0,14.1,16.0,16.1"),
+                );
+            }
+            response
+        }
+        Logon::Refused(_) | Logon::SessionUnknown => challenge(&s.realm),
+        other => failure(other),
+    }
+}
+
+fn accepted(
+    server: &IisServer,
+    protocol: Protocol,
+    pool: &str,
+    pid: u32,
+    source: TokenSource,
+) -> Response {
+    let body = format!("OK {protocol} {pool} {pid}\n");
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("X-FEServer", server.name().to_owned()),
+        ("X-Lab-Pool", pool.to_owned()),
+        ("X-Lab-Pid", pid.to_string()),
+        (
+            "X-Lab-Token",
+            match source {
+                TokenSource::Cache => "cache",
+                TokenSource::Directory => "directory",
+            }
+            .to_owned(),
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+fn challenge(realm: &str) -> Response {
+    let value = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, value)],
+        "401 - Unauthorized: Access is denied due to invalid credentials.\n",
+    )
+        .into_response()
+}
+
+fn failure(logon: Logon) -> Response {
+    match logon {
+        Logon::NotServed => {
+            (StatusCode::NOT_FOUND, "404 - File or directory not found.\n").into_response()
+        }
+        Logon::DirectoryFailed(detail) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("500 - the logon could not be checked: {detail}\n"),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "HTTP Error 503. The service is unavailable.\n",
+        )
+            .into_response(),
+    }
+}
+
+fn redirect(location: &str, cookie: Option<String>) -> Response {
+    let mut response = (StatusCode::FOUND, "").into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Where OWA sends a browser whose forms logon was refused (`reason=2`: bad user or password).
+pub const LOGON_REFUSED: &str = "/owa/auth/logon.aspx?replaceCurrent=1&reason=2&url=%2fowa%2f";
+/// Where OWA sends a browser without a valid session (`reason=0`).
+pub const LOGON_REQUIRED: &str = "/owa/auth/logon.aspx?replaceCurrent=1&reason=0&url=%2fowa%2f";
+
+async fn owa_form_logon(
+    State(s): State<Endpoints>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let user = form.get("username").map(String::as_str).unwrap_or("");
+    let Some(password) = form.get("password") else {
+        return redirect(LOGON_REFUSED, None);
+    };
+    if user.is_empty() {
+        return redirect(LOGON_REFUSED, None);
+    }
+    let password = SecretString::from(password.clone());
+    let result = s.server.owa_logon(user, &password).await;
+    match (result.logon, result.session) {
+        (Logon::Accepted { .. }, Some(session)) => {
+            let destination = form
+                .get("destination")
+                .map(String::as_str)
+                .filter(|d| d.starts_with("/owa") && !d.starts_with("//"))
+                .unwrap_or("/owa/");
+            let cookie = format!("{SESSION_COOKIE}={session}; path=/; HttpOnly");
+            redirect(destination, Some(cookie))
+        }
+        (Logon::Refused(_), _) => redirect(LOGON_REFUSED, None),
+        (other, _) => failure(other),
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+async fn owa_mailbox(State(s): State<Endpoints>, headers: HeaderMap) -> Response {
+    let Some(session) = session_cookie(&headers) else {
+        return redirect(LOGON_REQUIRED, None);
+    };
+    let expire = format!("{SESSION_COOKIE}=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    match s.server.owa_request(&session).await {
+        Logon::Accepted { pool, pid, source } => {
+            let mut response = accepted(&s.server, Protocol::Owa, pool, pid, source);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Logon::Refused(_) | Logon::SessionUnknown => redirect(LOGON_REQUIRED, Some(expire)),
+        other => failure(other),
+    }
+}
+
+async fn logon_page() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<html><body><form action=\"/owa/auth.owa\" method=\"POST\">\
+         <input name=\"username\"><input name=\"password\" type=\"password\">\
+         <input type=\"hidden\" name=\"destination\" value=\"/owa/\">\
+         </form></body></html>\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn basic_header_is_decoded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Q09SUFxib2I6cDpzcw=="),
+        );
+        let (user, pw) = basic_credentials(&headers).expect("decoded");
+        assert_eq!(user, "CORP\\bob");
+        assert_eq!(pw.expose_secret(), "p:ss");
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert!(basic_credentials(&headers).is_none());
+    }
+
+    #[test]
+    fn session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cadata=abc; b=2"),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("abc"));
+    }
+}

@@ -1,0 +1,1 @@
+//! WinRM endpoint (work in progress).

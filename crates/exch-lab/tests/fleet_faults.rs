@@ -1,0 +1,227 @@
+//! Fleet start-up, registration, faults settable at runtime, clean shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exch_directory::{Directory, InMemoryDirectory};
+use exch_lab::fleet::{Faults, Fleet, ServerSpec};
+use fleet_support::{basic, Seen};
+
+const USER: &str = "dave@lab.example.test";
+const PW: &str = "Dave-Passw0rd!";
+
+async fn fleet(dir: &InMemoryDirectory, extra: ServerSpec) -> Fleet {
+    Fleet::builder()
+        .directory(Arc::new(dir.clone()))
+        .registrar(dir.clone())
+        .servers(2, ServerSpec::exchange_2019("EX"))
+        .server(extra)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn directory() -> InMemoryDirectory {
+    let dir = InMemoryDirectory::new();
+    dir.add_user("dave", USER, PW);
+    dir
+}
+
+#[tokio::test]
+async fn servers_are_registered_and_listed() {
+    let dir = directory();
+    let fleet = fleet(&dir, ServerSpec::exchange_2010("LEGACY01").site("Branch")).await;
+    let names: Vec<_> = fleet.servers().iter().map(|s| s.name().to_owned()).collect();
+    assert_eq!(names, ["EX01", "EX02", "LEGACY01"]);
+    let endpoints = fleet.endpoints();
+    assert_eq!(endpoints.len(), 3);
+    assert_eq!(
+        endpoints["EX02"],
+        format!("http://127.0.0.1:{}/wsman", fleet.servers()[1].port())
+    );
+    let mut discovered = dir.exchange_servers().await.unwrap();
+    discovered.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(discovered.len(), 3);
+    assert_eq!(discovered[0].fqdn, "ex01.lab.example.test");
+    assert_eq!(discovered[2].site.as_deref(), Some("Branch"));
+    assert_eq!(
+        discovered[2].version.map(|v| v.major),
+        Some(14),
+        "{discovered:?}"
+    );
+    for s in fleet.servers() {
+        assert!(matches!(
+            basic(s, "/EWS/Exchange.asmx", USER, PW).await,
+            Seen::Ok { .. }
+        ));
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_names_and_missing_directory_are_refused() {
+    let err = Fleet::builder()
+        .server(ServerSpec::exchange_2019("EX01"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no directory"), "{err}");
+    let err = Fleet::builder()
+        .directory(Arc::new(directory()))
+        .server(ServerSpec::exchange_2019("EX01"))
+        .server(ServerSpec::exchange_2019("ex01"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("used twice"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_refuses_connections_until_cleared() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("DOWN01").faults(Faults::unreachable()),
+    )
+    .await;
+    let down = fleet.server("down01").unwrap().clone();
+    let err = fleet_support::client()
+        .get(format!("{}/owa/", down.base_url()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert!(down.faults().await.unreachable);
+
+    down.set_unreachable(false).await.unwrap();
+    assert!(matches!(
+        basic(&down, "/EWS/Exchange.asmx", USER, PW).await,
+        Seen::Ok { .. }
+    ));
+    down.set_unreachable(true).await.unwrap();
+    let err = fleet_support::client()
+        .get(format!("{}/owa/", down.base_url()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_winrm_runs_past_the_client_timeout() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("SLOW01").faults(Faults::slow(Duration::from_secs(3))),
+    )
+    .await;
+    let slow = fleet.server("SLOW01").unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = client
+        .post(slow.winrm_url())
+        .basic_auth(fleet.winrm_user(), Some("x"))
+        .body("<x/>")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Logons are not slowed down, only WinRM.
+    assert!(matches!(
+        basic(slow, "/EWS/Exchange.asmx", USER, PW).await,
+        Seen::Ok { .. }
+    ));
+    slow.set_winrm_delay(None);
+    let status = client
+        .post(slow.winrm_url())
+        .body("<x/>")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_ne!(status, 200, "an empty request is not a WinRM call");
+    assert_eq!(slow.counters().winrm_requests, 2);
+    fleet.shutdown_within(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_soap_fault() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("BAD01").faults(Faults::wrong_credentials()),
+    )
+    .await;
+    let bad = fleet.server("BAD01").unwrap();
+    let response = fleet_support::client()
+        .post(bad.winrm_url())
+        .basic_auth(fleet.winrm_user(), Some("Lab-WinRM-1"))
+        .body("<x/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().contains_key("www-authenticate"));
+
+    bad.set_wrong_credentials(false);
+    bad.set_soap_fault(true);
+    let envelope = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header><a:MessageID>uuid:11111111-2222-3333-4444-555555555555</a:MessageID></s:Header><s:Body/></s:Envelope>"#;
+    let response = fleet_support::client()
+        .post(bad.winrm_url())
+        .basic_auth(fleet.winrm_user(), Some("Lab-WinRM-1"))
+        .header("content-type", "application/soap+xml;charset=UTF-8")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(
+        "<a:RelatesTo>uuid:11111111-2222-3333-4444-555555555555</a:RelatesTo>"
+    ));
+    assert!(body.contains("<s:Value>w:AccessDenied</s:Value>"));
+    assert_eq!(bad.counters().winrm_faulted, 2);
+
+    let mut faults = bad.faults().await;
+    assert!(faults.soap_fault && !faults.wrong_credentials);
+    faults.soap_fault = false;
+    faults.failing_pools = vec!["MSExchangeOWAAppPool".into()];
+    bad.set_faults(&faults).await.unwrap();
+    assert_eq!(bad.faults().await.failing_pools, ["msexchangeowaapppool"]);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_and_port() {
+    let dir = directory();
+    let fleet = fleet(&dir, ServerSpec::exchange_2016("EX16")).await;
+    // A keep-alive client leaves idle connections open.
+    let client = fleet_support::client();
+    for s in fleet.servers() {
+        let r = client
+            .get(format!("{}/owa/auth/logon.aspx", s.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(fleet.servers().iter().all(|s| s.counters().open_connections == 1));
+    fleet.shutdown().await;
+    for s in fleet.servers() {
+        assert_eq!(s.counters().open_connections, 0, "{}", s.name());
+        let err = fleet_support::client()
+            .get(format!("{}/owa/", s.base_url()))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect());
+    }
+}

@@ -1,0 +1,222 @@
+//! `iisreset` through the IIS model, observed over real HTTP.
+#![allow(clippy::unwrap_used)]
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use exch_directory::InMemoryDirectory;
+use exch_lab::fleet::{Fleet, LabServer, ServerSpec};
+use exch_lab::host::{IisHost, IisResetMode};
+use exch_lab::model::IisTiming;
+use fleet_support::{basic, Seen};
+use reqwest::StatusCode;
+
+const EWS: &str = "/EWS/Exchange.asmx";
+const USER: &str = "carol@lab.example.test";
+const PW: &str = "Carol-Passw0rd!";
+
+async fn lab(timing: IisTiming) -> Fleet {
+    let dir = InMemoryDirectory::new();
+    dir.add_user("carol", USER, PW);
+    Fleet::builder()
+        .directory(Arc::new(dir))
+        .server(ServerSpec::exchange_2019("EX01").timing(timing))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn pids(ex: &LabServer) -> Vec<u32> {
+    ex.iis()
+        .pools()
+        .iter()
+        .flat_map(|p| p.workers.iter().map(|w| w.pid))
+        .collect()
+}
+
+#[tokio::test]
+async fn iisreset_refuses_requests_during_its_window() {
+    let fleet = lab(IisTiming {
+        reset_window: Duration::from_millis(300),
+        ..IisTiming::default()
+    })
+    .await;
+    let ex = fleet.servers()[0].clone();
+    assert!(matches!(basic(&ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    let before = pids(&ex);
+
+    let reset = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.iis().iisreset(IisResetMode::Restart).await }
+    });
+    while ex.iis().pools().iter().any(|p| p.started) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        basic(&ex, EWS, USER, PW).await,
+        Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    let status = ex.iis().iisreset(IisResetMode::Status).await;
+    assert!(status
+        .stdout
+        .contains("World Wide Web Publishing Service ( W3SVC ) : Stopped"));
+
+    let out = reset.await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(
+        out.stdout,
+        "\r\nAttempting stop...\r\nInternet services successfully stopped\r\n\
+         Attempting start...\r\nInternet services successfully restarted\r\n"
+    );
+    let after = pids(&ex);
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|p| !before.contains(p)), "every worker is new");
+    match basic(&ex, EWS, USER, PW).await {
+        Seen::Ok { token, .. } => assert_eq!(token, "directory", "caches are empty"),
+        other => panic!("{other:?}"),
+    }
+    let c = ex.counters().iis;
+    assert_eq!((c.refused_during_reset, c.iisresets), (1, 1));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn noforce_gives_up_when_requests_do_not_finish() {
+    let fleet = lab(IisTiming {
+        stop_timeout: Duration::from_millis(100),
+        ..IisTiming::default()
+    })
+    .await;
+    let ex = fleet.servers()[0].clone();
+    assert!(matches!(basic(&ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    let before = pids(&ex);
+    let hold = ex.iis().hold_requests();
+    let in_flight = tokio::spawn({
+        let ex = ex.clone();
+        async move { basic(&ex, EWS, USER, PW).await }
+    });
+    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let out = ex.iis().iisreset(IisResetMode::RestartNoForce).await;
+    assert_eq!(out.exit_code, 1);
+    assert!(out.stdout.contains("Restart attempt failed."), "{}", out.stdout);
+    assert_eq!(pids(&ex), before, "nothing was restarted");
+    hold.release();
+    assert!(matches!(in_flight.await.unwrap(), Seen::Ok { .. }));
+    match basic(&ex, EWS, USER, PW).await {
+        Seen::Ok { token, .. } => assert_eq!(token, "cache", "the cache was not flushed"),
+        other => panic!("{other:?}"),
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn forced_reset_kills_requests_that_do_not_finish() {
+    let fleet = lab(IisTiming {
+        stop_timeout: Duration::from_millis(50),
+        reset_window: Duration::from_millis(50),
+        ..IisTiming::default()
+    })
+    .await;
+    let ex = fleet.servers()[0].clone();
+    let hold = ex.iis().hold_requests();
+    let in_flight = tokio::spawn({
+        let ex = ex.clone();
+        async move { basic(&ex, EWS, USER, PW).await }
+    });
+    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let out = ex.iis().iisreset(IisResetMode::Restart).await;
+    assert_eq!(out.exit_code, 0);
+    hold.release();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(ex.counters().iis.killed_in_flight, 1);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn noforce_waits_for_requests_in_flight_then_restarts() {
+    let fleet = lab(IisTiming::default()).await;
+    let ex = fleet.servers()[0].clone();
+    let hold = ex.iis().hold_requests();
+    let in_flight = tokio::spawn({
+        let ex = ex.clone();
+        async move { basic(&ex, EWS, USER, PW).await }
+    });
+    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let reset = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.iis().iisreset(IisResetMode::RestartNoForce).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hold.release();
+    assert!(matches!(in_flight.await.unwrap(), Seen::Ok { .. }));
+    assert_eq!(reset.await.unwrap().exit_code, 0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_and_start() {
+    let fleet = lab(IisTiming::default()).await;
+    let ex = &fleet.servers()[0];
+    let out = ex.iis().iisreset(IisResetMode::Stop).await;
+    assert_eq!(
+        out.stdout,
+        "\r\nAttempting stop...\r\nInternet services successfully stopped\r\n"
+    );
+    assert_eq!(
+        basic(ex, EWS, USER, PW).await,
+        Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert!(ex.iis().pools().iter().all(|p| !p.started && p.workers.is_empty()));
+    assert!(ex.iis().recycle("MSExchangeOWAAppPool").await.is_err());
+    let out = ex.iis().iisreset(IisResetMode::Start).await;
+    assert!(out.stdout.contains("Internet services successfully started"));
+    assert!(matches!(basic(ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn pool_stop_start_and_recycle_errors_read_like_powershell() {
+    let fleet = lab(IisTiming::default()).await;
+    let ex = &fleet.servers()[0];
+    let iis = ex.iis();
+    assert_eq!(
+        iis.recycle("NoSuchPool").await.unwrap_err(),
+        "Cannot find path 'IIS:\\AppPools\\NoSuchPool' because it does not exist."
+    );
+    IisHost::stop_pool(iis, "MSExchangeServicesAppPool")
+        .await
+        .unwrap();
+    assert_eq!(
+        basic(ex, EWS, USER, PW).await,
+        Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert!(iis
+        .recycle("msexchangeservicesapppool")
+        .await
+        .unwrap_err()
+        .contains("0x800710D8"));
+    IisHost::start_pool(iis, "MSExchangeServicesAppPool")
+        .await
+        .unwrap();
+    assert!(matches!(basic(ex, EWS, USER, PW).await, Seen::Ok { .. }));
+
+    ex.fail_recycle("MSExchangeOWAAppPool");
+    let err = iis.recycle("MSExchangeOWAAppPool").await.unwrap_err();
+    assert!(err.contains("0x80070020"), "{err}");
+    ex.clear_recycle_fault("MSExchangeOWAAppPool");
+    iis.recycle("MSExchangeOWAAppPool").await.unwrap();
+    let c = ex.counters().iis;
+    assert_eq!((c.recycles, c.recycle_failures, c.refused_pool_stopped), (1, 1, 1));
+    fleet.shutdown().await;
+}
