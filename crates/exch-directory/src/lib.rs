@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod adcodes;
+pub mod conformance;
 mod error;
 pub mod escape;
 mod ldap;

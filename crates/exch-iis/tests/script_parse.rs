@@ -99,6 +99,20 @@ fn every_script_parses() {
 }
 
 #[test]
+fn the_checker_sees_syntax_errors() {
+    for bad in [
+        "foreach ($x in @(1) {",
+        "$x = 'unterminated",
+        "if ($a -eq) { }",
+    ] {
+        let tree = parse(bad);
+        let mut found = Vec::new();
+        problems(tree.root_node(), bad, &mut found);
+        assert!(!found.is_empty() || tree.root_node().has_error(), "{bad}");
+    }
+}
+
+#[test]
 fn catalog_names_round_trip() {
     let pools = all_pools();
     let got = pool_literals(&script::recycle_pools(&pools));

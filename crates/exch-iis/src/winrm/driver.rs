@@ -153,9 +153,9 @@ pub(crate) async fn run_script(
         }
         Ok(r) => r,
     };
-    // Delete the shell inline (counted), also after an error.
-    guard.armed = false;
-    let shell = shell_cell.lock().ok().and_then(|mut s| s.take());
+    // Delete the shell inline (counted), also after an error. The guard stays armed until the
+    // Delete has been answered, so a caller that gives up meanwhile still gets it deleted.
+    let shell = shell_cell.lock().ok().and_then(|s| s.clone());
     if let Some(shell) = shell {
         round_trips.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(cleanup_timeout, client.delete_shell(host, &shell)).await {
@@ -164,6 +164,7 @@ pub(crate) async fn run_script(
             Err(_) => tracing::warn!(%shell, "deleting WinRM shell timed out"),
         }
     }
+    guard.armed = false;
     let (stdout, stderr, exit_code) =
         result.map_err(|e| map_error(e, target, operation, deadline_after))?;
     let stdout = String::from_utf8_lossy(&stdout).into_owned();

@@ -1,1 +1,640 @@
-//! WinRM endpoint (work in progress).
+//! The lab's WinRM endpoint: `POST /wsman` with HTTP Basic auth, serving the
+//! `http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd` resource per MS-WSMV.
+//!
+//! - Create / Command / Receive / Signal (`terminate`, `ctrl_c`) / Delete (and Send, accepted
+//!   and ignored). Requests are parsed by namespace (any prefixes, with or without `<?xml?>`,
+//!   `OptionSet` anywhere, one `Arguments` element or several).
+//! - Every reply carries `a:RelatesTo` (the request's `MessageID`) and a fresh `MessageID`. The
+//!   Create reply carries the ShellId as `rsp:ShellId` and as the `ShellId` selector of
+//!   `x:ResourceCreated`. Receive returns base64 `rsp:Stream` elements (`End="true"` on the final
+//!   ones) and one `rsp:CommandState` (`Running`, or `Done` with `rsp:ExitCode`).
+//! - Faults are HTTP 500 SOAP 1.2 faults with `s:Subcode` and `f:WSManFault Code`: unknown shell
+//!   → `w:InvalidSelectors` 2150858843; a command still running when the Receive wait
+//!   (`w:OperationTimeout`, capped by [`WinRmConfig::operation_timeout`]) expires → `w:TimedOut`
+//!   2150858793, as Windows does (the client polls again); malformed XML →
+//!   `w:SchemaValidationError` 2150858817; unknown action → `a:ActionNotSupported` 2150858771;
+//!   a body larger than [`WinRmConfig::max_envelope_size`] → `w:EncodingLimit` 2150858790,
+//!   refused before parsing.
+//! - Commands: `powershell[.exe] [-NoProfile] [-NonInteractive] [-ExecutionPolicy X]
+//!   -EncodedCommand <base64 UTF-16LE>` (also `-enc`, `-e`, `-ec`, `-Command …`), `iisreset …`,
+//!   `appcmd …` and `cmd /c …` around them. They run asynchronously ([`crate::ps`]); bad base64
+//!   or an unknown program fails on stderr with exit code 1 (not a fault). stderr is plain text,
+//!   not CLIXML.
+//! - Faults can be injected at run time through [`WinRmFaultsHandle`]; [`WinRmCounters`] counts
+//!   requests, actions, open shells and commands, and faults.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use exch_lab::winrm::{WinRmConfig, WinRmService};
+//! # async fn demo(host: Arc<dyn exch_lab::host::IisHost>) -> std::io::Result<()> {
+//! let service = WinRmService::new(host, WinRmConfig::new("lab\\admin", "Passw0rd!".into()));
+//! let counters = service.counters();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! tokio::spawn(async move { axum::serve(listener, service.router()).await });
+//! # let _ = counters; Ok(()) }
+//! ```
+
+mod cmdline;
+mod soap;
+mod shell;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body as HttpBody;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::host::IisHost;
+use crate::ps::{self, Limits, ScriptOutput};
+use cmdline::Plan;
+use shell::{lock, CommandEntry, Received, Shells};
+use soap::{Body, Fault, Request};
+
+/// Faults a test can inject (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WinRmFaults {
+    /// Refuse every request with 401, as if the server expected another password.
+    pub wrong_credentials: bool,
+    /// Answer every Command with a SOAP fault (`w:InternalError`).
+    pub command_fault: bool,
+    /// Answer the first N Receives of each new command with `w:TimedOut` before real output.
+    pub timed_out_receives: u32,
+    /// Delay every response by this long (slow past the client's timeout).
+    pub response_delay: Option<Duration>,
+    /// Accept requests and never answer.
+    pub hang_after_accept: bool,
+}
+
+/// A shared, run-time settable handle to an endpoint's [`WinRmFaults`].
+#[derive(Debug, Clone, Default)]
+pub struct WinRmFaultsHandle(Arc<Mutex<WinRmFaults>>);
+
+impl WinRmFaultsHandle {
+    /// A handle holding `faults`.
+    pub fn new(faults: WinRmFaults) -> Self {
+        WinRmFaultsHandle(Arc::new(Mutex::new(faults)))
+    }
+
+    /// The current faults.
+    pub fn get(&self) -> WinRmFaults {
+        lock(&self.0).clone()
+    }
+
+    /// Replaces the faults.
+    pub fn set(&self, faults: WinRmFaults) {
+        *lock(&self.0) = faults;
+    }
+
+    /// Changes the faults in place.
+    pub fn update(&self, f: impl FnOnce(&mut WinRmFaults)) {
+        f(&mut lock(&self.0));
+    }
+
+    /// Turns every fault off.
+    pub fn clear(&self) {
+        self.set(WinRmFaults::default());
+    }
+}
+
+/// Configuration of one endpoint.
+#[derive(Debug, Clone)]
+pub struct WinRmConfig {
+    /// The accepted user name (compared case-insensitively, like Windows).
+    pub user: String,
+    /// The accepted password.
+    pub password: SecretString,
+    /// Initial faults (change them later through [`WinRmService::faults`]).
+    pub faults: WinRmFaults,
+    /// Largest request body accepted, in bytes (default 153600, WinRM's `MaxEnvelopeSizekb` 150).
+    pub max_envelope_size: usize,
+    /// Longest a Receive waits for output (the request's `OperationTimeout` is capped by it;
+    /// default 60 s).
+    pub operation_timeout: Duration,
+    /// Machine name reported in `WSManFault`.
+    pub machine: String,
+    /// Most shells open at once (default 64); more → `w:QuotaLimit`.
+    pub max_shells: usize,
+    /// Most commands kept per shell (default 16); more → `w:QuotaLimit`.
+    pub max_commands_per_shell: usize,
+    /// Guards of the PowerShell interpreter.
+    pub script_limits: Limits,
+}
+
+impl WinRmConfig {
+    /// Defaults with the given credentials.
+    pub fn new(user: impl Into<String>, password: SecretString) -> Self {
+        WinRmConfig {
+            user: user.into(),
+            password,
+            faults: WinRmFaults::default(),
+            max_envelope_size: 153_600,
+            operation_timeout: Duration::from_secs(60),
+            machine: "localhost".into(),
+            max_shells: 64,
+            max_commands_per_shell: 16,
+            script_limits: Limits::default(),
+        }
+    }
+}
+
+/// Live counters of one endpoint.
+#[derive(Debug, Default)]
+pub struct WinRmCounters {
+    requests: AtomicU64,
+    unauthorized: AtomicU64,
+    create: AtomicU64,
+    command: AtomicU64,
+    receive: AtomicU64,
+    signal: AtomicU64,
+    delete: AtomicU64,
+    other: AtomicU64,
+    open_shells: AtomicU64,
+    open_commands: AtomicU64,
+    faults: AtomicU64,
+}
+
+/// A copy of [`WinRmCounters`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WinRmStats {
+    /// HTTP requests received (authenticated or not).
+    pub requests: u64,
+    /// Requests refused with 401.
+    pub unauthorized: u64,
+    /// Create requests.
+    pub create: u64,
+    /// Command requests.
+    pub command: u64,
+    /// Receive requests.
+    pub receive: u64,
+    /// Signal requests.
+    pub signal: u64,
+    /// Delete requests.
+    pub delete: u64,
+    /// Other actions (Send, unknown).
+    pub other: u64,
+    /// Shells open now.
+    pub open_shells: u64,
+    /// Commands open now (not yet terminated or deleted with their shell).
+    pub open_commands: u64,
+    /// SOAP faults sent.
+    pub faults: u64,
+}
+
+impl WinRmCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> WinRmStats {
+        let g = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        WinRmStats {
+            requests: g(&self.requests),
+            unauthorized: g(&self.unauthorized),
+            create: g(&self.create),
+            command: g(&self.command),
+            receive: g(&self.receive),
+            signal: g(&self.signal),
+            delete: g(&self.delete),
+            other: g(&self.other),
+            open_shells: g(&self.open_shells),
+            open_commands: g(&self.open_commands),
+            faults: g(&self.faults),
+        }
+    }
+}
+
+fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::SeqCst);
+}
+
+fn dec(a: &AtomicU64, n: u64) {
+    let _ = a.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(n)));
+}
+
+struct Inner {
+    host: Arc<dyn IisHost>,
+    config: WinRmConfig,
+    faults: WinRmFaultsHandle,
+    counters: Arc<WinRmCounters>,
+    shells: Shells,
+}
+
+/// A WinRM endpoint in front of one simulated server.
+#[derive(Clone)]
+pub struct WinRmService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WinRmService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WinRmService")
+            .field("user", &self.inner.config.user)
+            .field("counters", &self.inner.counters.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WinRmService {
+    /// An endpoint that runs commands against `host`.
+    pub fn new(host: Arc<dyn IisHost>, config: WinRmConfig) -> Self {
+        let faults = WinRmFaultsHandle::new(config.faults.clone());
+        WinRmService {
+            inner: Arc::new(Inner {
+                host,
+                config,
+                faults,
+                counters: Arc::default(),
+                shells: Shells::default(),
+            }),
+        }
+    }
+
+    /// The axum router serving `POST /wsman`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/wsman", post(handle))
+            .with_state(self.inner.clone())
+    }
+
+    /// The run-time fault switches.
+    pub fn faults(&self) -> WinRmFaultsHandle {
+        self.inner.faults.clone()
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> Arc<WinRmCounters> {
+        self.inner.counters.clone()
+    }
+}
+
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+
+fn soap_response(status: StatusCode, xml: String) -> Response {
+    (status, [(header::CONTENT_TYPE, SOAP_CONTENT_TYPE)], xml).into_response()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"WSMAN\"")],
+        "",
+    )
+        .into_response()
+}
+
+fn authorized(inner: &Inner, headers: &HeaderMap, faults: &WinRmFaults) -> bool {
+    if faults.wrong_credentials {
+        return false;
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, b64)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Some(decoded) = B64.decode(b64.trim()).ok().and_then(|b| String::from_utf8(b).ok()) else {
+        return false;
+    };
+    let Some((user, password)) = decoded.split_once(':') else {
+        return false;
+    };
+    user.eq_ignore_ascii_case(&inner.config.user) && password == inner.config.password.expose_secret()
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: HttpBody) -> Response {
+    inc(&inner.counters.requests);
+    let faults = inner.faults.get();
+    if faults.hang_after_accept {
+        std::future::pending::<()>().await;
+    }
+    if !authorized(&inner, &headers, &faults) {
+        inc(&inner.counters.unauthorized);
+        return unauthorized();
+    }
+    let limit = inner.config.max_envelope_size;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = match declared {
+        Some(n) if n > limit as u64 => None,
+        _ => axum::body::to_bytes(body, limit).await.ok(),
+    };
+    if let Some(d) = faults.response_delay {
+        tokio::time::sleep(d).await;
+    }
+    let Some(bytes) = bytes else {
+        inc(&inner.counters.other);
+        let f = Fault::sender(
+            "w:EncodingLimit",
+            2150858790,
+            format!("The WS-Management service cannot process the request because the request envelope is larger than the maximum envelope size ({limit} bytes)."),
+        );
+        return fault(&inner, &f, None);
+    };
+    let req = match std::str::from_utf8(&bytes) {
+        Ok(text) => soap::parse_request(text),
+        Err(_) => Err(Fault::sender(
+            "w:SchemaValidationError",
+            2150858817,
+            "The WS-Management service cannot process the request because the body is not UTF-8.",
+        )),
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(f) => {
+            inc(&inner.counters.other);
+            return fault(&inner, &f, None);
+        }
+    };
+    let relates = req.message_id.clone();
+    match dispatch(&inner, req, &faults).await {
+        Ok(xml) => soap_response(StatusCode::OK, xml),
+        Err(f) => fault(&inner, &f, relates.as_deref()),
+    }
+}
+
+fn fault(inner: &Inner, f: &Fault, relates_to: Option<&str>) -> Response {
+    inc(&inner.counters.faults);
+    tracing::debug!(subcode = f.subcode, code = f.wsman_code, "WinRM fault");
+    soap_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        soap::fault_envelope(f, relates_to, &inner.config.machine),
+    )
+}
+
+fn invalid_selectors(shell_id: Option<&str>) -> Fault {
+    let reason = match shell_id {
+        Some(id) => format!("The request for the Windows Remote Shell with ShellId {id} failed because the shell was not found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer exists on the server. Provide the correct ShellId or create a new shell and retry the operation."),
+        None => "The WS-Management service cannot process the request because the request contained invalid selectors for the resource.".into(),
+    };
+    Fault::sender("w:InvalidSelectors", 2150858843, reason)
+}
+
+fn quota(what: &str, max: usize) -> Fault {
+    Fault::receiver(
+        "w:QuotaLimit",
+        2150859173,
+        format!("The WS-Management service cannot process the request. This user is allowed a maximum number of {max} {what}, which has been exceeded."),
+    )
+}
+
+async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<String, Fault> {
+    let counters = &inner.counters;
+    let Some(action) = req.action.clone() else {
+        inc(&counters.other);
+        return Err(Fault::sender(
+            "a:MessageInformationHeaderRequired",
+            2150858818,
+            "The WS-Management service cannot process the request because the Action header is missing.",
+        ));
+    };
+    let relates = req.message_id.as_deref();
+    match action.as_str() {
+        soap::ACTION_CREATE => inc(&counters.create),
+        soap::ACTION_COMMAND => inc(&counters.command),
+        soap::ACTION_RECEIVE => inc(&counters.receive),
+        soap::ACTION_SIGNAL => inc(&counters.signal),
+        soap::ACTION_DELETE => inc(&counters.delete),
+        _ => inc(&counters.other),
+    }
+    let known = [
+        soap::ACTION_CREATE,
+        soap::ACTION_COMMAND,
+        soap::ACTION_RECEIVE,
+        soap::ACTION_SIGNAL,
+        soap::ACTION_DELETE,
+        soap::ACTION_SEND,
+    ];
+    if !known.contains(&action.as_str()) {
+        return Err(Fault::sender(
+            "a:ActionNotSupported",
+            2150858771,
+            format!("The WS-Management service cannot process the request because the action '{action}' is not supported by the resource."),
+        ));
+    }
+    if !req
+        .resource_uri
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case(soap::RESOURCE_CMD))
+    {
+        return Err(Fault::sender(
+            "w:DestinationUnreachable",
+            2150858770,
+            format!(
+                "The WS-Management service cannot process the request because the resource URI '{}' is not served by the lab (only {}).",
+                req.resource_uri.as_deref().unwrap_or(""),
+                soap::RESOURCE_CMD
+            ),
+        ));
+    }
+    if action == soap::ACTION_CREATE {
+        let id = inner
+            .shells
+            .open(inner.config.max_shells)
+            .ok_or_else(|| quota("shells", inner.config.max_shells))?;
+        inc(&counters.open_shells);
+        let body = format!(
+            "<x:ResourceCreated><a:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:Address>\
+             <a:ReferenceParameters><w:ResourceURI>{res}</w:ResourceURI><w:SelectorSet><w:Selector Name=\"ShellId\">{id}</w:Selector></w:SelectorSet>\
+             </a:ReferenceParameters></x:ResourceCreated>\
+             <rsp:Shell><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{res}</rsp:ResourceUri><rsp:Owner>{owner}</rsp:Owner>\
+             <rsp:ClientIP>127.0.0.1</rsp:ClientIP><rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut><rsp:InputStreams>stdin</rsp:InputStreams>\
+             <rsp:OutputStreams>stdout stderr</rsp:OutputStreams><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime>\
+             <rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity></rsp:Shell>",
+            res = soap::RESOURCE_CMD,
+            owner = soap::escape(&inner.config.user),
+        );
+        return Ok(soap::envelope(
+            "http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse",
+            relates,
+            &body,
+        ));
+    }
+    let shell_id = req.shell_id.clone().ok_or_else(|| invalid_selectors(None))?;
+    let Some(shell) = inner.shells.get(&shell_id) else {
+        return Err(invalid_selectors(Some(&shell_id)));
+    };
+    match (action.as_str(), req.body) {
+        (soap::ACTION_DELETE, _) => {
+            if let Some(s) = inner.shells.remove(&shell_id) {
+                let n = s.close();
+                dec(&counters.open_commands, n as u64);
+                dec(&counters.open_shells, 1);
+            }
+            Ok(soap::envelope(
+                "http://schemas.xmlsoap.org/ws/2004/09/transfer/DeleteResponse",
+                relates,
+                "",
+            ))
+        }
+        (soap::ACTION_SEND, _) => Ok(soap::envelope(
+            "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SendResponse",
+            relates,
+            "<rsp:SendResponse/>",
+        )),
+        (
+            soap::ACTION_COMMAND,
+            Body::CommandLine {
+                command,
+                arguments,
+                command_id,
+            },
+        ) => {
+            if faults.command_fault {
+                return Err(Fault::receiver(
+                    "w:InternalError",
+                    1359,
+                    "The WS-Management service cannot process the request: an internal error occurred (injected by the lab).",
+                ));
+            }
+            let id = command_id
+                .filter(|c| !c.is_empty() && c.len() <= 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'))
+                .map(|c| c.to_uppercase())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_uppercase());
+            let entry = CommandEntry::new(id.clone(), faults.timed_out_receives);
+            {
+                let mut cmds = lock(&shell.commands);
+                if cmds.len() >= inner.config.max_commands_per_shell {
+                    return Err(quota("commands per shell", inner.config.max_commands_per_shell));
+                }
+                if let Some(old) = cmds.insert(id.clone(), entry.clone()) {
+                    old.abort(-1);
+                    dec(&counters.open_commands, 1);
+                }
+            }
+            inc(&counters.open_commands);
+            start(inner, &entry, cmdline::plan(&command, &arguments));
+            Ok(soap::envelope(
+                "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandResponse",
+                relates,
+                &format!("<rsp:CommandResponse><rsp:CommandId>{id}</rsp:CommandId></rsp:CommandResponse>"),
+            ))
+        }
+        (soap::ACTION_RECEIVE, Body::Receive { command_id }) => {
+            let cmd = command_id
+                .as_deref()
+                .and_then(|c| lock(&shell.commands).get(&c.to_uppercase()).cloned())
+                .ok_or_else(|| unknown_command(command_id.as_deref()))?;
+            let wait = req
+                .operation_timeout
+                .unwrap_or(inner.config.operation_timeout)
+                .min(inner.config.operation_timeout);
+            let chunk = (inner.config.max_envelope_size.saturating_sub(8 * 1024) * 3 / 4).clamp(1024, 1 << 20);
+            match cmd.receive(wait, chunk).await {
+                Received::TimedOut => Err(Fault::receiver(
+                    "w:TimedOut",
+                    2150858793,
+                    "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.",
+                )),
+                Received::Output { stdout, stderr, done } => {
+                    Ok(receive_reply(relates, &cmd.id, &stdout, &stderr, done))
+                }
+            }
+        }
+        (soap::ACTION_SIGNAL, Body::Signal { command_id, code }) => {
+            let id = command_id.as_deref().map(str::to_uppercase);
+            let cmd = id.as_deref().and_then(|c| lock(&shell.commands).get(c).cloned());
+            let Some(cmd) = cmd else {
+                return Err(unknown_command(command_id.as_deref()));
+            };
+            if code.eq_ignore_ascii_case(soap::SIGNAL_TERMINATE) {
+                cmd.abort(-1);
+                if lock(&shell.commands).remove(&cmd.id).is_some() {
+                    dec(&counters.open_commands, 1);
+                }
+            } else if code.eq_ignore_ascii_case(soap::SIGNAL_CTRL_C) {
+                // STATUS_CONTROL_C_EXIT
+                cmd.abort(-1_073_741_510);
+            } else {
+                return Err(Fault::sender(
+                    "w:InvalidParameter",
+                    87,
+                    format!("The signal code '{code}' is not supported."),
+                ));
+            }
+            Ok(soap::envelope(
+                "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SignalResponse",
+                relates,
+                "<rsp:SignalResponse/>",
+            ))
+        }
+        (_, _) => Err(Fault::sender(
+            "w:SchemaValidationError",
+            2150858817,
+            format!("The SOAP body does not match the action '{action}'."),
+        )),
+    }
+}
+
+fn unknown_command(id: Option<&str>) -> Fault {
+    Fault::sender(
+        "w:InvalidParameter",
+        87,
+        format!(
+            "The request for the Windows Remote Shell failed because the command '{}' was not found in the shell.",
+            id.unwrap_or("")
+        ),
+    )
+}
+
+fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan) {
+    let host = inner.host.clone();
+    let limits = inner.config.script_limits;
+    let task_entry = entry.clone();
+    let handle = tokio::spawn(async move {
+        let out: ScriptOutput = match plan {
+            Plan::Done(out) => out,
+            Plan::Script(script) => ps::run_script_with_limits(&*host, &script, limits).await,
+            Plan::Native { program, args } => ps::run_native_command(&*host, &program, &args)
+                .await
+                .unwrap_or_else(|| ScriptOutput {
+                    stderr: format!("'{program}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"),
+                    exit_code: 1,
+                    ..ScriptOutput::default()
+                }),
+        };
+        task_entry.finish(out);
+    });
+    entry.set_task(handle);
+}
+
+fn receive_reply(relates: Option<&str>, id: &str, stdout: &[u8], stderr: &[u8], done: Option<i32>) -> String {
+    let mut body = String::from("<rsp:ReceiveResponse>");
+    for (name, data) in [("stdout", stdout), ("stderr", stderr)] {
+        if !data.is_empty() {
+            body.push_str(&format!(
+                "<rsp:Stream Name=\"{name}\" CommandId=\"{id}\">{}</rsp:Stream>",
+                B64.encode(data)
+            ));
+        }
+    }
+    match done {
+        Some(code) => {
+            body.push_str(&format!(
+                "<rsp:Stream Name=\"stdout\" CommandId=\"{id}\" End=\"true\"></rsp:Stream>\
+                 <rsp:Stream Name=\"stderr\" CommandId=\"{id}\" End=\"true\"></rsp:Stream>\
+                 <rsp:CommandState CommandId=\"{id}\" State=\"{}\"><rsp:ExitCode>{code}</rsp:ExitCode></rsp:CommandState>",
+                soap::STATE_DONE
+            ));
+        }
+        None => body.push_str(&format!(
+            "<rsp:CommandState CommandId=\"{id}\" State=\"{}\"/>",
+            soap::STATE_RUNNING
+        )),
+    }
+    body.push_str("</rsp:ReceiveResponse>");
+    soap::envelope(
+        "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/ReceiveResponse",
+        relates,
+        &body,
+    )
+}

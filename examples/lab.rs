@@ -1,0 +1,187 @@
+//! Starts a lab fleet of simulated Exchange servers and serves until Ctrl-C.
+//!
+//! ```text
+//! cargo run --example lab                          # in-memory directory, demo user
+//! EXCH_REVOKE_AD_ENV=target/samba-ad/ad.env \
+//!   cargo run --example lab -- --servers 3 --legacy 1
+//! ```
+//!
+//! With `EXCH_REVOKE_AD_ENV` (an `ad.env` written by `scripts/samba-ad.sh`) the servers
+//! authenticate against that Samba AD DC (every cache miss is a real LDAP bind), are registered
+//! as `msExchExchangeServer` objects, and a demo user is created there; otherwise an in-memory
+//! directory is used. Prints ONE JSON document on stdout — the WinRM endpoints and credentials,
+//! the logon URLs, the demo user — and logs to stderr (`RUST_LOG=debug` for more).
+
+use std::error::Error;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use clap::Parser;
+use exch_core::ExchangeServer;
+use exch_directory::{Directory, InMemoryDirectory, LdapDirectory};
+use exch_lab::fleet::{Fleet, FleetBuilder, ServerSpec};
+use exch_samba::SambaAd;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+/// Start a fleet of simulated Exchange servers on 127.0.0.1.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Exchange 2019 servers (EX01, EX02, …).
+    #[arg(long, default_value_t = 2)]
+    servers: usize,
+    /// Exchange 2010 servers (EX14-01, …).
+    #[arg(long, default_value_t = 0)]
+    legacy: usize,
+    /// Lab seconds per real second (token lifetimes run this much faster).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Password of the demo user.
+    #[arg(long, default_value = "Demo-Passw0rd!")]
+    user_password: String,
+}
+
+/// The directory side: what the fleet authenticates against, and the demo user.
+struct Lab {
+    kind: String,
+    directory: Arc<dyn Directory>,
+    user_upn: String,
+    user_sam: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if args.servers + args.legacy == 0 {
+        return Err("nothing to start: --servers and --legacy are both 0".into());
+    }
+    let password = SecretString::from(args.user_password.clone());
+    let mut builder = Fleet::builder()
+        .servers(args.servers, ServerSpec::exchange_2019("EX"))
+        .servers(args.legacy, ServerSpec::exchange_2010("EX14-"))
+        .time_scale(args.time_scale);
+    let lab = match std::env::var_os(exch_samba::AD_ENV_VAR) {
+        Some(path) => {
+            let ad: &'static SambaAd = Box::leak(Box::new(SambaAd::from_env_file(
+                std::path::Path::new(&path),
+            )?));
+            let (lab, b) = samba(ad, builder, &password).await?;
+            builder = b;
+            lab
+        }
+        None => {
+            let dir = InMemoryDirectory::new();
+            let sam = "demo";
+            let upn = "demo@lab.example.test";
+            dir.add_user(sam, upn, password.expose_secret());
+            builder = builder.registrar(dir.clone());
+            Lab {
+                kind: "in-memory".into(),
+                directory: Arc::new(dir),
+                user_upn: upn.into(),
+                user_sam: format!("LAB\\{sam}"),
+            }
+        }
+    };
+    let fleet = builder.directory(Arc::clone(&lab.directory)).build().await?;
+
+    let servers: Vec<_> = fleet
+        .servers()
+        .iter()
+        .map(|s| {
+            let ex = s.exchange_server();
+            let base = s.base_url();
+            json!({
+                "name": ex.name,
+                "fqdn": ex.fqdn,
+                "version": ex.version.map(|v| v.to_string()),
+                "roles": ex.roles.names(),
+                "site": ex.site,
+                "winrm_url": s.winrm_url(),
+                "base_url": base,
+                "logon": {
+                    "owa_form": format!("{base}/owa/auth.owa"),
+                    "ews": format!("{base}/EWS/Exchange.asmx"),
+                    "eas": format!("{base}/Microsoft-Server-ActiveSync"),
+                    "mapi": s.iis().pool_for(exch_core::Protocol::Mapi).map(|_| format!("{base}/mapi/emsmdb")),
+                    "rpchttp": format!("{base}/rpc/rpcproxy.dll"),
+                },
+            })
+        })
+        .collect();
+    let doc = json!({
+        "directory": lab.kind,
+        "time_scale": args.time_scale,
+        "winrm": {
+            "auth": "Basic",
+            "user": fleet.winrm_user(),
+            "password": fleet.winrm_password().expose_secret(),
+        },
+        "endpoints": fleet.endpoints(),
+        "user": {
+            "upn": lab.user_upn,
+            "down_level": lab.user_sam,
+            "password": password.expose_secret(),
+        },
+        "servers": servers,
+    });
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &doc)?;
+    writeln!(stdout)?;
+    stdout.flush()?;
+    drop(stdout);
+
+    tracing::info!("serving {} servers; Ctrl-C to stop", fleet.servers().len());
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("stopping");
+    fleet.shutdown().await;
+    if lab.kind.starts_with("samba") {
+        tracing::info!(
+            "the demo user and the server objects stay in the directory; delete them with samba-tool if needed"
+        );
+    }
+    Ok(())
+}
+
+async fn samba(
+    ad: &'static SambaAd,
+    builder: FleetBuilder,
+    password: &SecretString,
+) -> Result<(Lab, FleetBuilder), Box<dyn Error>> {
+    let env = ad.env();
+    let directory = LdapDirectory::builder()
+        .url(env.url_ldaps.clone())
+        .ca_file(env.ca_file.clone())
+        .bind(env.admin_bind.clone(), env.admin_password.clone())
+        .base_dn(env.base_dn.clone())
+        .build()
+        .await?;
+    let sam = SambaAd::unique_name("demo");
+    let user = ad.create_user(&sam, password).await?;
+    let builder = builder
+        .dns_domain(env.dns_domain())
+        .registrar(move |s: ExchangeServer| async move {
+            let version = s.version.ok_or("no version")?;
+            // Replace the object a previous run left behind (a missing one is fine).
+            let stale = format!("CN={},{}", s.name, ad.exchange_servers_container());
+            ad.delete(&stale).await.map_err(|e| e.to_string())?;
+            ad.add_exchange_server(&s.name, &s.fqdn, version, s.roles, s.site.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    let lab = Lab {
+        kind: format!("samba ({})", env.url_ldaps),
+        directory: Arc::new(directory),
+        user_upn: user.upn,
+        user_sam: format!("{}\\{}", env.domain, user.sam),
+    };
+    Ok((lab, builder))
+}
