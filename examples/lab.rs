@@ -54,8 +54,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -90,7 +89,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     };
-    let fleet = builder.directory(Arc::clone(&lab.directory)).build().await?;
+    let fleet = builder
+        .directory(Arc::clone(&lab.directory))
+        .build()
+        .await?;
 
     let servers: Vec<_> = fleet
         .servers()
@@ -165,18 +167,19 @@ async fn samba(
         .await?;
     let sam = SambaAd::unique_name("demo");
     let user = ad.create_user(&sam, password).await?;
-    let builder = builder
-        .dns_domain(env.dns_domain())
-        .registrar(move |s: ExchangeServer| async move {
-            let version = s.version.ok_or("no version")?;
-            // Replace the object a previous run left behind (a missing one is fine).
-            let stale = format!("CN={},{}", s.name, ad.exchange_servers_container());
-            ad.delete(&stale).await.map_err(|e| e.to_string())?;
-            ad.add_exchange_server(&s.name, &s.fqdn, version, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
+    let builder =
+        builder
+            .dns_domain(env.dns_domain())
+            .registrar(move |s: ExchangeServer| async move {
+                let version = s.version.ok_or("no version")?;
+                // Replace the object a previous run left behind (a missing one is fine).
+                let stale = format!("CN={},{}", s.name, ad.exchange_servers_container());
+                ad.delete(&stale).await.map_err(|e| e.to_string())?;
+                ad.add_exchange_server(&s.name, &s.fqdn, version, s.roles, s.site.as_deref())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
     let lab = Lab {
         kind: format!("samba ({})", env.url_ldaps),
         directory: Arc::new(directory),

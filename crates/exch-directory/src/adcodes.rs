@@ -89,7 +89,10 @@ mod tests {
             assert!(describe(want, &t).contains(code));
         }
         assert_eq!(decode_bind_failure(""), AuthResult::BadCredentials);
-        assert_eq!(decode_bind_failure("data 999, v1"), AuthResult::BadCredentials);
+        assert_eq!(
+            decode_bind_failure("data 999, v1"),
+            AuthResult::BadCredentials
+        );
     }
 
     proptest! {

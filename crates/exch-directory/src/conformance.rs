@@ -16,12 +16,14 @@
 //! # });
 //! ```
 
+// A test suite: a failing step panics with the error, like a test would.
+#![allow(clippy::unwrap_used)]
+
 use exch_core::ExchangeServer;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    Account, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn, InMemoryDirectory,
-    UserRef,
+    Account, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn, InMemoryDirectory, UserRef,
 };
 
 /// A user that exists in the directory under test, enabled, with a known password.
@@ -108,8 +110,14 @@ pub async fn find_by_every_form(dir: &dyn Directory, user: &FixtureUser) {
         let e = find(dir, &UserRef::parse(&missing).unwrap())
             .await
             .unwrap_err();
-        assert!(matches!(e, DirectoryError::NotFound { .. }), "{missing}: {e}");
-        assert!(e.to_string().contains(&missing), "error names the input: {e}");
+        assert!(
+            matches!(e, DirectoryError::NotFound { .. }),
+            "{missing}: {e}"
+        );
+        assert!(
+            e.to_string().contains(&missing),
+            "error names the input: {e}"
+        );
     }
 }
 
@@ -120,7 +128,9 @@ pub async fn ambiguous_is_an_error(dir: &dyn Directory, shared_mail: &str, dns: 
         .await
         .unwrap_err();
     match &e {
-        DirectoryError::Ambiguous { count, examples, .. } => {
+        DirectoryError::Ambiguous {
+            count, examples, ..
+        } => {
             assert_eq!(*count, 2, "{e}");
             for dn in dns {
                 assert!(
@@ -152,7 +162,10 @@ pub async fn injection_finds_nothing(dir: &dyn Directory, user: &FixtureUser, ba
         },
         UserRef::Dn(Dn(format!("CN=Users,{base_dn}"))),
         UserRef::Dn(Dn(format!("CN={}\\,CN=Users,{base_dn}", user.sam))),
-        UserRef::Dn(Dn(format!("CN={}+sAMAccountName=*,CN=Users,{base_dn}", user.sam))),
+        UserRef::Dn(Dn(format!(
+            "CN={}+sAMAccountName=*,CN=Users,{base_dn}",
+            user.sam
+        ))),
         UserRef::Dn(Dn(format!("{})(objectClass=*", user.dn))),
         UserRef::Dn(Dn(format!("CN=*,CN=Users,{base_dn}"))),
     ];
@@ -169,10 +182,21 @@ pub async fn injection_finds_nothing(dir: &dyn Directory, user: &FixtureUser, ba
 /// `userAccountControl` bits kept, logons: AccountDisabled with the right password,
 /// BadCredentials with a wrong one (as AD: 533 only for the right password).
 pub async fn disable_enable_idempotent(dir: &dyn Directory, user: &FixtureUser) {
-    let a = find(dir, &UserRef::parse(&user.upn).unwrap()).await.unwrap();
-    assert_eq!(auth(dir, &user.upn, &user.password).await, AuthResult::Success);
-    assert_eq!(dir.disable_account(&a).await.unwrap(), ChangeOutcome::Applied);
-    assert_eq!(dir.disable_account(&a).await.unwrap(), ChangeOutcome::AlreadySo);
+    let a = find(dir, &UserRef::parse(&user.upn).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        auth(dir, &user.upn, &user.password).await,
+        AuthResult::Success
+    );
+    assert_eq!(
+        dir.disable_account(&a).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        dir.disable_account(&a).await.unwrap(),
+        ChangeOutcome::AlreadySo
+    );
     let d = find(dir, &UserRef::parse(&user.dn).unwrap()).await.unwrap();
     assert!(d.is_disabled());
     assert_eq!(
@@ -180,14 +204,29 @@ pub async fn disable_enable_idempotent(dir: &dyn Directory, user: &FixtureUser) 
         a.user_account_control.0 | 0x2,
         "only ACCOUNTDISABLE changed"
     );
-    assert_eq!(auth(dir, &user.upn, &user.password).await, AuthResult::AccountDisabled);
+    assert_eq!(
+        auth(dir, &user.upn, &user.password).await,
+        AuthResult::AccountDisabled
+    );
     let wrong = SecretString::from(format!("{}-wrong", user.password.expose_secret()));
-    assert_eq!(auth(dir, &user.upn, &wrong).await, AuthResult::BadCredentials);
-    assert_eq!(dir.enable_account(&d).await.unwrap(), ChangeOutcome::Applied);
-    assert_eq!(dir.enable_account(&d).await.unwrap(), ChangeOutcome::AlreadySo);
+    assert_eq!(
+        auth(dir, &user.upn, &wrong).await,
+        AuthResult::BadCredentials
+    );
+    assert_eq!(
+        dir.enable_account(&d).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        dir.enable_account(&d).await.unwrap(),
+        ChangeOutcome::AlreadySo
+    );
     let e = find(dir, &UserRef::parse(&user.dn).unwrap()).await.unwrap();
     assert_eq!(e.user_account_control, a.user_account_control);
-    assert_eq!(auth(dir, &user.upn, &user.password).await, AuthResult::Success);
+    assert_eq!(
+        auth(dir, &user.upn, &user.password).await,
+        AuthResult::Success
+    );
 }
 
 /// Logon name forms as AD simple binds accept them: UPN, `DOMAIN\sam`, DN succeed; a bare
@@ -196,12 +235,23 @@ pub async fn logon_name_forms(dir: &dyn Directory, user: &FixtureUser) {
     for name in [
         user.upn.clone(),
         format!("{}\\{}", user.domain, user.sam),
-        format!("{}\\{}", user.domain.to_lowercase(), user.sam.to_uppercase()),
+        format!(
+            "{}\\{}",
+            user.domain.to_lowercase(),
+            user.sam.to_uppercase()
+        ),
         user.dn.clone(),
     ] {
-        assert_eq!(auth(dir, &name, &user.password).await, AuthResult::Success, "{name}");
+        assert_eq!(
+            auth(dir, &name, &user.password).await,
+            AuthResult::Success,
+            "{name}"
+        );
     }
-    assert_eq!(auth(dir, &user.sam, &user.password).await, AuthResult::BadCredentials);
+    assert_eq!(
+        auth(dir, &user.sam, &user.password).await,
+        AuthResult::BadCredentials
+    );
     assert_eq!(
         auth(dir, &user.upn, &SecretString::from(String::new())).await,
         AuthResult::BadCredentials,
@@ -211,6 +261,11 @@ pub async fn logon_name_forms(dir: &dyn Directory, user: &FixtureUser) {
         auth(dir, &format!("nobody-{}", user.upn), &user.password).await,
         AuthResult::BadCredentials
     );
+    assert_eq!(
+        auth(dir, &format!("{}\0junk", user.upn), &user.password).await,
+        AuthResult::BadCredentials,
+        "a NUL must not cut the logon name short"
+    );
 }
 
 /// The compromised-user flow: disable, reset (old password refused at once, the new one
@@ -218,10 +273,21 @@ pub async fn logon_name_forms(dir: &dyn Directory, user: &FixtureUser) {
 /// [`DirectoryError::PolicyViolation`] that changes nothing. Leaves the user enabled with
 /// password `new`.
 pub async fn reset_password_flow(dir: &dyn Directory, user: &FixtureUser, new: &SecretString) {
-    let a = find(dir, &UserRef::parse(&user.upn).unwrap()).await.unwrap();
-    assert_eq!(dir.disable_account(&a).await.unwrap(), ChangeOutcome::Applied);
-    assert_eq!(auth(dir, &user.upn, &user.password).await, AuthResult::AccountDisabled);
-    assert_eq!(dir.reset_password(&a, new).await.unwrap(), ChangeOutcome::Applied);
+    let a = find(dir, &UserRef::parse(&user.upn).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.disable_account(&a).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        auth(dir, &user.upn, &user.password).await,
+        AuthResult::AccountDisabled
+    );
+    assert_eq!(
+        dir.reset_password(&a, new).await.unwrap(),
+        ChangeOutcome::Applied
+    );
     assert_eq!(
         auth(dir, &user.upn, &user.password).await,
         AuthResult::BadCredentials,
@@ -231,15 +297,31 @@ pub async fn reset_password_flow(dir: &dyn Directory, user: &FixtureUser, new: &
     let weak = SecretString::from("abc".to_owned());
     match dir.reset_password(&a, &weak).await {
         Err(DirectoryError::PolicyViolation { reason, .. }) => {
-            assert!(!reason.is_empty(), "policy violation carries the server's reason");
-            assert!(!reason.contains("abc"), "reason must not echo the password: {reason}");
+            assert!(
+                !reason.is_empty(),
+                "policy violation carries the server's reason"
+            );
+            assert!(
+                !reason.contains("abc"),
+                "reason must not echo the password: {reason}"
+            );
         }
         other => panic!("weak password: expected PolicyViolation, got {other:?}"),
     }
-    assert_eq!(auth(dir, &user.upn, new).await, AuthResult::AccountDisabled, "failed reset changed nothing");
-    assert_eq!(dir.enable_account(&a).await.unwrap(), ChangeOutcome::Applied);
+    assert_eq!(
+        auth(dir, &user.upn, new).await,
+        AuthResult::AccountDisabled,
+        "failed reset changed nothing"
+    );
+    assert_eq!(
+        dir.enable_account(&a).await.unwrap(),
+        ChangeOutcome::Applied
+    );
     assert_eq!(auth(dir, &user.upn, new).await, AuthResult::Success);
-    assert_eq!(auth(dir, &user.upn, &user.password).await, AuthResult::BadCredentials);
+    assert_eq!(
+        auth(dir, &user.upn, &user.password).await,
+        AuthResult::BadCredentials
+    );
 }
 
 /// Every server of `expected` is discovered with the same FQDN, version, roles and site
@@ -256,7 +338,11 @@ pub async fn exchange_servers_listed(dir: &dyn Directory, expected: &[ExchangeSe
         assert_eq!(got.roles, want.roles, "{}", want.name);
         assert_eq!(got.site, want.site, "{}", want.name);
         assert_eq!(got.is_edge(), want.is_edge(), "{}", want.name);
-        assert!(got.dn.is_some(), "{}: discovered servers carry their DN", want.name);
+        assert!(
+            got.dn.is_some(),
+            "{}: discovered servers carry their DN",
+            want.name
+        );
     }
 }
 
@@ -268,13 +354,20 @@ pub async fn domain_controllers_agree(dir: &dyn Directory, user: &FixtureUser) {
     let dn = Dn(user.dn.clone());
     let reference = find(dir, &UserRef::Dn(dn.clone())).await.unwrap();
     for dc in &dcs {
-        assert!(!dc.name.is_empty() && !dc.dns_host_name.is_empty(), "{dc:?}");
+        assert!(
+            !dc.name.is_empty() && !dc.dns_host_name.is_empty(),
+            "{dc:?}"
+        );
         assert!(dc.site.is_some(), "{dc:?} has a site");
         let a = dir
             .account_on(dc, &dn)
             .await
             .unwrap_or_else(|e| panic!("account_on({}): {e}", dc.name));
-        assert_eq!(a.user_account_control, reference.user_account_control, "{}", dc.name);
+        assert_eq!(
+            a.user_account_control, reference.user_account_control,
+            "{}",
+            dc.name
+        );
         assert!(crate::escape::dn_eq(a.dn.as_str(), &user.dn));
     }
 }

@@ -67,6 +67,33 @@ fn push_hex(out: &mut String, c: char) {
     }
 }
 
+/// Refuses values with control characters (NUL, newline, …) before they reach a server:
+/// some directories (Samba) compare strings only up to a NUL, so `bob@corp\0x` would match
+/// `bob@corp` even though the filter escaped it correctly.
+pub(crate) fn reject_controls(what: &str, value: &str) -> Result<(), DirectoryError> {
+    if value.chars().any(char::is_control) {
+        return Err(DirectoryError::InvalidInput {
+            what: format!("{what} {:?}", value.chars().take(80).collect::<String>()),
+            reason: "contains control characters (NUL, newline, …); remove them".into(),
+        });
+    }
+    Ok(())
+}
+
+/// [`reject_controls`] for every part of a user reference.
+pub(crate) fn check_user_ref(user: &crate::UserRef) -> Result<(), DirectoryError> {
+    match user {
+        crate::UserRef::Upn(v) | crate::UserRef::Sam(v) => reject_controls("user", v),
+        crate::UserRef::DownLevel { domain, sam } => {
+            reject_controls("domain", domain)?;
+            reject_controls("user", sam)
+        }
+        crate::UserRef::Dn(dn) => reject_controls("DN", dn.as_str()),
+        #[allow(unreachable_patterns)]
+        _ => Ok(()),
+    }
+}
+
 /// A parsed distinguished name: RDNs from the leaf to the root, each a list of
 /// `(attribute type, unescaped value)` pairs (more than one for multi-valued RDNs like
 /// `CN=a+UID=b`).

@@ -13,8 +13,8 @@ mod types;
 pub use adcodes::decode_bind_failure;
 pub use error::DirectoryError;
 pub use ldap::{LdapDirectory, LdapDirectoryBuilder};
-pub use password::{generate_password, GENERATED_PASSWORD_LEN};
 pub use memory::{Fault, InMemoryDirectory, NewUser, Operation, PasswordPolicy};
+pub use password::{generate_password, GENERATED_PASSWORD_LEN};
 pub use types::{
     Account, AuthResult, ChangeOutcome, Dn, DomainController, UserAccountControl, UserRef,
 };

@@ -891,6 +891,9 @@ impl Directory for InMemoryDirectory {
     ) -> Result<AuthResult, DirectoryError> {
         self.enter(Operation::Authenticate, user).await?;
         let s = self.lock();
+        if user.chars().any(char::is_control) {
+            return Ok(AuthResult::BadCredentials);
+        }
         let Some(i) = s.bind_target(user.trim()) else {
             return Ok(AuthResult::BadCredentials);
         };

@@ -58,7 +58,10 @@ mod tests {
             assert!(s.bytes().any(|b| DIGITS.contains(&b)));
             assert!(s.bytes().any(|b| SYMBOLS.contains(&b)));
             assert!(!s.contains(['"', '\\', ' ', '\'', '`']));
-            assert_eq!(PasswordPolicy::default().violation("administrator", s), None);
+            assert_eq!(
+                PasswordPolicy::default().violation("administrator", s),
+                None
+            );
             assert!(seen.insert(s.to_owned()), "repeated password");
             assert!(!format!("{pw:?}").contains(s));
         }

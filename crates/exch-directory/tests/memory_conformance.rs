@@ -9,7 +9,11 @@ fn dir_with(sam: &str) -> (InMemoryDirectory, FixtureUser) {
     let dir = InMemoryDirectory::new();
     let user = FixtureUser::create_in_memory(&dir, sam, "Old-Passw0rd!");
     // Neighbours that must never be found instead.
-    dir.add_user(&format!("{sam}2"), &format!("{sam}2@lab.example.test"), "Other-Passw0rd!");
+    dir.add_user(
+        &format!("{sam}2"),
+        &format!("{sam}2@lab.example.test"),
+        "Other-Passw0rd!",
+    );
     dir.add_user("x", "x@lab.example.test", "Other-Passw0rd!");
     (dir, user)
 }
@@ -23,9 +27,26 @@ async fn find_by_every_form() {
 #[tokio::test]
 async fn ambiguous_mail() {
     let dir = InMemoryDirectory::new();
-    let a = dir.add_user_with_mail("ann", "ann@lab.example.test", "Old-Passw0rd!", "Ann A", "team@lab.example.test");
-    let b = dir.add_user_with_mail("anna", "anna@lab.example.test", "Old-Passw0rd!", "Anna B", "team@lab.example.test");
-    conformance::ambiguous_is_an_error(&dir, "team@lab.example.test", [a.dn.as_str(), b.dn.as_str()]).await;
+    let a = dir.add_user_with_mail(
+        "ann",
+        "ann@lab.example.test",
+        "Old-Passw0rd!",
+        "Ann A",
+        "team@lab.example.test",
+    );
+    let b = dir.add_user_with_mail(
+        "anna",
+        "anna@lab.example.test",
+        "Old-Passw0rd!",
+        "Anna B",
+        "team@lab.example.test",
+    );
+    conformance::ambiguous_is_an_error(
+        &dir,
+        "team@lab.example.test",
+        [a.dn.as_str(), b.dn.as_str()],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -62,8 +83,14 @@ async fn insecure_transport_refuses_reset() {
     let (dir, user) = dir_with("bob");
     dir.set_insecure_transport(true);
     let a = dir.account(&exch_directory::Dn(user.dn.clone())).unwrap();
-    let e = dir.reset_password(&a, &SecretString::from("N3w-Secret!x".to_owned())).await.unwrap_err();
-    assert!(matches!(e, exch_directory::DirectoryError::InsecureTransport { .. }), "{e}");
+    let e = dir
+        .reset_password(&a, &SecretString::from("N3w-Secret!x".to_owned()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, exch_directory::DirectoryError::InsecureTransport { .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("ldaps://"), "{e}");
     assert_eq!(
         dir.authenticate(&user.upn, &user.password).await.unwrap(),
@@ -77,7 +104,9 @@ async fn exchange_servers_listed() {
     let dir = InMemoryDirectory::new();
     let servers = vec![
         ExchangeServer::new("EX01", "ex01.lab.example.test")
-            .with_version(ExchangeVersion::from_serial_number("Version 15.2 (Build 31258.12)").unwrap())
+            .with_version(
+                ExchangeVersion::from_serial_number("Version 15.2 (Build 31258.12)").unwrap(),
+            )
             .with_roles(ServerRoles::from_bits(2 | 4 | 16 | 32 | 16384))
             .with_site("Site-A"),
         ExchangeServer::new("EDGE01", "edge01.lab.example.test")

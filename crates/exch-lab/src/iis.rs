@@ -63,9 +63,11 @@ pub fn router(server: IisServer, fqdn: &str) -> Router {
             router = route_both_cases(
                 router,
                 path,
-                any(move |State(s): State<Endpoints>, headers: HeaderMap| async move {
-                    basic_endpoint(s, protocol, headers).await
-                }),
+                any(
+                    move |State(s): State<Endpoints>, headers: HeaderMap| async move {
+                        basic_endpoint(s, protocol, headers).await
+                    },
+                ),
             );
         }
     }
@@ -110,7 +112,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
 
 async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) -> Response {
     if s.server.pool_for(protocol).is_none() {
-        return (StatusCode::NOT_FOUND, "404 - File or directory not found.\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "404 - File or directory not found.\n",
+        )
+            .into_response();
     }
     let Some((user, password)) = basic_credentials(&headers) else {
         return challenge(&s.realm);
@@ -175,9 +181,11 @@ fn challenge(realm: &str) -> Response {
 
 fn failure(logon: Logon) -> Response {
     match logon {
-        Logon::NotServed => {
-            (StatusCode::NOT_FOUND, "404 - File or directory not found.\n").into_response()
-        }
+        Logon::NotServed => (
+            StatusCode::NOT_FOUND,
+            "404 - File or directory not found.\n",
+        )
+            .into_response(),
         Logon::DirectoryFailed(detail) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("500 - the logon could not be checked: {detail}\n"),

@@ -34,7 +34,11 @@ fn directory() -> InMemoryDirectory {
 async fn servers_are_registered_and_listed() {
     let dir = directory();
     let fleet = fleet(&dir, ServerSpec::exchange_2010("LEGACY01").site("Branch")).await;
-    let names: Vec<_> = fleet.servers().iter().map(|s| s.name().to_owned()).collect();
+    let names: Vec<_> = fleet
+        .servers()
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
     assert_eq!(names, ["EX01", "EX02", "LEGACY01"]);
     let endpoints = fleet.endpoints();
     assert_eq!(endpoints.len(), 3);
@@ -184,9 +188,7 @@ async fn wrong_credentials_and_soap_fault() {
         .unwrap();
     assert_eq!(response.status(), 500);
     let body = response.text().await.unwrap();
-    assert!(body.contains(
-        "<a:RelatesTo>uuid:11111111-2222-3333-4444-555555555555</a:RelatesTo>"
-    ));
+    assert!(body.contains("<a:RelatesTo>uuid:11111111-2222-3333-4444-555555555555</a:RelatesTo>"));
     assert!(body.contains("<s:Value>w:AccessDenied</s:Value>"));
     assert_eq!(bad.counters().winrm_faulted, 2);
 
@@ -213,7 +215,10 @@ async fn shutdown_closes_every_connection_and_port() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    assert!(fleet.servers().iter().all(|s| s.counters().open_connections == 1));
+    assert!(fleet
+        .servers()
+        .iter()
+        .all(|s| s.counters().open_connections == 1));
     fleet.shutdown().await;
     for s in fleet.servers() {
         assert_eq!(s.counters().open_connections, 0, "{}", s.name());

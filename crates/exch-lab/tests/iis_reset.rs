@@ -72,7 +72,10 @@ async fn iisreset_refuses_requests_during_its_window() {
     );
     let after = pids(&ex);
     assert_eq!(after.len(), before.len());
-    assert!(after.iter().all(|p| !before.contains(p)), "every worker is new");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every worker is new"
+    );
     match basic(&ex, EWS, USER, PW).await {
         Seen::Ok { token, .. } => assert_eq!(token, "directory", "caches are empty"),
         other => panic!("{other:?}"),
@@ -102,7 +105,11 @@ async fn noforce_gives_up_when_requests_do_not_finish() {
     }
     let out = ex.iis().iisreset(IisResetMode::RestartNoForce).await;
     assert_eq!(out.exit_code, 1);
-    assert!(out.stdout.contains("Restart attempt failed."), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Restart attempt failed."),
+        "{}",
+        out.stdout
+    );
     assert_eq!(pids(&ex), before, "nothing was restarted");
     hold.release();
     assert!(matches!(in_flight.await.unwrap(), Seen::Ok { .. }));
@@ -177,10 +184,16 @@ async fn stop_and_start() {
         basic(ex, EWS, USER, PW).await,
         Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
     );
-    assert!(ex.iis().pools().iter().all(|p| !p.started && p.workers.is_empty()));
+    assert!(ex
+        .iis()
+        .pools()
+        .iter()
+        .all(|p| !p.started && p.workers.is_empty()));
     assert!(ex.iis().recycle("MSExchangeOWAAppPool").await.is_err());
     let out = ex.iis().iisreset(IisResetMode::Start).await;
-    assert!(out.stdout.contains("Internet services successfully started"));
+    assert!(out
+        .stdout
+        .contains("Internet services successfully started"));
     assert!(matches!(basic(ex, EWS, USER, PW).await, Seen::Ok { .. }));
     fleet.shutdown().await;
 }
@@ -217,6 +230,9 @@ async fn pool_stop_start_and_recycle_errors_read_like_powershell() {
     ex.clear_recycle_fault("MSExchangeOWAAppPool");
     iis.recycle("MSExchangeOWAAppPool").await.unwrap();
     let c = ex.counters().iis;
-    assert_eq!((c.recycles, c.recycle_failures, c.refused_pool_stopped), (1, 1, 1));
+    assert_eq!(
+        (c.recycles, c.recycle_failures, c.refused_pool_stopped),
+        (1, 1, 1)
+    );
     fleet.shutdown().await;
 }

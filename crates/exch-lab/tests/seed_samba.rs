@@ -75,11 +75,17 @@ async fn samba_disabled_account_stays_in_until_the_pools_recycle() {
             .find(|d| d.name.eq_ignore_ascii_case(s.name()))
             .unwrap_or_else(|| panic!("{} not discovered", s.name()));
         assert_eq!(found.fqdn, s.exchange_server().fqdn);
-        assert_eq!(found.version.map(|v| v.major), s.exchange_server().version.map(|v| v.major));
+        assert_eq!(
+            found.version.map(|v| v.major),
+            s.exchange_server().version.map(|v| v.major)
+        );
     }
     disable_then_recycle(&fleet, dir.as_ref(), &user.upn, pw).await;
     for s in fleet.servers() {
-        assert!(s.counters().iis.logons_from_directory > 0, "real binds were made");
+        assert!(
+            s.counters().iis.logons_from_directory > 0,
+            "real binds were made"
+        );
     }
     cleanup(ad, &fleet, &user.dn).await;
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use exch_directory::InMemoryDirectory;
 use exch_lab::fleet::{Fleet, ServerSpec};
-use fleet_support::scenario::{disable_then_recycle, recycle, recycle_everywhere, reset_then_recycle};
+use fleet_support::scenario::{
+    disable_then_recycle, recycle, recycle_everywhere, reset_then_recycle,
+};
 use fleet_support::{basic, Seen};
 
 async fn fleet(dir: &InMemoryDirectory) -> Fleet {
@@ -31,7 +33,10 @@ async fn disabled_account_stays_in_until_the_pools_recycle() {
     let fleet = fleet(&dir).await;
     disable_then_recycle(&fleet, &dir, "erin@lab.example.test", "Erin-Passw0rd!").await;
     fleet.shutdown().await;
-    assert!(fleet.servers().iter().all(|s| s.counters().open_connections == 0));
+    assert!(fleet
+        .servers()
+        .iter()
+        .all(|s| s.counters().open_connections == 0));
 }
 
 #[tokio::test]
@@ -62,7 +67,10 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
         .unwrap();
     let ex = &fleet.servers()[0];
     let (user, pw) = ("gina@lab.example.test", "Gina-Passw0rd!");
-    assert!(matches!(basic(ex, "/EWS/Exchange.asmx", user, pw).await, Seen::Ok { .. }));
+    assert!(matches!(
+        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        Seen::Ok { .. }
+    ));
     ex.fail_recycle("MSExchangeServicesAppPool");
     dir.set_user_account_control(
         &dir.accounts()[0].dn,
@@ -80,10 +88,16 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
         "{ews}"
     );
     assert_eq!(ews["before"], ews["after"]);
-    assert!(matches!(basic(ex, "/EWS/Exchange.asmx", user, pw).await, Seen::Ok { .. }));
+    assert!(matches!(
+        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        Seen::Ok { .. }
+    ));
 
     ex.clear_recycle_fault("MSExchangeServicesAppPool");
     recycle_everywhere(&fleet).await;
-    assert_eq!(basic(ex, "/EWS/Exchange.asmx", user, pw).await, Seen::Refused);
+    assert_eq!(
+        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        Seen::Refused
+    );
     fleet.shutdown().await;
 }

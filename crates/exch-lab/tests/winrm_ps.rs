@@ -151,7 +151,7 @@ async fn recycle_with_only_missing_pools() {
     let host = FakeHost::exchange();
     let out = run_script(&host, &recycle_script(&["Nope"])).await;
     assert_eq!(out.exit_code, 0, "{}", out.stderr);
-    assert!(out.stdout.ends_with(r#""pools":[],"missing":["Nope"]}"#.to_owned() + "\r\n"));
+    assert!(out.stdout.ends_with("\"pools\":[],\"missing\":[\"Nope\"]}\r\n"), "{}", out.stdout);
 }
 
 #[tokio::test]

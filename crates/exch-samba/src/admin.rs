@@ -55,7 +55,11 @@ fn check(what: &str, r: LdapResult, ok: &[u32]) -> Result<(), SambaError> {
     if r.rc == 0 || ok.contains(&r.rc) {
         Ok(())
     } else {
-        Err(SambaError::new(format!("{what}: LDAP {} {}", r.rc, r.text.trim())))
+        Err(SambaError::new(format!(
+            "{what}: LDAP {} {}",
+            r.rc,
+            r.text.trim()
+        )))
     }
 }
 
@@ -66,7 +70,10 @@ fn ldap_err(what: &str) -> impl FnOnce(ldap3::LdapError) -> SambaError + '_ {
 impl SambaAd {
     fn tls(&self) -> Result<Arc<ClientConfig>, SambaError> {
         let pem = std::fs::read(&self.env.ca_file).map_err(|e| {
-            SambaError::new(format!("cannot read CA file {}: {e}", self.env.ca_file.display()))
+            SambaError::new(format!(
+                "cannot read CA file {}: {e}",
+                self.env.ca_file.display()
+            ))
         })?;
         let mut roots = RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -76,13 +83,12 @@ impl SambaAd {
                 .add(cert)
                 .map_err(|e| SambaError::new(format!("bad CA certificate: {e}")))?;
         }
-        let config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SambaError::new(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| SambaError::new(format!("TLS set-up: {e}")))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         Ok(Arc::new(config))
     }
 
@@ -106,7 +112,10 @@ impl SambaAd {
         let mut ldap = self.open().await?;
         let r = ldap
             .with_timeout(TIMEOUT)
-            .simple_bind(&self.env.admin_bind, self.env.admin_password.expose_secret())
+            .simple_bind(
+                &self.env.admin_bind,
+                self.env.admin_password.expose_secret(),
+            )
             .await
             .map_err(ldap_err("administrator bind"))?;
         check(&format!("bind as {}", self.env.admin_bind), r, &[])?;
@@ -115,7 +124,11 @@ impl SambaAd {
 
     /// A simple bind as `name` over LDAPS on a fresh connection, independent of the code
     /// under test; returns the server's answer.
-    pub async fn try_bind(&self, name: &str, password: &SecretString) -> Result<BindAnswer, SambaError> {
+    pub async fn try_bind(
+        &self,
+        name: &str,
+        password: &SecretString,
+    ) -> Result<BindAnswer, SambaError> {
         let mut ldap = self.open().await?;
         let r = ldap
             .with_timeout(TIMEOUT)
@@ -123,12 +136,19 @@ impl SambaAd {
             .await
             .map_err(ldap_err("bind"))?;
         let _ = ldap.unbind().await;
-        Ok(BindAnswer { rc: r.rc, text: r.text })
+        Ok(BindAnswer {
+            rc: r.rc,
+            text: r.text,
+        })
     }
 
     /// Creates an enabled user (`userAccountControl` 512) `CN=<sam>,CN=Users,<base>` with
     /// UPN `sam@dns.domain`, over LDAPS (`unicodePwd`).
-    pub async fn create_user(&self, sam: &str, password: &SecretString) -> Result<AdUser, SambaError> {
+    pub async fn create_user(
+        &self,
+        sam: &str,
+        password: &SecretString,
+    ) -> Result<AdUser, SambaError> {
         self.create_user_with(sam, password, None, None).await
     }
 
@@ -187,7 +207,12 @@ impl SambaAd {
 
     /// Replaces `attr` of `dn` with `value` (as the administrator, behind the back of the
     /// code under test).
-    pub async fn replace_attribute(&self, dn: &str, attr: &str, value: &str) -> Result<(), SambaError> {
+    pub async fn replace_attribute(
+        &self,
+        dn: &str,
+        attr: &str,
+        value: &str,
+    ) -> Result<(), SambaError> {
         let mut ldap = self.admin().await?;
         let r = ldap
             .with_timeout(TIMEOUT)
@@ -251,11 +276,16 @@ impl SambaAd {
         for c in [&org, &groups, &group, &servers] {
             let r = ldap
                 .with_timeout(TIMEOUT)
-                .add(c.as_str(), vec![(b"objectClass".to_vec(), set("container"))])
+                .add(
+                    c.as_str(),
+                    vec![(b"objectClass".to_vec(), set("container"))],
+                )
                 .await
                 .map_err(ldap_err("add container"))?;
             check(
-                &format!("add {c} (is the Exchange-like schema loaded? scripts/samba-ad.sh loads it)"),
+                &format!(
+                    "add {c} (is the Exchange-like schema loaded? scripts/samba-ad.sh loads it)"
+                ),
                 r,
                 &[68],
             )?;
@@ -279,9 +309,15 @@ impl SambaAd {
         let attrs = |with_site: bool| {
             let mut a: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
                 (b"objectClass".to_vec(), set("msExchExchangeServer")),
-                (b"versionNumber".to_vec(), set(version.to_version_number().to_string())),
+                (
+                    b"versionNumber".to_vec(),
+                    set(version.to_version_number().to_string()),
+                ),
                 (b"serialNumber".to_vec(), set(version.to_serial_number())),
-                (b"msExchCurrentServerRoles".to_vec(), set((roles.bits() as i32).to_string())),
+                (
+                    b"msExchCurrentServerRoles".to_vec(),
+                    set((roles.bits() as i32).to_string()),
+                ),
                 (
                     b"networkAddress".to_vec(),
                     HashSet::from([
@@ -311,7 +347,9 @@ impl SambaAd {
             check(&format!("add {dn}"), r, &[])?;
         } else {
             check(
-                &format!("add {dn} (is the Exchange-like schema loaded? scripts/samba-ad.sh loads it)"),
+                &format!(
+                    "add {dn} (is the Exchange-like schema loaded? scripts/samba-ad.sh loads it)"
+                ),
                 r,
                 &[],
             )?;
@@ -330,7 +368,10 @@ impl SambaAd {
                 vec![
                     (b"objectClass".to_vec(), set("attributeSchema")),
                     (b"lDAPDisplayName".to_vec(), set("msExchServerSite")),
-                    (b"attributeID".to_vec(), set("1.2.840.113556.1.8000.2554.41234.1.3")),
+                    (
+                        b"attributeID".to_vec(),
+                        set("1.2.840.113556.1.8000.2554.41234.1.3"),
+                    ),
                     (b"attributeSyntax".to_vec(), set("2.5.5.1")),
                     (b"oMSyntax".to_vec(), set("127")),
                     (

@@ -88,7 +88,10 @@ impl AdEnv {
             .collect();
         let get = |k: &str| {
             vars.get(k).map(|v| v.to_string()).ok_or_else(|| {
-                SambaError::new(format!("{} has no {k}; rewrite it with scripts/samba-ad.sh", path.display()))
+                SambaError::new(format!(
+                    "{} has no {k}; rewrite it with scripts/samba-ad.sh",
+                    path.display()
+                ))
             })
         };
         let base_dn = get("AD_BASE_DN")?;
@@ -96,7 +99,11 @@ impl AdEnv {
         let realm = get("AD_REALM").unwrap_or_else(|_| {
             base_dn
                 .split(',')
-                .filter_map(|p| p.trim().strip_prefix("DC=").or_else(|| p.trim().strip_prefix("dc=")))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("DC=")
+                        .or_else(|| p.trim().strip_prefix("dc="))
+                })
                 .collect::<Vec<_>>()
                 .join(".")
                 .to_uppercase()

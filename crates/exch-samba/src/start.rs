@@ -68,7 +68,9 @@ fn start_own() -> Result<SambaAd, SambaError> {
     }
     let ip = (1..=9)
         .map(|n| format!("127.0.0.{n}"))
-        .find(|ip| !port_open(&format!("ldaps://{ip}:636")) && !port_open(&format!("ldap://{ip}:389")))
+        .find(|ip| {
+            !port_open(&format!("ldaps://{ip}:636")) && !port_open(&format!("ldap://{ip}:389"))
+        })
         .ok_or_else(|| SambaError::new("ports 389/636 are taken on 127.0.0.1 … 127.0.0.9"))?;
     let script = root.join("scripts/samba-ad.sh");
     let t0 = Instant::now();

@@ -70,7 +70,10 @@ impl ConnConfig {
                 bind: self.bind_name.clone(),
                 detail: format!(
                     "{}; check the bind name and password of the service account",
-                    crate::adcodes::describe(crate::adcodes::decode_bind_failure(&res.text), &res.text)
+                    crate::adcodes::describe(
+                        crate::adcodes::decode_bind_failure(&res.text),
+                        &res.text
+                    )
                 ),
             }),
             _ => Err(result_error("bind", url, &self.bind_name, res)),
@@ -83,7 +86,9 @@ pub(super) fn tls_config(ca_file: &Path) -> Result<Arc<ClientConfig>, DirectoryE
     let what = format!("CA file {}", ca_file.display());
     let pem = std::fs::read(ca_file).map_err(|e| DirectoryError::InvalidInput {
         what: what.clone(),
-        reason: format!("cannot read it ({e}); pass the PEM file of the CA that signed the DC's certificate"),
+        reason: format!(
+            "cannot read it ({e}); pass the PEM file of the CA that signed the DC's certificate"
+        ),
     })?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
@@ -104,16 +109,15 @@ pub(super) fn tls_config(ca_file: &Path) -> Result<Arc<ClientConfig>, DirectoryE
             reason: format!("a certificate in it is not a usable CA certificate ({e})"),
         })?;
     }
-    let config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| DirectoryError::InvalidInput {
-        what,
-        reason: format!("TLS set-up failed: {e}"),
-    })?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| DirectoryError::InvalidInput {
+                what,
+                reason: format!("TLS set-up failed: {e}"),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -215,7 +219,9 @@ pub(super) fn map_error(operation: &str, url: &str, object: &str, e: LdapError) 
         },
         LdapError::DNSName { source } => DirectoryError::Tls {
             url: url.to_owned(),
-            detail: format!("{source}: the host in the URL cannot be checked against a certificate"),
+            detail: format!(
+                "{source}: the host in the URL cannot be checked against a certificate"
+            ),
             source: Some(Box::new(source)),
         },
         e @ (LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_)) => {

@@ -39,11 +39,23 @@ pub(super) async fn exchange_servers(
     ];
     let base_ref = base.as_str();
     let found = dir
-        .run(url, "Exchange server discovery", true, |mut ldap| async move {
-            search(&mut ldap, timeout, base_ref, Scope::Subtree, filter, &attrs_wanted)
+        .run(
+            url,
+            "Exchange server discovery",
+            true,
+            |mut ldap| async move {
+                search(
+                    &mut ldap,
+                    timeout,
+                    base_ref,
+                    Scope::Subtree,
+                    filter,
+                    &attrs_wanted,
+                )
                 .await
                 .map_err(|e| map_error("Exchange server discovery", url, base_ref, e))
-        })
+            },
+        )
         .await?;
     let Some(entries) = found else {
         tracing::warn!(%base, "no Microsoft Exchange container: no Exchange servers in this forest");
@@ -58,9 +70,12 @@ fn server_from(e: &SearchEntry) -> ExchangeServer {
     let name = attr(e, "cn")
         .map(str::to_owned)
         .or_else(|| {
-            parse_dn(&e.dn)
-                .ok()
-                .and_then(|d| d.rdns().first().and_then(|r| r.first()).map(|(_, v)| v.clone()))
+            parse_dn(&e.dn).ok().and_then(|d| {
+                d.rdns()
+                    .first()
+                    .and_then(|r| r.first())
+                    .map(|(_, v)| v.clone())
+            })
         })
         .unwrap_or_else(|| e.dn.clone());
     let version = attr(e, "serialNumber")
@@ -89,9 +104,12 @@ fn server_from(e: &SearchEntry) -> ExchangeServer {
         .map(|v| ServerRoles::from_bits(v as u32))
         .unwrap_or_else(ServerRoles::empty);
     let site = attr(e, "msExchServerSite").and_then(|dn| {
-        parse_dn(dn)
-            .ok()
-            .and_then(|d| d.rdns().first().and_then(|r| r.first()).map(|(_, v)| v.clone()))
+        parse_dn(dn).ok().and_then(|d| {
+            d.rdns()
+                .first()
+                .and_then(|r| r.first())
+                .map(|(_, v)| v.clone())
+        })
     });
     ExchangeServer {
         name,
@@ -115,21 +133,36 @@ pub(super) async fn domain_controllers(
     let base_ref = base.as_str();
     let timeout = dir.timeout();
     let found = dir
-        .run(url, "domain controller discovery", true, |mut ldap| async move {
-            search(
-                &mut ldap,
-                timeout,
-                base_ref,
-                Scope::Subtree,
-                "(|(objectClass=nTDSDSA)(objectClass=server))",
-                &["objectClass", "cn", "dNSHostName", "hasMasterNCs", "msDS-hasMasterNCs"],
-            )
-            .await
-            .map_err(|e| map_error("domain controller discovery", url, base_ref, e))
-        })
+        .run(
+            url,
+            "domain controller discovery",
+            true,
+            |mut ldap| async move {
+                search(
+                    &mut ldap,
+                    timeout,
+                    base_ref,
+                    Scope::Subtree,
+                    "(|(objectClass=nTDSDSA)(objectClass=server))",
+                    &[
+                        "objectClass",
+                        "cn",
+                        "dNSHostName",
+                        "hasMasterNCs",
+                        "msDS-hasMasterNCs",
+                    ],
+                )
+                .await
+                .map_err(|e| map_error("domain controller discovery", url, base_ref, e))
+            },
+        )
         .await?
         .unwrap_or_default();
-    let is_class = |e: &SearchEntry, c: &str| attrs(e, "objectClass").iter().any(|x| x.eq_ignore_ascii_case(c));
+    let is_class = |e: &SearchEntry, c: &str| {
+        attrs(e, "objectClass")
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(c))
+    };
     let domain = dn_canonical(&dir.inner.base_dn);
     let mut dcs = Vec::new();
     for dsa in found.iter().filter(|e| is_class(e, "nTDSDSA")) {
@@ -140,7 +173,9 @@ pub(super) async fn domain_controllers(
         if !ncs.is_empty() && !ncs.iter().any(|nc| dn_canonical(nc) == domain) {
             continue; // a DC of another domain of the forest
         }
-        let Ok(parsed) = parse_dn(&dsa.dn) else { continue };
+        let Ok(parsed) = parse_dn(&dsa.dn) else {
+            continue;
+        };
         let parent: Vec<String> = parsed
             .rdns()
             .iter()

@@ -103,7 +103,11 @@ impl LdapDirectoryBuilder {
 
     /// How to reach domain controller `name` (the `cn` of its server object) for
     /// [`Directory::account_on`], instead of `ldaps://<dNSHostName>:636`.
-    pub fn domain_controller_url(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
+    pub fn domain_controller_url(
+        mut self,
+        name: impl Into<String>,
+        url: impl Into<String>,
+    ) -> Self {
         self.dc_urls.push((name.into(), url.into()));
         self
     }
@@ -163,12 +167,16 @@ impl LdapDirectoryBuilder {
                 source: None,
             })?;
             let need = |name: &str| {
-                attr(&root, name).map(str::to_owned).ok_or_else(|| DirectoryError::Protocol {
-                    url: url.clone(),
-                    operation: "read RootDSE".into(),
-                    detail: format!("no {name}; is this an Active Directory domain controller?"),
-                    source: None,
-                })
+                attr(&root, name)
+                    .map(str::to_owned)
+                    .ok_or_else(|| DirectoryError::Protocol {
+                        url: url.clone(),
+                        operation: "read RootDSE".into(),
+                        detail: format!(
+                            "no {name}; is this an Active Directory domain controller?"
+                        ),
+                        source: None,
+                    })
             };
             let config_dn = need("configurationNamingContext")?;
             let base_dn = match &self.base_dn {
@@ -185,7 +193,10 @@ impl LdapDirectoryBuilder {
                 timeout,
                 &partitions,
                 Scope::OneLevel,
-                &format!("(&(objectClass=crossRef)(nCName={}))", filter_value(&base_dn)),
+                &format!(
+                    "(&(objectClass=crossRef)(nCName={}))",
+                    filter_value(&base_dn)
+                ),
                 &["nETBIOSName"],
             )
             .await
@@ -372,11 +383,11 @@ impl LdapDirectory {
                 let found = search(&mut ldap, timeout, dn, Scope::Base, &filter, ACCOUNT_ATTRS)
                     .await
                     .map_err(|e| map_error("read account", url, dn, e))?;
-                let entry = found
-                    .and_then(|v| v.into_iter().next())
-                    .ok_or_else(|| DirectoryError::NotFound {
+                let entry = found.and_then(|v| v.into_iter().next()).ok_or_else(|| {
+                    DirectoryError::NotFound {
                         what: format!("{dn} (on {url})"),
-                    })?;
+                    }
+                })?;
                 account_from(&entry, url)
             }
         })
@@ -399,9 +410,13 @@ impl LdapDirectory {
         let timeout = self.timeout();
         let op = "change userAccountControl";
         self.run(url, op, false, |mut ldap| async move {
-            let (del_name, del_values) = one("userAccountControl", expected.0.to_string().into_bytes());
+            let (del_name, del_values) =
+                one("userAccountControl", expected.0.to_string().into_bytes());
             let (add_name, add_values) = one("userAccountControl", new.0.to_string().into_bytes());
-            let mods = vec![Mod::Delete(del_name, del_values), Mod::Add(add_name, add_values)];
+            let mods = vec![
+                Mod::Delete(del_name, del_values),
+                Mod::Add(add_name, add_values),
+            ];
             let res = conn::modify(&mut ldap, timeout, dn.as_str(), mods)
                 .await
                 .map_err(|e| map_error(op, url, dn.as_str(), e))?;
@@ -422,14 +437,21 @@ impl LdapDirectory {
         account: &Account,
         disabled: bool,
     ) -> Result<ChangeOutcome, DirectoryError> {
-        let current = self.read_account(&self.inner.url, account.dn.as_str()).await?;
+        let current = self
+            .read_account(&self.inner.url, account.dn.as_str())
+            .await?;
         let uac = current.user_account_control;
         if uac.is_disabled() == disabled {
             tracing::debug!(dn = %account.dn, disabled, "account already so");
             return Ok(ChangeOutcome::AlreadySo);
         }
-        let new = if disabled { uac.disabled() } else { uac.enabled() };
-        self.swap_user_account_control(&current.dn, uac, new).await?;
+        let new = if disabled {
+            uac.disabled()
+        } else {
+            uac.enabled()
+        };
+        self.swap_user_account_control(&current.dn, uac, new)
+            .await?;
         tracing::info!(dn = %account.dn, from = uac.0, to = new.0, "userAccountControl changed");
         Ok(ChangeOutcome::Applied)
     }
@@ -486,6 +508,7 @@ fn unicode_pwd(password: &str) -> Vec<u8> {
 impl Directory for LdapDirectory {
     async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
         let url = self.inner.url.as_str();
+        crate::escape::check_user_ref(user)?;
         let clause = match user {
             UserRef::Dn(dn) => return self.read_account(url, dn.as_str()).await,
             UserRef::Upn(upn) => {
@@ -496,7 +519,9 @@ impl Directory for LdapDirectory {
                 if let Some(nb) = &self.inner.netbios {
                     if !domain.eq_ignore_ascii_case(nb) {
                         return Err(DirectoryError::NotFound {
-                            what: format!("{user} (domain {domain:?} is not this directory's domain {nb:?})"),
+                            what: format!(
+                                "{user} (domain {domain:?} is not this directory's domain {nb:?})"
+                            ),
                         });
                     }
                 }
@@ -518,10 +543,17 @@ impl Directory for LdapDirectory {
             .run(url, &format!("find {user}"), true, |mut ldap| {
                 let filter = filter.clone();
                 async move {
-                    search(&mut ldap, timeout, base, Scope::Subtree, &filter, ACCOUNT_ATTRS)
-                        .await
-                        .map_err(|e| map_error("find account", url, &user.to_string(), e))
-                        .map(Option::unwrap_or_default)
+                    search(
+                        &mut ldap,
+                        timeout,
+                        base,
+                        Scope::Subtree,
+                        &filter,
+                        ACCOUNT_ATTRS,
+                    )
+                    .await
+                    .map_err(|e| map_error("find account", url, &user.to_string(), e))
+                    .map(Option::unwrap_or_default)
                 }
             })
             .await?;
@@ -530,7 +562,9 @@ impl Directory for LdapDirectory {
             UserRef::Upn(upn) => {
                 let by_upn: Vec<&SearchEntry> = entries
                     .iter()
-                    .filter(|e| attr(e, "userPrincipalName").is_some_and(|u| u.eq_ignore_ascii_case(upn)))
+                    .filter(|e| {
+                        attr(e, "userPrincipalName").is_some_and(|u| u.eq_ignore_ascii_case(upn))
+                    })
                     .collect();
                 if by_upn.is_empty() {
                     entries.iter().collect()
@@ -548,7 +582,12 @@ impl Directory for LdapDirectory {
             many => Err(DirectoryError::Ambiguous {
                 what: user.to_string(),
                 count: many.len(),
-                examples: many.iter().take(3).map(|e| e.dn.as_str()).collect::<Vec<_>>().join("; "),
+                examples: many
+                    .iter()
+                    .take(3)
+                    .map(|e| e.dn.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             }),
         }
     }
@@ -617,8 +656,12 @@ impl Directory for LdapDirectory {
         password: &SecretString,
     ) -> Result<AuthResult, DirectoryError> {
         let url = self.inner.url.as_str();
-        // An empty password would be an anonymous ("unauthenticated") bind, which succeeds.
-        if user.trim().is_empty() || password.expose_secret().is_empty() {
+        // An empty password would be an anonymous ("unauthenticated") bind, which succeeds;
+        // a NUL in the name would be cut off by some servers.
+        if user.trim().is_empty()
+            || password.expose_secret().is_empty()
+            || user.chars().any(char::is_control)
+        {
             return Ok(AuthResult::BadCredentials);
         }
         if !self.is_encrypted() {
@@ -689,7 +732,11 @@ mod tests {
     async fn builder_refuses_bad_input_before_connecting() {
         let e = LdapDirectory::builder().build().await.unwrap_err();
         assert!(e.to_string().contains(".url("), "{e}");
-        let e = LdapDirectory::builder().url("http://x").build().await.unwrap_err();
+        let e = LdapDirectory::builder()
+            .url("http://x")
+            .build()
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("ldaps://"), "{e}");
         let e = LdapDirectory::builder()
             .url("ldaps://127.0.0.1:1")

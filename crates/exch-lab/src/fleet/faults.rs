@@ -135,7 +135,9 @@ pub(crate) async fn winrm_gate(
             .await
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
-        return access_denied(message_id(&text).unwrap_or("uuid:00000000-0000-0000-0000-000000000000"));
+        return access_denied(
+            message_id(&text).unwrap_or("uuid:00000000-0000-0000-0000-000000000000"),
+        );
     }
     next.run(request).await
 }

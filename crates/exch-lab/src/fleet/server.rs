@@ -237,14 +237,13 @@ impl LabServer {
                 }
             }
             (false, false) => {
-                let listener =
-                    bind(self.shared.port)
-                        .await
-                        .map_err(|source| FleetError::Bind {
-                            server: self.name().to_owned(),
-                            port: self.shared.port,
-                            source,
-                        })?;
+                let listener = bind(self.shared.port)
+                    .await
+                    .map_err(|source| FleetError::Bind {
+                        server: self.name().to_owned(),
+                        port: self.shared.port,
+                        source,
+                    })?;
                 *serving = Some(Serving::start(
                     listener,
                     self.shared.router.clone(),

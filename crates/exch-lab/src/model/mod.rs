@@ -19,8 +19,8 @@ use exch_directory::{AuthResult, Directory};
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-pub use counters::IisCounters;
 use counters::Counters;
+pub use counters::IisCounters;
 pub use worker::DEFAULT_TOKEN_TTL_SECS;
 use worker::{CacheKey, InFlight, OwaSession, Worker};
 
@@ -286,7 +286,11 @@ impl IisServer {
     pub fn in_flight(&self, pool: &str) -> usize {
         let mut state = lock(&self.inner.state);
         state.pool_mut(pool).map_or(0, |p| {
-            p.current.iter().chain(&p.draining).map(|w| w.in_flight()).sum()
+            p.current
+                .iter()
+                .chain(&p.draining)
+                .map(|w| w.in_flight())
+                .sum()
         })
     }
 

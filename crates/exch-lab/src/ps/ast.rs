@@ -81,11 +81,7 @@ pub(crate) enum CommandName {
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     /// `-Name` or `-Name:value`.
-    Param {
-        name: String,
-        inline: Option<Expr>,
-        span: Span,
-    },
+    Param { name: String, inline: Option<Expr> },
     /// A positional value or a parameter's value.
     Value(Expr),
 }

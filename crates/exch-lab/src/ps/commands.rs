@@ -614,6 +614,21 @@ pub(crate) async fn run(
             Ok(vec![Value::Str(s)])
         }
         "write-output" | "echo" | "write" => {
+            // -InputObject takes the remaining positional arguments.
+            let (values, mut raw): (Vec<RawArg>, Vec<RawArg>) =
+                raw.into_iter().partition(|a| matches!(a, RawArg::Value(_)));
+            let values: Vec<Value> = values
+                .into_iter()
+                .filter_map(|a| match a {
+                    RawArg::Value(v) => Some(v),
+                    RawArg::Param { .. } => None,
+                })
+                .collect();
+            match values.len() {
+                0 => {}
+                1 => raw.extend(values.into_iter().map(RawArg::Value)),
+                _ => raw.push(RawArg::Value(Value::Array(values))),
+            }
             let b = bind(&[pos("InputObject", 0), switch("NoEnumerate")], raw)?;
             match b.get("InputObject") {
                 Some(v) => Ok(v.clone().into_items()),

@@ -705,7 +705,11 @@ fn method(v: &Value, name: &str, args: &[Value]) -> EResult<Value> {
         (Value::Date(d), "tostring", [fmt]) => {
             let f = fmt.to_ps_string();
             let s = match f.as_str() {
-                "o" | "O" => d.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string(),
+                "o" | "O" => format!(
+                    "{}.{:07}Z",
+                    d.format("%Y-%m-%dT%H:%M:%S"),
+                    chrono::Timelike::nanosecond(d) % 1_000_000_000 / 100
+                ),
                 "s" => d.format("%Y-%m-%dT%H:%M:%S").to_string(),
                 "u" => d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                 _ => {

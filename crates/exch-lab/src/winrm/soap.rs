@@ -199,7 +199,7 @@ pub(crate) fn parse_request(xml: &str) -> Result<Request, Fault> {
             _ => continue,
         };
         if start {
-            let Event::Start(e) | Event::Empty(e) = &event else {
+            let (Event::Start(e) | Event::Empty(e)) = &event else {
                 continue;
             };
             elements += 1;

@@ -51,7 +51,9 @@ fn seen(response: &reqwest::Response) -> Seen {
             assert!(header("www-authenticate").starts_with("Basic realm="));
             Seen::Refused
         }
-        StatusCode::FOUND if header("location").starts_with("/owa/auth/logon.aspx") => Seen::Refused,
+        StatusCode::FOUND if header("location").starts_with("/owa/auth/logon.aspx") => {
+            Seen::Refused
+        }
         other => Seen::Status(other),
     }
 }
@@ -127,7 +129,10 @@ pub async fn every_protocol(server: &LabServer, user: &str, password: &str) -> V
     out.push(("owa".to_owned(), owa));
     for (protocol, path) in BASIC {
         if server.iis().pool_for(protocol).is_some() {
-            out.push((protocol.to_string(), basic(server, path, user, password).await));
+            out.push((
+                protocol.to_string(),
+                basic(server, path, user, password).await,
+            ));
         }
     }
     out
@@ -203,8 +208,15 @@ pub fn auth_pools(server: &LabServer) -> Vec<&'static str> {
         "MSExchangeServicesAppPool",
         "MSExchangeOWAAppPool",
     ];
-    if server.exchange_server().version.is_some_and(|v| v.major >= 15) {
-        pools.extend(["MSExchangeRPCProxyFrontEndAppPool", "MSExchangeMAPIFrontEndAppPool"]);
+    if server
+        .exchange_server()
+        .version
+        .is_some_and(|v| v.major >= 15)
+    {
+        pools.extend([
+            "MSExchangeRPCProxyFrontEndAppPool",
+            "MSExchangeMAPIFrontEndAppPool",
+        ]);
     } else {
         pools.push("DefaultAppPool");
     }

@@ -18,7 +18,10 @@ pub async fn recycle_everywhere(fleet: &Fleet) {
             assert!(pool["error"].is_null(), "{}: {pool}", server.name());
             let before = pool["before"][0]["pid"].as_u64();
             let after = pool["after"][0]["pid"].as_u64();
-            assert!(before.is_some() && after.is_some() && before != after, "{pool}");
+            assert!(
+                before.is_some() && after.is_some() && before != after,
+                "{pool}"
+            );
         }
     }
 }
@@ -70,7 +73,10 @@ async fn still_in_from_cache(fleet: &Fleet, user: &str, password: &str, sessions
                 }
             }
         }
-        assert!(matches!(owa_mailbox(server, session).await, Seen::Ok { .. }));
+        assert!(matches!(
+            owa_mailbox(server, session).await,
+            Seen::Ok { .. }
+        ));
     }
 }
 

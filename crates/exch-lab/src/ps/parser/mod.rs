@@ -4,7 +4,7 @@
 
 mod expr;
 
-use super::ast::{Arg, BinOp, Command, CommandName, Element, Expr, Pipeline, Span, Stmt};
+use super::ast::{Arg, Command, CommandName, Element, Expr, Pipeline, Span, Stmt};
 
 /// Deepest nesting of statements and expressions the parser accepts.
 const MAX_DEPTH: usize = 64;
@@ -543,7 +543,6 @@ impl<'s> Parser<'s> {
             match self.peek() {
                 None | Some('\n' | '\r' | ';' | '|' | ')' | '}') => return Ok(args),
                 Some('-') if self.peek2().is_some_and(|c| c.is_alphabetic() || c == '_') => {
-                    let start = self.pos;
                     self.pos += 1;
                     let name_start = self.pos;
                     while self.peek().is_some_and(|c| is_name_char(c) || c == '-') {
@@ -556,14 +555,7 @@ impl<'s> Parser<'s> {
                     } else {
                         None
                     };
-                    args.push(Arg::Param {
-                        name,
-                        inline,
-                        span: Span {
-                            start,
-                            end: self.pos,
-                        },
-                    });
+                    args.push(Arg::Param { name, inline });
                 }
                 Some(_) => args.push(Arg::Value(self.arg_list()?)),
             }
