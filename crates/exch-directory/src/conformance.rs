@@ -1,5 +1,5 @@
 //! A conformance suite for [`Directory`] backends: plain async functions that panic with a
-//! message on the first deviation, run against [`InMemoryDirectory`](crate::InMemoryDirectory)
+//! message on the first deviation, run against [`InMemoryDirectory`]
 //! and against [`LdapDirectory`](crate::LdapDirectory) on a real Samba AD DC.
 //!
 //! Each function takes the directory and the pre-created objects it works on; every function

@@ -62,7 +62,7 @@ pub(super) async fn exchange_servers(
         return Ok(Vec::new());
     };
     let mut servers: Vec<ExchangeServer> = entries.iter().map(server_from).collect();
-    servers.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    servers.sort_by_key(|a| a.name.to_lowercase());
     Ok(servers)
 }
 
@@ -213,6 +213,6 @@ pub(super) async fn domain_controllers(
             url,
         });
     }
-    dcs.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    dcs.sort_by_key(|a| a.name.to_lowercase());
     Ok(dcs)
 }
