@@ -296,6 +296,9 @@ async fn discovery_finds_the_harness_servers() {
     assert!(!got.is_edge() && found.iter().find(|s| s.name == edge).unwrap().is_edge());
     ad.delete(&ex_dn).await.unwrap();
     ad.delete(&edge_dn).await.unwrap();
+    ad.delete(&format!("CN={site},CN=Sites,{}", ad.env().config_dn))
+        .await
+        .unwrap();
     let after = dir.exchange_servers().await.unwrap();
     assert!(!after.iter().any(|s| s.name == ex || s.name == edge));
 }

@@ -80,7 +80,12 @@ async fn json_of(host: &FakeHost, script: &str) -> Json {
     assert_eq!(out.exit_code, 0, "stderr: {}", out.stderr);
     assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
     assert!(out.stdout.ends_with("\r\n"));
-    assert_eq!(out.stdout.lines().count(), 1, "one JSON document on one line: {}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "one JSON document on one line: {}",
+        out.stdout
+    );
     serde_json::from_str(out.stdout.trim_end()).unwrap()
 }
 
@@ -93,7 +98,10 @@ async fn list_pools_prints_pools_with_workers() {
     assert_eq!(pools[1]["name"], "MSExchangeOWAAppPool");
     assert_eq!(pools[1]["state"], "Started");
     assert_eq!(pools[1]["workers"][0]["pid"], 1001);
-    assert_eq!(pools[1]["workers"][0]["started"], "2026-11-23T09:00:00.0000000Z");
+    assert_eq!(
+        pools[1]["workers"][0]["started"],
+        "2026-11-23T09:00:00.0000000Z"
+    );
     // Key order is kept.
     let text = serde_json::to_string(&pools[0]).unwrap();
     assert!(text.find("\"name\"").unwrap() < text.find("\"workers\"").unwrap());
@@ -102,7 +110,9 @@ async fn list_pools_prints_pools_with_workers() {
 #[tokio::test]
 async fn list_pools_with_a_stopped_pool_has_empty_workers_array() {
     let host = FakeHost::new(&["A"]);
-    exch_lab::host::IisHost::stop_pool(&host, "A").await.unwrap();
+    exch_lab::host::IisHost::stop_pool(&host, "A")
+        .await
+        .unwrap();
     let j = json_of(&host, LIST_POOLS).await;
     assert_eq!(j["pools"][0]["state"], "Stopped");
     assert_eq!(j["pools"][0]["workers"], serde_json::json!([]));
@@ -118,7 +128,11 @@ async fn list_pools_with_no_pools_is_an_empty_array() {
 #[tokio::test]
 async fn recycle_reports_before_after_and_missing() {
     let host = FakeHost::exchange();
-    let script = recycle_script(&["MSExchangeOWAAppPool", "NoSuchPool", "MSExchangeSyncAppPool"]);
+    let script = recycle_script(&[
+        "MSExchangeOWAAppPool",
+        "NoSuchPool",
+        "MSExchangeSyncAppPool",
+    ]);
     let j = json_of(&host, &script).await;
     assert_eq!(j["requested"], "2026-11-23T10:00:00.0000000Z");
     assert_eq!(j["missing"], serde_json::json!(["NoSuchPool"]));
@@ -151,7 +165,12 @@ async fn recycle_with_only_missing_pools() {
     let host = FakeHost::exchange();
     let out = run_script(&host, &recycle_script(&["Nope"])).await;
     assert_eq!(out.exit_code, 0, "{}", out.stderr);
-    assert!(out.stdout.ends_with("\"pools\":[],\"missing\":[\"Nope\"]}\r\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .ends_with("\"pools\":[],\"missing\":[\"Nope\"]}\r\n"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]
@@ -159,17 +178,29 @@ async fn iisreset_script_reports_exit_code_output_and_pools() {
     let host = FakeHost::exchange();
     let j = json_of(&host, IISRESET).await;
     assert_eq!(j["exitCode"], 0);
-    assert!(j["output"].as_str().unwrap().contains("Internet services successfully restarted\r\n"));
+    assert!(j["output"]
+        .as_str()
+        .unwrap()
+        .contains("Internet services successfully restarted\r\n"));
     assert_eq!(j["pools"][0]["after"][0]["pid"], 5000);
-    assert_eq!(host.resets(), vec![exch_lab::host::IisResetMode::RestartNoForce]);
+    assert_eq!(
+        host.resets(),
+        vec![exch_lab::host::IisResetMode::RestartNoForce]
+    );
 }
 
 #[tokio::test]
 async fn token_ttl_read_absent_present_and_write() {
     let host = FakeHost::exchange();
-    assert_eq!(json_of(&host, TTL_READ).await, serde_json::json!({ "userTokenTtl": null }));
+    assert_eq!(
+        json_of(&host, TTL_READ).await,
+        serde_json::json!({ "userTokenTtl": null })
+    );
     let host = FakeHost::exchange().with_ttl(900);
-    assert_eq!(json_of(&host, TTL_READ).await, serde_json::json!({ "userTokenTtl": 900 }));
+    assert_eq!(
+        json_of(&host, TTL_READ).await,
+        serde_json::json!({ "userTokenTtl": 900 })
+    );
     assert_eq!(
         json_of(&host, &ttl_write(60)).await,
         serde_json::json!({ "userTokenTtl": 60 })
@@ -186,7 +217,11 @@ async fn get_itemproperty_with_name_fails_when_absent() {
     )
     .await;
     assert_eq!(out.exit_code, 1);
-    assert!(out.stderr.contains("Property UserTokenTTL does not exist"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Property UserTokenTTL does not exist"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
@@ -266,10 +301,19 @@ async fn unknown_cmdlet_fails_like_powershell() {
 #[tokio::test]
 async fn missing_pool_is_a_terminating_error_under_stop() {
     let host = FakeHost::exchange();
-    let out = run_script(&host, "$ErrorActionPreference = 'Stop'\nRestart-WebAppPool -Name 'Nope'\n'after'").await;
+    let out = run_script(
+        &host,
+        "$ErrorActionPreference = 'Stop'\nRestart-WebAppPool -Name 'Nope'\n'after'",
+    )
+    .await;
     assert_eq!(out.exit_code, 1);
     assert_eq!(out.stdout, "");
-    assert!(out.stderr.contains("Cannot find path 'IIS:\\AppPools\\Nope' because it does not exist."), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Cannot find path 'IIS:\\AppPools\\Nope' because it does not exist."),
+        "{}",
+        out.stderr
+    );
     // Continue: the error is written and the script goes on.
     let out = run_script(&host, "Restart-WebAppPool -Name 'Nope'\n'after'").await;
     assert_eq!(out.stdout, "after\r\n");
@@ -277,7 +321,10 @@ async fn missing_pool_is_a_terminating_error_under_stop() {
     assert!(out.stderr.contains("Restart-WebAppPool : Cannot find path"));
     // Caught.
     let out = run_script(&host, "$ErrorActionPreference = 'Stop'\ntry { Get-WebAppPoolState -Name 'Nope' } catch { 'caught: ' + $_.Exception.Message }").await;
-    assert_eq!(out.stdout, "caught: Cannot find path 'IIS:\\AppPools\\Nope' because it does not exist.\r\n");
+    assert_eq!(
+        out.stdout,
+        "caught: Cannot find path 'IIS:\\AppPools\\Nope' because it does not exist.\r\n"
+    );
     assert_eq!(out.exit_code, 0);
 }
 
@@ -285,11 +332,26 @@ async fn missing_pool_is_a_terminating_error_under_stop() {
 async fn other_modules_and_parameters_fail() {
     let host = FakeHost::exchange();
     for (script, needle) in [
-        ("Import-Module ActiveDirectory", "The specified module 'ActiveDirectory' was not loaded"),
-        ("Get-WebAppPoolState -Bogus 1", "A parameter cannot be found that matches parameter name 'Bogus'."),
-        ("Get-Process -Id 424242", "Cannot find a process with the process identifier 424242."),
-        ("Get-ChildItem -Path 'C:\\Windows'", "Cannot find path 'C:\\Windows' because it does not exist."),
-        ("$x = $null; $x.ToString()", "You cannot call a method on a null-valued expression."),
+        (
+            "Import-Module ActiveDirectory",
+            "The specified module 'ActiveDirectory' was not loaded",
+        ),
+        (
+            "Get-WebAppPoolState -Bogus 1",
+            "A parameter cannot be found that matches parameter name 'Bogus'.",
+        ),
+        (
+            "Get-Process -Id 424242",
+            "Cannot find a process with the process identifier 424242.",
+        ),
+        (
+            "Get-ChildItem -Path 'C:\\Windows'",
+            "Cannot find path 'C:\\Windows' because it does not exist.",
+        ),
+        (
+            "$x = $null; $x.ToString()",
+            "You cannot call a method on a null-valued expression.",
+        ),
         ("[Foo]'x'", "Unable to find type [Foo]."),
     ] {
         let out = run_script(&host, script).await;
@@ -302,20 +364,39 @@ async fn other_modules_and_parameters_fail() {
 async fn syntax_errors_are_parser_errors() {
     let host = FakeHost::exchange();
     for (script, needle) in [
-        ("if ($true { 'x' }", "Missing closing ')' after expression in 'if' statement."),
+        (
+            "if ($true { 'x' }",
+            "Missing closing ')' after expression in 'if' statement.",
+        ),
         ("foreach ($x in @(1) { }", "Missing closing ')'"),
         ("'unterminated", "The string is missing the terminator: '."),
-        ("$x = ", "You must provide a value expression following the '=' operator."),
-        ("@{ a = 1; a = 2 }", "Duplicate keys 'a' are not allowed in hash literals."),
-        ("try { 1 }", "The Try statement is missing its Catch or Finally block."),
-        ("1 | 2", "Expressions are only allowed as the first element of a pipeline."),
+        (
+            "$x = ",
+            "You must provide a value expression following the '=' operator.",
+        ),
+        (
+            "@{ a = 1; a = 2 }",
+            "Duplicate keys 'a' are not allowed in hash literals.",
+        ),
+        (
+            "try { 1 }",
+            "The Try statement is missing its Catch or Finally block.",
+        ),
+        (
+            "1 | 2",
+            "Expressions are only allowed as the first element of a pipeline.",
+        ),
         ("}", "Unexpected token '}'"),
         ("$a -foo 1", "Unexpected token '-foo'"),
     ] {
         let out = run_script(&host, script).await;
         assert_eq!(out.exit_code, 1, "{script}");
         assert!(out.stderr.contains(needle), "{script}: {}", out.stderr);
-        assert!(out.stderr.contains("ParserError"), "{script}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("ParserError"),
+            "{script}: {}",
+            out.stderr
+        );
         assert!(out.stdout.is_empty());
     }
 }
@@ -353,13 +434,63 @@ async fn guards_stop_abusive_scripts() {
 async fn garbage_never_panics() {
     let host = FakeHost::exchange();
     let samples = [
-        "", "\0\u{1}", "$", "@", "@(", "@{", "[", "[int", "[int]", "&", "& ", "-", "--x", "'", "\"", "`",
-        "$a.", "$a.b(", "((((", "))))", "{{{{", "}}}}", "| |", "a |", "$x +", "1 +", "-not", "!", "foreach",
-        "foreach (", "foreach ($x", "foreach ($x in", "if", "if (", "if ($true)", "try {", "catch", "else",
-        "$a[", "$a[1", "@{ a", "@{ a =", "@{ 'a' = 1", "[DateTime]::", "[DateTime]::UtcNow.ToString(",
-        "Get-ChildItem -Path:", "Get-ChildItem -", "$x = @(1) + @{}", "[int]@{}", "$a = 9223372036854775807 + 1",
-        "99999999999999999999999", "$true = 1", "Write-Output -InputObject", "ConvertTo-Json -Depth x",
-        "\u{2018}smart\u{2019}", "ünïcödé-Cmdlet", "$ErrorActionPreference = 'Stop'; Foo",
+        "",
+        "\0\u{1}",
+        "$",
+        "@",
+        "@(",
+        "@{",
+        "[",
+        "[int",
+        "[int]",
+        "&",
+        "& ",
+        "-",
+        "--x",
+        "'",
+        "\"",
+        "`",
+        "$a.",
+        "$a.b(",
+        "((((",
+        "))))",
+        "{{{{",
+        "}}}}",
+        "| |",
+        "a |",
+        "$x +",
+        "1 +",
+        "-not",
+        "!",
+        "foreach",
+        "foreach (",
+        "foreach ($x",
+        "foreach ($x in",
+        "if",
+        "if (",
+        "if ($true)",
+        "try {",
+        "catch",
+        "else",
+        "$a[",
+        "$a[1",
+        "@{ a",
+        "@{ a =",
+        "@{ 'a' = 1",
+        "[DateTime]::",
+        "[DateTime]::UtcNow.ToString(",
+        "Get-ChildItem -Path:",
+        "Get-ChildItem -",
+        "$x = @(1) + @{}",
+        "[int]@{}",
+        "$a = 9223372036854775807 + 1",
+        "99999999999999999999999",
+        "$true = 1",
+        "Write-Output -InputObject",
+        "ConvertTo-Json -Depth x",
+        "\u{2018}smart\u{2019}",
+        "ünïcödé-Cmdlet",
+        "$ErrorActionPreference = 'Stop'; Foo",
     ];
     for s in samples {
         let out = run_script(&host, s).await;

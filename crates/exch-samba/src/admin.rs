@@ -337,7 +337,8 @@ impl SambaAd {
             .await
             .map_err(ldap_err("add Exchange server"))?;
         // A DC set up before msExchServerSite joined the script's schema: add it, then retry.
-        if site_dn.is_some() && matches!(r.rc, 17 | 65) {
+        if site_dn.is_some() && matches!(r.rc, 16 | 17 | 65) && r.text.contains("msExchServerSite")
+        {
             self.ensure_site_schema(&mut ldap).await?;
             let r = ldap
                 .with_timeout(TIMEOUT)

@@ -36,7 +36,8 @@ pub(crate) fn locate() -> Result<Result<SambaAd, String>, SambaError> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Starts (or reuses) `target/samba-ad-auto`, under a file lock shared by all test binaries.

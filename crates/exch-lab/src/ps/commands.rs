@@ -176,7 +176,10 @@ fn bind(params: &[P], raw: Vec<RawArg>) -> EResult<Bound> {
             Some(p) => bound.push((p.name, v)),
             None => {
                 return Err(PsError::new(
-                    format!("A positional parameter cannot be found that accepts argument '{}'.", v.to_ps_string()),
+                    format!(
+                        "A positional parameter cannot be found that accepts argument '{}'.",
+                        v.to_ps_string()
+                    ),
                     "InvalidArgument",
                     "PositionalParameterNotFound",
                 )
@@ -209,7 +212,11 @@ enum IisPath {
 fn parse_path(path: &str) -> IisPath {
     let p = path.trim().trim_end_matches('\\').replace('/', "\\");
     let lower = p.to_ascii_lowercase();
-    for prefix in [r"hklm:\", r"registry::hkey_local_machine\", r"microsoft.powershell.core\registry::hkey_local_machine\"] {
+    for prefix in [
+        r"hklm:\",
+        r"registry::hkey_local_machine\",
+        r"microsoft.powershell.core\registry::hkey_local_machine\",
+    ] {
         if let Some(rest) = lower.strip_prefix(prefix) {
             return if rest == INETINFO_KEY.to_ascii_lowercase() {
                 IisPath::InetInfo
@@ -231,13 +238,17 @@ fn parse_path(path: &str) -> IisPath {
     let orig = &p[p.len() - rest.len()..];
     match orig.split_once('\\') {
         None => IisPath::Pool(orig.to_string()),
-        Some((pool, sub)) if sub.eq_ignore_ascii_case("WorkerProcesses") => IisPath::Workers(pool.to_string()),
+        Some((pool, sub)) if sub.eq_ignore_ascii_case("WorkerProcesses") => {
+            IisPath::Workers(pool.to_string())
+        }
         Some(_) => IisPath::Other,
     }
 }
 
 fn find_pool(host: &dyn IisHost, name: &str) -> Option<crate::host::HostPool> {
-    host.pools().into_iter().find(|p| p.name.eq_ignore_ascii_case(name))
+    host.pools()
+        .into_iter()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
 fn pool_state(started: bool) -> Value {
@@ -249,7 +260,8 @@ fn require_pool(host: &dyn IisHost, name: &str) -> EResult<crate::host::HostPool
 }
 
 fn host_error(message: String) -> PsError {
-    PsError::new(message, "InvalidOperation", "InvalidOperation").exception("InvalidOperationException")
+    PsError::new(message, "InvalidOperation", "InvalidOperation")
+        .exception("InvalidOperationException")
 }
 
 fn not_recognized(name: &str) -> PsError {
@@ -264,12 +276,20 @@ fn not_recognized(name: &str) -> PsError {
 
 /// The program name of a native command (`C:\x\appcmd.exe` → `appcmd`).
 pub(crate) fn native_name(name: &str) -> String {
-    let base = name.rsplit(['\\', '/']).next().unwrap_or(name).to_ascii_lowercase();
+    let base = name
+        .rsplit(['\\', '/'])
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase();
     base.strip_suffix(".exe").unwrap_or(&base).to_string()
 }
 
 /// Runs a native program the lab knows (`iisreset`, `appcmd`); `None` if it is not one.
-pub(crate) async fn run_native(host: &dyn IisHost, name: &str, args: &[String]) -> Option<NativeOutput> {
+pub(crate) async fn run_native(
+    host: &dyn IisHost,
+    name: &str,
+    args: &[String],
+) -> Option<NativeOutput> {
     match native_name(name).as_str() {
         "iisreset" => Some(iisreset(host, args).await),
         "appcmd" => Some(appcmd(host, args).await),
@@ -325,7 +345,10 @@ async fn appcmd(host: &dyn IisHost, args: &[String]) -> NativeOutput {
                 return fail(87, "Must specify the APPPOOL object with identifier or \"APPPOOL.NAME\" parameter.".into());
             };
             if find_pool(host, &name).is_none() {
-                return fail(1168, format!("Cannot find APPPOOL object with identifier \"{name}\". "));
+                return fail(
+                    1168,
+                    format!("Cannot find APPPOOL object with identifier \"{name}\". "),
+                );
             }
             match host.recycle_pool(&name).await {
                 Ok(()) => NativeOutput {
@@ -339,13 +362,22 @@ async fn appcmd(host: &dyn IisHost, args: &[String]) -> NativeOutput {
             let mut out = String::new();
             for p in host.pools() {
                 let state = if p.started { "Started" } else { "Stopped" };
-                out.push_str(&format!("APPPOOL \"{}\" (MgdVersion:v4.0,MgdMode:Integrated,state:{state})\r\n", p.name));
+                out.push_str(&format!(
+                    "APPPOOL \"{}\" (MgdVersion:v4.0,MgdMode:Integrated,state:{state})\r\n",
+                    p.name
+                ));
             }
-            NativeOutput { exit_code: 0, stdout: out }
+            NativeOutput {
+                exit_code: 0,
+                stdout: out,
+            }
         }
         _ => fail(
             1,
-            format!("The lab's appcmd supports only 'recycle apppool' and 'list apppool', not '{}'.", args.join(" ")),
+            format!(
+                "The lab's appcmd supports only 'recycle apppool' and 'list apppool', not '{}'.",
+                args.join(" ")
+            ),
         ),
     }
 }
@@ -353,14 +385,21 @@ async fn appcmd(host: &dyn IisHost, args: &[String]) -> NativeOutput {
 fn registry_object(ttl: Option<u32>, with_ttl: bool) -> Value {
     let mut o = Obj::new("System.Management.Automation.PSCustomObject");
     if let (true, Some(t)) = (with_ttl, ttl) {
-        o.props.push(("UserTokenTTL".into(), Value::Int(i64::from(t))));
+        o.props
+            .push(("UserTokenTTL".into(), Value::Int(i64::from(t))));
     }
     o.props.push((
         "PSPath".into(),
-        Value::Str(format!(r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\{INETINFO_KEY}")),
+        Value::Str(format!(
+            r"Microsoft.PowerShell.Core\Registry::HKEY_LOCAL_MACHINE\{INETINFO_KEY}"
+        )),
     ));
-    o.props.push(("PSChildName".into(), Value::Str("Parameters".into())));
-    o.props.push(("PSProvider".into(), Value::Str(r"Microsoft.PowerShell.Core\Registry".into())));
+    o.props
+        .push(("PSChildName".into(), Value::Str("Parameters".into())));
+    o.props.push((
+        "PSProvider".into(),
+        Value::Str(r"Microsoft.PowerShell.Core\Registry".into()),
+    ));
     Value::Object(o)
 }
 
@@ -404,8 +443,14 @@ pub(crate) async fn run(
             }
         }
         "get-childitem" | "gci" | "dir" | "ls" => {
-            let b = bind(&[pos("Path", 0), named("LiteralPath"), switch("Force")], raw)?;
-            let path = b.string("Path").or_else(|| b.string("LiteralPath")).unwrap_or_default();
+            let b = bind(
+                &[pos("Path", 0), named("LiteralPath"), switch("Force")],
+                raw,
+            )?;
+            let path = b
+                .string("Path")
+                .or_else(|| b.string("LiteralPath"))
+                .unwrap_or_default();
             match parse_path(&path) {
                 IisPath::Pools => Ok(host
                     .pools()
@@ -442,8 +487,14 @@ pub(crate) async fn run(
             }
         }
         "test-path" => {
-            let b = bind(&[pos("Path", 0), named("LiteralPath"), named("PathType")], raw)?;
-            let path = b.string("Path").or_else(|| b.string("LiteralPath")).unwrap_or_default();
+            let b = bind(
+                &[pos("Path", 0), named("LiteralPath"), named("PathType")],
+                raw,
+            )?;
+            let path = b
+                .string("Path")
+                .or_else(|| b.string("LiteralPath"))
+                .unwrap_or_default();
             let exists = match parse_path(&path) {
                 IisPath::Pools | IisPath::InetInfo => true,
                 IisPath::Pool(p) | IisPath::Workers(p) => find_pool(host, &p).is_some(),
@@ -463,7 +514,9 @@ pub(crate) async fn run(
             let mut out = Vec::new();
             for v in id.clone().into_items() {
                 let pid = to_int(&v)?;
-                let started = u32::try_from(pid).ok().and_then(|p| host.process_start_time(p));
+                let started = u32::try_from(pid)
+                    .ok()
+                    .and_then(|p| host.process_start_time(p));
                 match started {
                     Some(t) => out.push(Value::Object(
                         Obj::new("System.Diagnostics.Process")
@@ -471,15 +524,13 @@ pub(crate) async fn run(
                             .with("ProcessName", Value::Str("w3wp".into()))
                             .with("StartTime", Value::Date(t)),
                     )),
-                    None => {
-                        return Err(PsError::new(
-                            format!("Cannot find a process with the process identifier {pid}."),
-                            "ObjectNotFound",
-                            "NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.GetProcessCommand",
-                        )
-                        .exception("ProcessCommandException")
-                        .target(pid.to_string()))
-                    }
+                    None => return Err(PsError::new(
+                        format!("Cannot find a process with the process identifier {pid}."),
+                        "ObjectNotFound",
+                        "NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.GetProcessCommand",
+                    )
+                    .exception("ProcessCommandException")
+                    .target(pid.to_string())),
                 }
             }
             Ok(out)
@@ -489,7 +540,8 @@ pub(crate) async fn run(
             let pool = b.required(name, "Name")?;
             let p = require_pool(host, &pool)?;
             Ok(vec![Value::Object(
-                Obj::new("Microsoft.IIs.PowerShell.Framework.CodeProperty").with("Value", pool_state(p.started)),
+                Obj::new("Microsoft.IIs.PowerShell.Framework.CodeProperty")
+                    .with("Value", pool_state(p.started)),
             )])
         }
         "restart-webapppool" | "start-webapppool" | "stop-webapppool" => {
@@ -506,7 +558,10 @@ pub(crate) async fn run(
         }
         "get-itemproperty" | "gp" => {
             let b = bind(&[pos("Path", 0), pos("Name", 1), named("LiteralPath")], raw)?;
-            let path = b.string("Path").or_else(|| b.string("LiteralPath")).unwrap_or_default();
+            let path = b
+                .string("Path")
+                .or_else(|| b.string("LiteralPath"))
+                .unwrap_or_default();
             if !matches!(parse_path(&path), IisPath::InetInfo) {
                 return Err(not_found_path(&path));
             }
@@ -542,7 +597,10 @@ pub(crate) async fn run(
                 ],
                 raw,
             )?;
-            let path = b.string("Path").or_else(|| b.string("LiteralPath")).unwrap_or_default();
+            let path = b
+                .string("Path")
+                .or_else(|| b.string("LiteralPath"))
+                .unwrap_or_default();
             if !matches!(parse_path(&path), IisPath::InetInfo) {
                 return Err(not_found_path(&path));
             }
@@ -551,7 +609,9 @@ pub(crate) async fn run(
             let value = to_int(b.get("Value").unwrap_or(&Value::Null))?;
             let value = u32::try_from(value).map_err(|_| {
                 PsError::new(
-                    format!("Cannot convert value \"{value}\" to type \"System.UInt32\" (a DWord)."),
+                    format!(
+                        "Cannot convert value \"{value}\" to type \"System.UInt32\" (a DWord)."
+                    ),
                     "InvalidArgument",
                     "InvalidCastIConvertible",
                 )
@@ -574,7 +634,15 @@ pub(crate) async fn run(
             }
         }
         "convertto-json" => {
-            let b = bind(&[pos("InputObject", 0), named("Depth"), switch("Compress"), switch("EnumsAsStrings")], raw)?;
+            let b = bind(
+                &[
+                    pos("InputObject", 0),
+                    named("Depth"),
+                    switch("Compress"),
+                    switch("EnumsAsStrings"),
+                ],
+                raw,
+            )?;
             let depth = match b.get("Depth") {
                 Some(d) => usize::try_from(to_int(d)?).unwrap_or(0).min(100),
                 None => 2,
@@ -598,7 +666,10 @@ pub(crate) async fn run(
             Ok(Vec::new())
         }
         "out-string" => {
-            let b = bind(&[pos("InputObject", 0), named("Width"), switch("Stream")], raw)?;
+            let b = bind(
+                &[pos("InputObject", 0), named("Width"), switch("Stream")],
+                raw,
+            )?;
             let items = match b.get("InputObject") {
                 Some(v) => vec![v.clone()],
                 None => input,

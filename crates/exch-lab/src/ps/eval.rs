@@ -13,9 +13,26 @@ use crate::host::IisHost;
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A PowerShell error record.
+/// A PowerShell error record (boxed: errors travel through every `Result`).
 #[derive(Debug, Clone)]
-pub(crate) struct PsError {
+pub(crate) struct PsError(Box<ErrorRecord>);
+
+impl std::ops::Deref for PsError {
+    type Target = ErrorRecord;
+    fn deref(&self) -> &ErrorRecord {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PsError {
+    fn deref_mut(&mut self) -> &mut ErrorRecord {
+        &mut self.0
+    }
+}
+
+/// The fields of a [`PsError`].
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorRecord {
     /// The message (`$_.Exception.Message`).
     pub(crate) message: String,
     /// `CategoryInfo` category (`ObjectNotFound`, `InvalidArgument`, …).
@@ -37,7 +54,7 @@ pub(crate) struct PsError {
 impl PsError {
     /// A runtime error with the given message, category and id.
     pub(crate) fn new(message: impl Into<String>, category: &'static str, fqid: &str) -> Self {
-        PsError {
+        PsError(Box::new(ErrorRecord {
             message: message.into(),
             category,
             fqid: fqid.to_string(),
@@ -46,7 +63,7 @@ impl PsError {
             target: String::new(),
             span: None,
             fatal: false,
-        }
+        }))
     }
 
     /// Sets the exception type name.
@@ -133,7 +150,7 @@ impl<'h> Interp<'h> {
                 self.limits.max_steps
             )));
         }
-        if self.steps % 256 == 0 {
+        if self.steps.is_multiple_of(256) {
             if self.started.elapsed() > self.limits.max_duration {
                 return Err(PsError::fatal(format!(
                     "The script exceeded the lab's time limit of {:?}.",
@@ -175,7 +192,8 @@ impl<'h> Interp<'h> {
     pub(crate) fn write_error(&mut self, e: &PsError) {
         self.last_failed = true;
         if self.stderr.len() < self.limits.max_output_bytes {
-            self.stderr.push_str(&super::render_runtime_error(self.src, e));
+            self.stderr
+                .push_str(&super::render_runtime_error(self.src, e));
         }
     }
 
@@ -201,7 +219,9 @@ impl<'h> Interp<'h> {
                 let v = self.pipeline_value(value).await?;
                 if var.eq_ignore_ascii_case("true") || var.eq_ignore_ascii_case("false") {
                     return Err(PsError::new(
-                        format!("Cannot overwrite variable {var} because it is read-only or constant."),
+                        format!(
+                            "Cannot overwrite variable {var} because it is read-only or constant."
+                        ),
                         "WriteError",
                         "VariableNotWritable",
                     )
@@ -313,7 +333,12 @@ impl<'h> Interp<'h> {
         })
     }
 
-    async fn invoke(&mut self, c: &Command, input: Vec<Value>, out: &mut Vec<Value>) -> EResult<()> {
+    async fn invoke(
+        &mut self,
+        c: &Command,
+        input: Vec<Value>,
+        out: &mut Vec<Value>,
+    ) -> EResult<()> {
         self.step().await?;
         let name = match &c.name {
             CommandName::Bare(n) => n.clone(),
@@ -335,8 +360,7 @@ impl<'h> Interp<'h> {
                 Arg::Value(e) => raw.push(RawArg::Value(self.eval(e).await?)),
             }
         }
-        let (action, raw) = commands::take_error_action(raw)
-            .map_err(|e| e.at(c.span))?;
+        let (action, raw) = commands::take_error_action(raw).map_err(|e| e.at(c.span))?;
         let result = commands::run(self, &name, raw, input).await;
         match result {
             Ok(values) => {
@@ -516,7 +540,11 @@ impl<'h> Interp<'h> {
                 let a = to_int(&l)?;
                 let b = to_int(&r)?;
                 a.checked_sub(b).map(Value::Int).ok_or_else(|| {
-                    PsError::new("Arithmetic operation resulted in an overflow.", "NotSpecified", "RuntimeException")
+                    PsError::new(
+                        "Arithmetic operation resulted in an overflow.",
+                        "NotSpecified",
+                        "RuntimeException",
+                    )
                 })
             }
             BinOp::And => Ok(Value::Bool(l.truthy() && r.truthy())),
@@ -607,7 +635,10 @@ fn cast(ty: &str, v: Value) -> EResult<Value> {
                     )
                 }),
             other => Err(PsError::new(
-                format!("Cannot convert value \"{}\" to type \"System.DateTime\".", other.to_ps_string()),
+                format!(
+                    "Cannot convert value \"{}\" to type \"System.DateTime\".",
+                    other.to_ps_string()
+                ),
                 "InvalidArgument",
                 "InvalidCastFromAnyTypeToDateTime",
             )),
@@ -714,7 +745,9 @@ fn method(v: &Value, name: &str, args: &[Value]) -> EResult<Value> {
                 "u" => d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                 _ => {
                     return Err(PsError::new(
-                        format!("The lab supports only the 'o', 's' and 'u' date formats, not '{f}'."),
+                        format!(
+                            "The lab supports only the 'o', 's' and 'u' date formats, not '{f}'."
+                        ),
                         "NotImplemented",
                         "FormatException",
                     ))
@@ -732,7 +765,11 @@ fn method(v: &Value, name: &str, args: &[Value]) -> EResult<Value> {
 
 fn index_value(v: &Value, i: &Value) -> EResult<Value> {
     match v {
-        Value::Null => Err(PsError::new("Cannot index into a null array.", "InvalidOperation", "NullArray")),
+        Value::Null => Err(PsError::new(
+            "Cannot index into a null array.",
+            "InvalidOperation",
+            "NullArray",
+        )),
         Value::Array(items) => {
             let n = to_int(i)?;
             let idx = if n < 0 { items.len() as i64 + n } else { n };
@@ -751,7 +788,10 @@ fn index_value(v: &Value, i: &Value) -> EResult<Value> {
                 .unwrap_or(Value::Null))
         }
         other => Err(PsError::new(
-            format!("Unable to index into an object of type {}.", other.type_name()),
+            format!(
+                "Unable to index into an object of type {}.",
+                other.type_name()
+            ),
             "InvalidOperation",
             "CannotIndex",
         )),

@@ -126,7 +126,11 @@ pub async fn run_script(host: &dyn IisHost, script: &str) -> ScriptOutput {
 }
 
 /// Runs a script with explicit [`Limits`].
-pub async fn run_script_with_limits(host: &dyn IisHost, script: &str, limits: Limits) -> ScriptOutput {
+pub async fn run_script_with_limits(
+    host: &dyn IisHost,
+    script: &str,
+    limits: Limits,
+) -> ScriptOutput {
     if script.len() > limits.max_script_bytes {
         return ScriptOutput {
             stdout: String::new(),
@@ -160,7 +164,9 @@ pub async fn run_script_with_limits(host: &dyn IisHost, script: &str, limits: Li
         stdout.push_str("\r\n");
         if stdout.len() > limits.max_output_bytes {
             stdout.truncate(limits.max_output_bytes);
-            interp.stderr.push_str("The script's output exceeded the lab's limit and was truncated.\r\n");
+            interp
+                .stderr
+                .push_str("The script's output exceeded the lab's limit and was truncated.\r\n");
             interp.last_failed = true;
             break;
         }
@@ -182,7 +188,11 @@ pub async fn run_script_with_limits(host: &dyn IisHost, script: &str, limits: Li
 
 /// Runs a native program the lab knows (`iisreset`, `appcmd`, with or without `.exe` or a
 /// directory) with the given arguments; `None` if the program is not one of them.
-pub async fn run_native_command(host: &dyn IisHost, program: &str, args: &[String]) -> Option<ScriptOutput> {
+pub async fn run_native_command(
+    host: &dyn IisHost,
+    program: &str,
+    args: &[String],
+) -> Option<ScriptOutput> {
     let out = commands::run_native(host, program, args).await?;
     Some(ScriptOutput {
         stdout: out.stdout,
@@ -199,7 +209,10 @@ pub fn native_program_name(token: &str) -> String {
 /// Line number (1-based), column (1-based) and the text of the line containing `pos`.
 fn locate(src: &str, pos: usize) -> (usize, usize, &str) {
     let pos = pos.min(src.len());
-    let pos = (0..=pos).rev().find(|p| src.is_char_boundary(*p)).unwrap_or(0);
+    let pos = (0..=pos)
+        .rev()
+        .find(|p| src.is_char_boundary(*p))
+        .unwrap_or(0);
     let line_start = src[..pos].rfind('\n').map_or(0, |i| i + 1);
     let line_end = src[pos..].find(['\n', '\r']).map_or(src.len(), |i| pos + i);
     let line_no = src[..pos].matches('\n').count() + 1;
@@ -252,6 +265,9 @@ pub(crate) fn render_runtime_error(src: &str, e: &PsError) -> String {
         "    + CategoryInfo          : {}: ({}:String) [{cmd}], {}\r\n",
         e.category, e.target, e.exception
     ));
-    s.push_str(&format!("    + FullyQualifiedErrorId : {}\r\n \r\n", e.fqid));
+    s.push_str(&format!(
+        "    + FullyQualifiedErrorId : {}\r\n \r\n",
+        e.fqid
+    ));
     s
 }

@@ -132,7 +132,10 @@ fn plan_powershell(args: &[String]) -> Plan {
         };
         let name = name.to_ascii_lowercase();
         let value = args.get(i + 1);
-        if name == "e" || name == "ec" || is_prefix(&name, "encodedcommand", 2) && name.starts_with("en") {
+        if name == "e"
+            || name == "ec"
+            || is_prefix(&name, "encodedcommand", 2) && name.starts_with("en")
+        {
             let Some(v) = value else {
                 return failed("Cannot process the command because of a missing parameter. A command must follow -EncodedCommand.\r\n".into());
             };
@@ -172,7 +175,9 @@ fn plan_powershell(args: &[String]) -> Plan {
         } else if flag {
             i += 1;
         } else if is_prefix(&name, "file", 1) {
-            return failed("The lab does not run script files (-File); use -EncodedCommand.\r\n".into());
+            return failed(
+                "The lab does not run script files (-File); use -EncodedCommand.\r\n".into(),
+            );
         } else {
             // PowerShell treats an unknown parameter as the start of the command text.
             return Plan::Script(args[i..].join(" "));
@@ -198,14 +203,37 @@ mod tests {
         assert_eq!(
             plan(
                 "powershell.exe",
-                &["-NoProfile".into(), "-NonInteractive".into(), "-EncodedCommand".into(), e.clone()]
+                &[
+                    "-NoProfile".into(),
+                    "-NonInteractive".into(),
+                    "-EncodedCommand".into(),
+                    e.clone()
+                ]
             ),
             want
         );
-        assert_eq!(plan("PowerShell.EXE", &[format!("-ExecutionPolicy Bypass -enc {e}")]), want);
-        assert_eq!(plan(r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe -e", &[e.clone()]), want);
-        assert_eq!(plan(&format!("cmd /c powershell -NoP -NonI -EC {e}"), &[]), want);
-        assert_eq!(plan("powershell -Command 'a'", &[]), Plan::Script("'a'".into()));
+        assert_eq!(
+            plan(
+                "PowerShell.EXE",
+                &[format!("-ExecutionPolicy Bypass -enc {e}")]
+            ),
+            want
+        );
+        assert_eq!(
+            plan(
+                r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe -e",
+                std::slice::from_ref(&e)
+            ),
+            want
+        );
+        assert_eq!(
+            plan(&format!("cmd /c powershell -NoP -NonI -EC {e}"), &[]),
+            want
+        );
+        assert_eq!(
+            plan("powershell -Command 'a'", &[]),
+            Plan::Script("'a'".into())
+        );
     }
 
     #[test]
@@ -233,11 +261,16 @@ mod tests {
         match plan("format c:", &[]) {
             Plan::Done(o) => {
                 assert_eq!(o.exit_code, 1);
-                assert!(o.stderr.starts_with("'format' is not recognized as an internal or external command"));
+                assert!(o
+                    .stderr
+                    .starts_with("'format' is not recognized as an internal or external command"));
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(plan("   ", &[]), Plan::Done(ScriptOutput::default()));
-        assert_eq!(split_command_line(r#"a "b c" d\"e"#), vec!["a", "b c", "d\"e"]);
+        assert_eq!(
+            split_command_line(r#"a "b c" d\"e"#),
+            vec!["a", "b c", "d\"e"]
+        );
     }
 }

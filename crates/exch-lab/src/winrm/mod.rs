@@ -35,8 +35,8 @@
 //! ```
 
 mod cmdline;
-mod soap;
 mod shell;
+mod soap;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -213,7 +213,9 @@ fn inc(a: &AtomicU64) {
 }
 
 fn dec(a: &AtomicU64, n: u64) {
-    let _ = a.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(n)));
+    let _ = a.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 struct Inner {
@@ -291,7 +293,10 @@ fn authorized(inner: &Inner, headers: &HeaderMap, faults: &WinRmFaults) -> bool 
     if faults.wrong_credentials {
         return false;
     }
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Some((scheme, b64)) = value.trim().split_once(' ') else {
@@ -300,13 +305,18 @@ fn authorized(inner: &Inner, headers: &HeaderMap, faults: &WinRmFaults) -> bool 
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
     }
-    let Some(decoded) = B64.decode(b64.trim()).ok().and_then(|b| String::from_utf8(b).ok()) else {
+    let Some(decoded) = B64
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
         return false;
     };
     let Some((user, password)) = decoded.split_once(':') else {
         return false;
     };
-    user.eq_ignore_ascii_case(&inner.config.user) && password == inner.config.password.expose_secret()
+    user.eq_ignore_ascii_case(&inner.config.user)
+        && password == inner.config.password.expose_secret()
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: HttpBody) -> Response {
@@ -459,7 +469,10 @@ async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<S
             &body,
         ));
     }
-    let shell_id = req.shell_id.clone().ok_or_else(|| invalid_selectors(None))?;
+    let shell_id = req
+        .shell_id
+        .clone()
+        .ok_or_else(|| invalid_selectors(None))?;
     let Some(shell) = inner.shells.get(&shell_id) else {
         return Err(invalid_selectors(Some(&shell_id)));
     };
@@ -497,14 +510,21 @@ async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<S
                 ));
             }
             let id = command_id
-                .filter(|c| !c.is_empty() && c.len() <= 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'))
+                .filter(|c| {
+                    !c.is_empty()
+                        && c.len() <= 64
+                        && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                })
                 .map(|c| c.to_uppercase())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_uppercase());
             let entry = CommandEntry::new(id.clone(), faults.timed_out_receives);
             {
                 let mut cmds = lock(&shell.commands);
                 if cmds.len() >= inner.config.max_commands_per_shell {
-                    return Err(quota("commands per shell", inner.config.max_commands_per_shell));
+                    return Err(quota(
+                        "commands per shell",
+                        inner.config.max_commands_per_shell,
+                    ));
                 }
                 if let Some(old) = cmds.insert(id.clone(), entry.clone()) {
                     old.abort(-1);
@@ -528,7 +548,8 @@ async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<S
                 .operation_timeout
                 .unwrap_or(inner.config.operation_timeout)
                 .min(inner.config.operation_timeout);
-            let chunk = (inner.config.max_envelope_size.saturating_sub(8 * 1024) * 3 / 4).clamp(1024, 1 << 20);
+            let chunk = (inner.config.max_envelope_size.saturating_sub(8 * 1024) * 3 / 4)
+                .clamp(1024, 1 << 20);
             match cmd.receive(wait, chunk).await {
                 Received::TimedOut => Err(Fault::receiver(
                     "w:TimedOut",
@@ -542,7 +563,9 @@ async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<S
         }
         (soap::ACTION_SIGNAL, Body::Signal { command_id, code }) => {
             let id = command_id.as_deref().map(str::to_uppercase);
-            let cmd = id.as_deref().and_then(|c| lock(&shell.commands).get(c).cloned());
+            let cmd = id
+                .as_deref()
+                .and_then(|c| lock(&shell.commands).get(c).cloned());
             let Some(cmd) = cmd else {
                 return Err(unknown_command(command_id.as_deref()));
             };
@@ -607,7 +630,13 @@ fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan) {
     entry.set_task(handle);
 }
 
-fn receive_reply(relates: Option<&str>, id: &str, stdout: &[u8], stderr: &[u8], done: Option<i32>) -> String {
+fn receive_reply(
+    relates: Option<&str>,
+    id: &str,
+    stdout: &[u8],
+    stderr: &[u8],
+    done: Option<i32>,
+) -> String {
     let mut body = String::from("<rsp:ReceiveResponse>");
     for (name, data) in [("stdout", stdout), ("stderr", stderr)] {
         if !data.is_empty() {

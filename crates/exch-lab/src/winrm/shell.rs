@@ -103,8 +103,13 @@ impl CommandEntry {
         let take_err = err_bytes.len().saturating_sub(se).min(room);
         let stderr = err_bytes[se..se + take_err].to_vec();
         *sent = (so + take_out, se + take_err);
-        let done = (sent.0 == out_bytes.len() && sent.1 == err_bytes.len()).then_some(out.exit_code);
-        Received::Output { stdout, stderr, done }
+        let done =
+            (sent.0 == out_bytes.len() && sent.1 == err_bytes.len()).then_some(out.exit_code);
+        Received::Output {
+            stdout,
+            stderr,
+            done,
+        }
     }
 }
 

@@ -18,17 +18,23 @@ pub(crate) const RESOURCE_CMD: &str = "http://schemas.microsoft.com/wbem/wsman/1
 
 pub(crate) const ACTION_CREATE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create";
 pub(crate) const ACTION_DELETE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete";
-pub(crate) const ACTION_COMMAND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command";
-pub(crate) const ACTION_RECEIVE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive";
-pub(crate) const ACTION_SIGNAL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal";
+pub(crate) const ACTION_COMMAND: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command";
+pub(crate) const ACTION_RECEIVE: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive";
+pub(crate) const ACTION_SIGNAL: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal";
 pub(crate) const ACTION_SEND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send";
 
-pub(crate) const SIGNAL_TERMINATE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
-pub(crate) const SIGNAL_CTRL_C: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c";
+pub(crate) const SIGNAL_TERMINATE: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
+pub(crate) const SIGNAL_CTRL_C: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c";
 
 pub(crate) const STATE_RUNNING: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running";
-pub(crate) const STATE_DONE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done";
+pub(crate) const STATE_DONE: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done";
 
 const ANONYMOUS: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous";
 
@@ -50,7 +56,11 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
-    pub(crate) fn sender(subcode: &'static str, wsman_code: u32, reason: impl Into<String>) -> Self {
+    pub(crate) fn sender(
+        subcode: &'static str,
+        wsman_code: u32,
+        reason: impl Into<String>,
+    ) -> Self {
         Fault {
             code: "s:Sender",
             subcode,
@@ -59,7 +69,11 @@ impl Fault {
         }
     }
 
-    pub(crate) fn receiver(subcode: &'static str, wsman_code: u32, reason: impl Into<String>) -> Self {
+    pub(crate) fn receiver(
+        subcode: &'static str,
+        wsman_code: u32,
+        reason: impl Into<String>,
+    ) -> Self {
         Fault {
             code: "s:Receiver",
             subcode,
@@ -86,7 +100,10 @@ pub(crate) enum Body {
     /// `rsp:Receive`.
     Receive { command_id: Option<String> },
     /// `rsp:Signal`.
-    Signal { command_id: Option<String>, code: String },
+    Signal {
+        command_id: Option<String>,
+        code: String,
+    },
     /// `rsp:Send`.
     Send,
     /// Anything else: `{namespace}local`.
@@ -165,7 +182,9 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
             return None;
         }
     }
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (0.0..1e9)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// Parses a WS-Management request envelope by namespace (prefixes and element order do not
@@ -219,7 +238,11 @@ pub(crate) fn parse_request(xml: &str) -> Result<Request, Fault> {
             let parent = stack.last().map(|(n, l)| (*n, l.as_str()));
             match (depth, parent, ns, local.as_str()) {
                 (0, _, Ns::Soap, "Envelope") => saw_envelope = true,
-                (0, _, _, _) => return Err(malformed(format!("the root element is '{local}', not a SOAP 1.2 Envelope"))),
+                (0, _, _, _) => {
+                    return Err(malformed(format!(
+                        "the root element is '{local}', not a SOAP 1.2 Envelope"
+                    )))
+                }
                 (2, Some((Ns::Soap, "Body")), _, _) => {
                     if body_seen {
                         return Err(malformed("the Body has more than one element"));
@@ -241,7 +264,9 @@ pub(crate) fn parse_request(xml: &str) -> Result<Request, Fault> {
                         _ => Body::Other(local.clone()),
                     };
                 }
-                (_, Some((Ns::Wsman, "SelectorSet")), Ns::Wsman, "Selector") => selector_name = attr("Name"),
+                (_, Some((Ns::Wsman, "SelectorSet")), Ns::Wsman, "Selector") => {
+                    selector_name = attr("Name")
+                }
                 (_, Some((Ns::Shell, "Receive")), Ns::Shell, "DesiredStream") => {
                     if let Body::Receive { command_id } = &mut req.body {
                         *command_id = attr("CommandId");
@@ -266,13 +291,21 @@ pub(crate) fn parse_request(xml: &str) -> Result<Request, Fault> {
         let in_header = stack.len() == 2 && parent == Some((Ns::Soap, "Header"));
         match (in_header, parent, ns, local.as_str()) {
             (true, _, Ns::Addressing, "Action") => req.action = Some(value.trim().to_string()),
-            (true, _, Ns::Addressing, "MessageID") => req.message_id = Some(value.trim().to_string()),
-            (true, _, Ns::Wsman, "ResourceURI") => req.resource_uri = Some(value.trim().to_string()),
-            (true, _, Ns::Wsman, "OperationTimeout") => req.operation_timeout = parse_duration(&value),
-            (_, Some((Ns::Wsman, "SelectorSet")), Ns::Wsman, "Selector") => {
-                if selector_name.take().is_some_and(|n| n.eq_ignore_ascii_case("ShellId")) {
-                    req.shell_id = Some(value.trim().to_string());
-                }
+            (true, _, Ns::Addressing, "MessageID") => {
+                req.message_id = Some(value.trim().to_string())
+            }
+            (true, _, Ns::Wsman, "ResourceURI") => {
+                req.resource_uri = Some(value.trim().to_string())
+            }
+            (true, _, Ns::Wsman, "OperationTimeout") => {
+                req.operation_timeout = parse_duration(&value)
+            }
+            (_, Some((Ns::Wsman, "SelectorSet")), Ns::Wsman, "Selector")
+                if selector_name
+                    .take()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("ShellId")) =>
+            {
+                req.shell_id = Some(value.trim().to_string());
             }
             (_, Some((Ns::Shell, "CommandLine")), Ns::Shell, "Command") => {
                 if let Body::CommandLine { command, .. } = &mut req.body {
@@ -360,7 +393,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("PT60.000S"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("PT20S"), Some(Duration::from_secs(20)));
-        assert_eq!(parse_duration("P0DT0H1M0.5S"), Some(Duration::from_millis(60_500)));
+        assert_eq!(
+            parse_duration("P0DT0H1M0.5S"),
+            Some(Duration::from_millis(60_500))
+        );
         assert_eq!(parse_duration("60"), None);
         assert_eq!(parse_duration("PTxS"), None);
         assert_eq!(parse_duration("PT5X"), None);

@@ -114,7 +114,9 @@ impl IisHost for FakeHost {
         }
         let mut s = self.state.lock().unwrap();
         if s.failing.iter().any(|f| f.eq_ignore_ascii_case(name)) {
-            return Err(format!("The worker process for application pool '{name}' failed to start."));
+            return Err(format!(
+                "The worker process for application pool '{name}' failed to start."
+            ));
         }
         s.now += chrono::Duration::seconds(1);
         let pid = s.next_pid;
@@ -124,21 +126,31 @@ impl IisHost for FakeHost {
             .pools
             .iter_mut()
             .find(|p| p.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("Cannot find path 'IIS:\\AppPools\\{name}' because it does not exist."))?;
+            .ok_or_else(|| {
+                format!("Cannot find path 'IIS:\\AppPools\\{name}' because it does not exist.")
+            })?;
         pool.workers = vec![HostWorker { pid, started: now }];
         Ok(())
     }
 
     async fn start_pool(&self, name: &str) -> Result<(), String> {
         let mut s = self.state.lock().unwrap();
-        let p = s.pools.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)).ok_or("missing")?;
+        let p = s
+            .pools
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .ok_or("missing")?;
         p.started = true;
         Ok(())
     }
 
     async fn stop_pool(&self, name: &str) -> Result<(), String> {
         let mut s = self.state.lock().unwrap();
-        let p = s.pools.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)).ok_or("missing")?;
+        let p = s
+            .pools
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .ok_or("missing")?;
         p.started = false;
         p.workers.clear();
         Ok(())
@@ -150,7 +162,8 @@ impl IisHost for FakeHost {
         if matches!(mode, IisResetMode::Status) {
             return NativeOutput {
                 exit_code: 0,
-                stdout: "Status for World Wide Web Publishing Service ( W3SVC ) : Running\r\n".into(),
+                stdout: "Status for World Wide Web Publishing Service ( W3SVC ) : Running\r\n"
+                    .into(),
             };
         }
         s.now += chrono::Duration::seconds(1);

@@ -15,7 +15,10 @@ impl Parser<'_> {
     pub(super) fn peek_word_operator(&mut self) -> Option<(String, usize)> {
         let r = self.rest();
         let body = r.strip_prefix('-')?;
-        let word: String = body.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        let word: String = body
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
         if word.is_empty() {
             return None;
         }
@@ -44,7 +47,15 @@ impl Parser<'_> {
             };
             self.skip_ws_nl();
             let right = self.comparison()?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right), Span { start, end: self.pos });
+            left = Expr::Binary(
+                op,
+                Box::new(left),
+                Box::new(right),
+                Span {
+                    start,
+                    end: self.pos,
+                },
+            );
         }
     }
 
@@ -85,7 +96,15 @@ impl Parser<'_> {
             };
             self.skip_ws_nl();
             let right = self.additive()?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right), Span { start, end: self.pos });
+            left = Expr::Binary(
+                op,
+                Box::new(left),
+                Box::new(right),
+                Span {
+                    start,
+                    end: self.pos,
+                },
+            );
         }
     }
 
@@ -97,7 +116,11 @@ impl Parser<'_> {
             let start = self.pos;
             let op = match self.peek() {
                 Some('+') if self.peek2() != Some('=') => BinOp::Add,
-                Some('-') if !self.peek2().is_some_and(|c| c.is_ascii_alphabetic() || c == '=') => {
+                Some('-')
+                    if !self
+                        .peek2()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '=') =>
+                {
                     BinOp::Sub
                 }
                 _ => {
@@ -116,7 +139,15 @@ impl Parser<'_> {
                 );
             }
             let right = self.unary()?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right), Span { start, end: self.pos });
+            left = Expr::Binary(
+                op,
+                Box::new(left),
+                Box::new(right),
+                Span {
+                    start,
+                    end: self.pos,
+                },
+            );
         }
     }
 
@@ -220,9 +251,16 @@ impl Parser<'_> {
             }
             let member = self.src[m_start..self.pos].to_string();
             if member.is_empty() {
-                return self.err(self.pos, "MissingPropertyName", "Missing property name after '::'.");
+                return self.err(
+                    self.pos,
+                    "MissingPropertyName",
+                    "Missing property name after '::'.",
+                );
             }
-            let span = Span { start, end: self.pos };
+            let span = Span {
+                start,
+                end: self.pos,
+            };
             return self.postfix(Expr::Static(ty, member, span));
         }
         self.skip_ws();
@@ -235,7 +273,14 @@ impl Parser<'_> {
             );
         }
         let operand = self.cast()?;
-        Ok(Expr::Cast(ty, Box::new(operand), Span { start, end: self.pos }))
+        Ok(Expr::Cast(
+            ty,
+            Box::new(operand),
+            Span {
+                start,
+                end: self.pos,
+            },
+        ))
     }
 
     pub(super) fn postfix(&mut self, mut e: Expr) -> PResult<Expr> {
@@ -266,7 +311,15 @@ impl Parser<'_> {
                             "MissingEndParenthesisInMethodCall",
                             "Missing closing ')' in method call.",
                         )?;
-                        e = Expr::Method(Box::new(e), name, args, Span { start, end: self.pos });
+                        e = Expr::Method(
+                            Box::new(e),
+                            name,
+                            args,
+                            Span {
+                                start,
+                                end: self.pos,
+                            },
+                        );
                     } else {
                         e = Expr::Member(Box::new(e), name);
                     }
@@ -298,7 +351,11 @@ impl Parser<'_> {
                 self.bump();
             }
             let name = self.src[n_start..self.pos].to_string();
-            self.expect('}', "IncompleteDollarVariableReference", "Missing '}' in variable reference.")?;
+            self.expect(
+                '}',
+                "IncompleteDollarVariableReference",
+                "Missing '}' in variable reference.",
+            )?;
             return Ok(name);
         }
         let n_start = self.pos;
@@ -387,7 +444,11 @@ impl Parser<'_> {
                 let digits = &self.src[start..self.pos];
                 match digits.parse::<i64>() {
                     Ok(n) => Ok(Expr::Int(n)),
-                    Err(_) => self.err(start, "BadNumericConstant", format!("The numeric constant {digits} is not valid.")),
+                    Err(_) => self.err(
+                        start,
+                        "BadNumericConstant",
+                        format!("The numeric constant {digits} is not valid."),
+                    ),
                 }
             }
             Some('(') => {

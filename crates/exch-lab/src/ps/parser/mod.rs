@@ -24,7 +24,11 @@ pub(super) type PResult<T> = Result<T, ParseError>;
 
 /// Parses a whole script.
 pub(crate) fn parse_script(src: &str) -> PResult<Vec<Stmt>> {
-    let mut p = Parser { src, pos: 0, depth: 0 };
+    let mut p = Parser {
+        src,
+        pos: 0,
+        depth: 0,
+    };
     let stmts = p.statements(None)?;
     Ok(stmts)
 }
@@ -69,7 +73,12 @@ impl<'s> Parser<'s> {
         Some(c)
     }
 
-    pub(super) fn err<T>(&self, pos: usize, id: &'static str, message: impl Into<String>) -> PResult<T> {
+    pub(super) fn err<T>(
+        &self,
+        pos: usize,
+        id: &'static str,
+        message: impl Into<String>,
+    ) -> PResult<T> {
         Err(ParseError {
             pos,
             message: message.into(),
@@ -126,7 +135,10 @@ impl<'s> Parser<'s> {
                 self.pos += 3;
             } else if r.starts_with("`\n") {
                 self.pos += 2;
-            } else if let Some(c) = self.peek().filter(|c| *c != '\n' && *c != '\r' && c.is_whitespace()) {
+            } else if let Some(c) = self
+                .peek()
+                .filter(|c| *c != '\n' && *c != '\r' && c.is_whitespace())
+            {
                 self.pos += c.len_utf8();
             } else {
                 return;
@@ -606,7 +618,10 @@ impl<'s> Parser<'s> {
                 let p = self.primary()?;
                 self.postfix(p)
             }
-            Some(c) if c.is_ascii_digit() || (c == '-' && self.peek2().is_some_and(|d| d.is_ascii_digit())) => {
+            Some(c)
+                if c.is_ascii_digit()
+                    || (c == '-' && self.peek2().is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let save = self.pos;
                 let word = self.bareword();
                 match word.parse::<i64>() {
@@ -621,5 +636,4 @@ impl<'s> Parser<'s> {
             _ => self.unexpected(),
         }
     }
-
 }
