@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use exch_directory::{Directory, InMemoryDirectory};
 use exch_lab::fleet::{Faults, Fleet, ServerSpec};
-use fleet_support::{basic, Seen};
+use fleet_support::{basic, run_powershell, Seen};
 
 const USER: &str = "dave@lab.example.test";
 const PW: &str = "Dave-Passw0rd!";
@@ -131,7 +131,7 @@ async fn slow_winrm_runs_past_the_client_timeout() {
     let started = Instant::now();
     let err = client
         .post(slow.winrm_url())
-        .basic_auth(fleet.winrm_user(), Some("x"))
+        .basic_auth(fleet.winrm_user(), Some("Lab-WinRM-1"))
         .body("<x/>")
         .send()
         .await
@@ -144,20 +144,16 @@ async fn slow_winrm_runs_past_the_client_timeout() {
         Seen::Ok { .. }
     ));
     slow.set_winrm_delay(None);
-    let status = client
-        .post(slow.winrm_url())
-        .body("<x/>")
-        .send()
+    let out = run_powershell(&fleet, slow, "iisreset /status")
         .await
-        .unwrap()
-        .status();
-    assert_ne!(status, 200, "an empty request is not a WinRM call");
-    assert_eq!(slow.counters().winrm_requests, 2);
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("W3SVC"));
     fleet.shutdown_within(Duration::from_millis(500)).await;
 }
 
 #[tokio::test]
-async fn wrong_credentials_and_soap_fault() {
+async fn wrong_credentials_and_soap_fault_are_settable_at_runtime() {
     let dir = directory();
     let fleet = fleet(
         &dir,
@@ -174,23 +170,22 @@ async fn wrong_credentials_and_soap_fault() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
+    let err = run_powershell(&fleet, bad, "iisreset /status")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, winrm_rs::WinrmError::AuthFailed(_)),
+        "{err:?}"
+    );
 
     bad.set_wrong_credentials(false);
     bad.set_soap_fault(true);
-    let envelope = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header><a:MessageID>uuid:11111111-2222-3333-4444-555555555555</a:MessageID></s:Header><s:Body/></s:Envelope>"#;
-    let response = fleet_support::client()
-        .post(bad.winrm_url())
-        .basic_auth(fleet.winrm_user(), Some("Lab-WinRM-1"))
-        .header("content-type", "application/soap+xml;charset=UTF-8")
-        .body(envelope)
-        .send()
+    let err = run_powershell(&fleet, bad, "iisreset /status")
         .await
-        .unwrap();
-    assert_eq!(response.status(), 500);
-    let body = response.text().await.unwrap();
-    assert!(body.contains("<a:RelatesTo>uuid:11111111-2222-3333-4444-555555555555</a:RelatesTo>"));
-    assert!(body.contains("<s:Value>w:AccessDenied</s:Value>"));
-    assert_eq!(bad.counters().winrm_faulted, 2);
+        .unwrap_err();
+    assert!(matches!(err, winrm_rs::WinrmError::Soap(_)), "{err:?}");
+    assert!(bad.counters().winrm_faults >= 1);
+    assert!(bad.counters().winrm_unauthorized >= 2);
 
     let mut faults = bad.faults().await;
     assert!(faults.soap_fault && !faults.wrong_credentials);
@@ -198,6 +193,10 @@ async fn wrong_credentials_and_soap_fault() {
     faults.failing_pools = vec!["MSExchangeOWAAppPool".into()];
     bad.set_faults(&faults).await.unwrap();
     assert_eq!(bad.faults().await.failing_pools, ["msexchangeowaapppool"]);
+    let out = run_powershell(&fleet, bad, "iisreset /status")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
     fleet.shutdown().await;
 }
 

@@ -497,3 +497,25 @@ async fn garbage_never_panics() {
         assert!(out.exit_code == 0 || out.exit_code == 1, "{s:?}");
     }
 }
+
+/// The shape exch-iis generates today (worker filter, `-ErrorAction SilentlyContinue`,
+/// `$null -ne`, pool lookup by name).
+#[tokio::test]
+async fn exch_iis_style_recycle_script() {
+    let workers = |var: &str| {
+        format!(
+            "        ${var} = @()\n        foreach ($wp in @(Get-ChildItem -Path ('IIS:\\AppPools\\' + $name + '\\WorkerProcesses'))) {{\n            if ($wp.state -ne 'Stopping') {{\n                $proc = Get-Process -Id $wp.processId -ErrorAction SilentlyContinue\n                if ($null -ne $proc) {{\n                    ${var} += [pscustomobject]@{{ pid = [int]$wp.processId; started = $proc.StartTime.ToUniversalTime().ToString('o') }}\n                }}\n            }}\n        }}\n"
+        )
+    };
+    let script = format!(
+        "$ErrorActionPreference = 'Stop'\nImport-Module WebAdministration\n$present = @(Get-ChildItem -Path 'IIS:\\AppPools')\n$requested = [DateTime]::UtcNow.ToString('o')\n$result = @()\n$missing = @()\nforeach ($want in @('msexchangeowaapppool', 'Gone')) {{\n    $name = $null\n    foreach ($p in $present) {{ if ($p.Name -eq $want) {{ $name = $p.Name }} }}\n    if ($null -eq $name) {{ $missing += $want }}\n    else {{\n{}        try {{ Restart-WebAppPool -Name $name; $failure = $null }} catch {{ $failure = $_.Exception.Message }}\n{}        $result += [pscustomobject]@{{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $failure }}\n    }}\n}}\nConvertTo-Json -InputObject ([pscustomobject]@{{ requested = $requested; pools = @($result); missing = @($missing) }}) -Depth 5 -Compress\n",
+        workers("before"),
+        workers("after")
+    );
+    let host = FakeHost::exchange();
+    let j = json_of(&host, &script).await;
+    assert_eq!(j["pools"][0]["name"], "MSExchangeOWAAppPool");
+    assert_eq!(j["pools"][0]["before"][0]["pid"], 1001);
+    assert_eq!(j["pools"][0]["after"][0]["pid"], 5000);
+    assert_eq!(j["missing"], serde_json::json!(["Gone"]));
+}

@@ -47,7 +47,6 @@ pub use server::{LabServer, ServerCounters, ServerSpec};
 
 use crate::clock::LabClock;
 use crate::model::IisServer;
-use faults::WinRmGate;
 use listener::{bind, Serving};
 use server::ServerShared;
 
@@ -271,9 +270,8 @@ async fn start_server(
         spec.user_token_ttl,
         spec.timing.clone(),
     );
-    let gate = Arc::new(WinRmGate::default());
-    let router = winrm_glue::winrm_router(iis.clone(), &spec.name, credentials, Arc::clone(&gate))
-        .merge(crate::iis::router(iis.clone(), &fqdn));
+    let winrm = winrm_glue::winrm_service(iis.clone(), &spec.name, credentials);
+    let router = winrm.router().merge(crate::iis::router(iis.clone(), &fqdn));
     let listener = bind(0).await.map_err(|source| FleetError::Bind {
         server: spec.name.clone(),
         port: 0,
@@ -300,7 +298,7 @@ async fn start_server(
             exchange,
             port,
             iis,
-            gate,
+            winrm,
             open,
             router,
             serving: tokio::sync::Mutex::new(serving),

@@ -9,10 +9,11 @@ use serde::Serialize;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
-use super::faults::{Faults, WinRmGate};
+use super::faults::Faults;
 use super::listener::{bind, Serving};
 use super::FleetError;
 use crate::model::{IisCounters, IisServer, IisTiming};
+use crate::winrm::{WinRmService, WinRmStats};
 
 /// What one simulated server is: name, version, roles, site, timing, initial faults.
 #[derive(Debug, Clone)]
@@ -123,8 +124,12 @@ pub struct ServerCounters {
     pub iis: IisCounters,
     /// HTTP requests that reached `/wsman` (including refused and faulted ones).
     pub winrm_requests: u64,
-    /// WinRM requests answered by an injected fault (wrong credentials, SOAP fault).
-    pub winrm_faulted: u64,
+    /// WinRM requests refused with 401.
+    pub winrm_unauthorized: u64,
+    /// SOAP faults the WinRM endpoint sent (injected or not).
+    pub winrm_faults: u64,
+    /// WinRM shells open right now.
+    pub open_shells: u64,
     /// TCP connections open right now.
     pub open_connections: usize,
 }
@@ -133,7 +138,7 @@ pub(crate) struct ServerShared {
     pub(crate) exchange: ExchangeServer,
     pub(crate) port: u16,
     pub(crate) iis: IisServer,
-    pub(crate) gate: Arc<WinRmGate>,
+    pub(crate) winrm: WinRmService,
     pub(crate) open: Arc<AtomicUsize>,
     pub(crate) router: axum::Router,
     /// `None` while unreachable.
@@ -190,33 +195,42 @@ impl LabServer {
 
     /// A snapshot of its counters.
     pub fn counters(&self) -> ServerCounters {
+        let winrm = self.winrm_stats();
         ServerCounters {
             iis: self.shared.iis.counters(),
-            winrm_requests: self.shared.gate.requests.load(Ordering::Relaxed),
-            winrm_faulted: self.shared.gate.refused.load(Ordering::Relaxed),
+            winrm_requests: winrm.requests,
+            winrm_unauthorized: winrm.unauthorized,
+            winrm_faults: winrm.faults,
+            open_shells: winrm.open_shells,
             open_connections: self.shared.open.load(Ordering::SeqCst),
         }
     }
 
+    /// Every counter of its WinRM endpoint (requests per action, open shells and commands, …).
+    pub fn winrm_stats(&self) -> WinRmStats {
+        self.shared.winrm.counters().snapshot()
+    }
+
+    /// Its WinRM endpoint (for its full fault switches: timed-out Receives, hanging, …).
+    pub fn winrm(&self) -> &WinRmService {
+        &self.shared.winrm
+    }
+
     /// The faults in force now.
     pub async fn faults(&self) -> Faults {
-        let winrm = self.shared.gate.snapshot();
+        let winrm = self.shared.winrm.faults().get();
         Faults {
             unreachable: self.shared.serving.lock().await.is_none(),
-            winrm_delay: winrm.delay,
+            winrm_delay: winrm.response_delay,
             wrong_credentials: winrm.wrong_credentials,
-            soap_fault: winrm.soap_fault,
+            soap_fault: winrm.command_fault,
             failing_pools: self.shared.iis.recycle_faults(),
         }
     }
 
     /// Replaces every fault at once.
     pub async fn set_faults(&self, faults: &Faults) -> Result<(), FleetError> {
-        self.shared.gate.update(|w| {
-            w.delay = faults.winrm_delay;
-            w.wrong_credentials = faults.wrong_credentials;
-            w.soap_fault = faults.soap_fault;
-        });
+        super::winrm_glue::apply(&self.shared.winrm, faults);
         for pool in self.shared.iis.recycle_faults() {
             self.shared.iis.clear_recycle_fault(&pool);
         }
@@ -255,19 +269,28 @@ impl LabServer {
         Ok(())
     }
 
-    /// Every WinRM request waits `delay` before it is answered (`None`: no delay).
+    /// Every authenticated WinRM request waits `delay` before it is answered (`None`: no delay).
     pub fn set_winrm_delay(&self, delay: Option<Duration>) {
-        self.shared.gate.update(|w| w.delay = delay);
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.response_delay = delay);
     }
 
     /// WinRM refuses (401) or accepts the fleet's credentials again.
     pub fn set_wrong_credentials(&self, wrong: bool) {
-        self.shared.gate.update(|w| w.wrong_credentials = wrong);
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.wrong_credentials = wrong);
     }
 
-    /// WinRM answers every request with a SOAP fault, or not.
+    /// WinRM answers every Command with a SOAP fault, or not.
     pub fn set_soap_fault(&self, fault: bool) {
-        self.shared.gate.update(|w| w.soap_fault = fault);
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.command_fault = fault);
     }
 
     /// Recycling `pool` fails from now on (PowerShell-style error).

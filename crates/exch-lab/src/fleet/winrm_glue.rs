@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use secrecy::SecretString;
 
-use super::faults::{winrm_gate, WinRmGate};
+use super::faults::Faults;
+use crate::host::IisHost;
 use crate::model::IisServer;
+use crate::winrm::{WinRmConfig, WinRmFaults, WinRmService};
 
 /// The Basic credentials a server's WinRM endpoint accepts.
 #[derive(Clone)]
@@ -15,19 +16,23 @@ pub(crate) struct Credentials {
     pub(crate) password: SecretString,
 }
 
-/// `POST /wsman` of one server, behind the fault gate.
-pub(crate) fn winrm_router(
+/// The WinRM endpoint of one server, running scripts against its IIS model.
+pub(crate) fn winrm_service(
     iis: IisServer,
-    _name: &str,
-    _credentials: &Credentials,
-    gate: Arc<WinRmGate>,
-) -> Router {
-    let _host: Arc<dyn crate::host::IisHost> = Arc::new(iis);
-    // Placeholder until crate::winrm lands.
-    Router::new()
-        .route(
-            "/wsman",
-            axum::routing::post(|| async { axum::http::StatusCode::NOT_IMPLEMENTED }),
-        )
-        .layer(axum::middleware::from_fn_with_state(gate, winrm_gate))
+    machine: &str,
+    credentials: &Credentials,
+) -> WinRmService {
+    let mut config = WinRmConfig::new(credentials.user.clone(), credentials.password.clone());
+    config.machine = machine.to_owned();
+    let host: Arc<dyn IisHost> = Arc::new(iis);
+    WinRmService::new(host, config)
+}
+
+/// Applies the WinRM part of `faults`.
+pub(crate) fn apply(service: &WinRmService, faults: &Faults) {
+    service.faults().update(|f: &mut WinRmFaults| {
+        f.response_delay = faults.winrm_delay;
+        f.wrong_credentials = faults.wrong_credentials;
+        f.command_fault = faults.soap_fault;
+    });
 }

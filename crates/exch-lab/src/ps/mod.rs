@@ -2,7 +2,7 @@
 //!
 //! The WinRM endpoint ([`crate::winrm`]) decodes `powershell.exe -EncodedCommand …` and hands the
 //! script to [`run_script`], which talks to the simulated server only through
-//! [`IisHost`](crate::host::IisHost). The subset is the contract in `docs/powershell-subset.md`
+//! [`IisHost`]. The subset is the contract in `docs/powershell-subset.md`
 //! (the scripts `exch-iis` generates); anything outside it fails the way PowerShell does: exit
 //! code 1 and PowerShell-style error text on stderr.
 //!
