@@ -47,6 +47,8 @@ struct Lab {
     directory: Arc<dyn Directory>,
     user_upn: String,
     user_sam: String,
+    /// Samba only: the DC, and the demo user's DN to delete on exit.
+    samba: Option<(&'static SambaAd, String)>,
 }
 
 #[tokio::main]
@@ -86,6 +88,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 directory: Arc::new(dir),
                 user_upn: upn.into(),
                 user_sam: format!("LAB\\{sam}"),
+                samba: None,
             }
         }
     };
@@ -144,10 +147,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
     fleet.shutdown().await;
-    if lab.kind.starts_with("samba") {
-        tracing::info!(
-            "the demo user and the server objects stay in the directory; delete them with samba-tool if needed"
-        );
+    if let Some((ad, user_dn)) = lab.samba {
+        // Leave the shared DC as we found it: other suites discover its Exchange servers.
+        for s in fleet.servers() {
+            let dn = format!("CN={},{}", s.name(), ad.exchange_servers_container());
+            ad.delete(&dn).await?;
+        }
+        ad.delete(&user_dn).await?;
+        tracing::info!("removed the demo user and the server objects from the directory");
     }
     Ok(())
 }
@@ -185,6 +192,7 @@ async fn samba(
         directory: Arc::new(directory),
         user_upn: user.upn,
         user_sam: format!("{}\\{}", env.domain, user.sam),
+        samba: Some((ad, user.dn)),
     };
     Ok((lab, builder))
 }

@@ -258,6 +258,7 @@ mod tests {
         for s in [recycle_pools(&all), iis_reset(false), list_pools()] {
             let len: usize = command_line(&s).iter().map(|a| a.len() + 1).sum();
             assert!(len < 8191, "command line of {len} characters");
+            eprintln!("command line: {len} characters");
         }
     }
 

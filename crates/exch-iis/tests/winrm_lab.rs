@@ -84,6 +84,8 @@ async fn recycle_catalog_pools_on_2010_2016_2019() {
             "{} round trips",
             report.round_trips
         );
+        let lab = fleet.server(&server.name).unwrap();
+        assert_eq!(lab.winrm_stats().open_shells, 0, "shell left open");
         assert_eq!(
             u64::from(report.round_trips),
             after - before,
@@ -146,6 +148,20 @@ async fn timed_out_receives_are_polled_again() {
     fleet.shutdown().await;
 }
 
+#[tokio::test]
+async fn injected_timed_out_faults_still_complete() {
+    let fleet = fleet(vec![ServerSpec::exchange_2016("EX01")]).await;
+    let lab = &fleet.servers()[0];
+    lab.winrm().faults().update(|f| f.timed_out_receives = 3);
+    let f = flusher(&fleet);
+    let server = &fleet.exchange_servers()[0];
+    let report = f.flush(server, &FlushMethod::default()).await.unwrap();
+    assert!(report.is_proven(), "{report:?}");
+    assert_eq!(report.round_trips, 7, "3 TimedOut polls + 4");
+    assert_eq!(lab.winrm_stats().open_shells, 0);
+    fleet.shutdown().await;
+}
+
 async fn expect_error(
     spec: ServerSpec,
     method: FlushMethod,
@@ -172,6 +188,10 @@ async fn expect_error(
         !e.to_string().contains("Lab-WinRM-1"),
         "password leaked: {e}"
     );
+    if !matches!(e, IisError::Timeout { .. } | IisError::Unreachable { .. }) {
+        let open = fleet.servers()[0].winrm_stats().open_shells;
+        assert_eq!(open, 0, "{}: shell left open after {e}", server.name);
+    }
     fleet.shutdown().await;
 }
 
@@ -196,7 +216,7 @@ async fn failures_map_to_kinds_naming_the_server() {
         ServerSpec::exchange_2019("FAULT").faults(Faults::soap_fault()),
         d.clone(),
         None,
-        |e| matches!(e, IisError::Fault { code, .. } if code.contains("AccessDenied")),
+        |e| matches!(e, IisError::Fault { code, .. } if code.starts_with("w:")),
     )
     .await;
     expect_error(

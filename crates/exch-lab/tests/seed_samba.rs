@@ -96,7 +96,7 @@ async fn samba_old_password_stays_valid_until_the_pools_recycle() {
         return;
     };
     let dir = ldap(ad).await;
-    let (old, new) = ("Seed-Old-Passw0rd!1", "Seed-New-Passw0rd!2");
+    let (old, new) = ("Old-Blue-Sky-7!x", "New-Red-Moon-8!y");
     let user = ad
         .create_user(&SambaAd::unique_name("seedr"), &SecretString::from(old))
         .await

@@ -33,23 +33,28 @@ async fn disabled_account_stays_in_until_the_pools_recycle() {
     let fleet = fleet(&dir).await;
     disable_then_recycle(&fleet, &dir, "erin@lab.example.test", "Erin-Passw0rd!").await;
     fleet.shutdown().await;
-    assert!(fleet
-        .servers()
-        .iter()
-        .all(|s| s.counters().open_connections == 0));
+    for s in fleet.servers() {
+        let c = s.counters();
+        assert_eq!((c.open_connections, c.open_shells), (0, 0), "{}", s.name());
+        assert!(
+            c.winrm_requests >= 5,
+            "Create, Command, Receive, Signal, Delete"
+        );
+        assert!(c.iis.logons_from_cache > 0 && c.iis.logons_refused > 0);
+    }
 }
 
 #[tokio::test]
 async fn old_password_stays_valid_until_the_pools_recycle() {
     let dir = InMemoryDirectory::new();
-    dir.add_user("frank", "frank@lab.example.test", "Frank-Old-Pw1!");
+    dir.add_user("frank", "frank@lab.example.test", "Old-Blue-Sky-7!");
     let fleet = fleet(&dir).await;
     reset_then_recycle(
         &fleet,
         &dir,
         "frank@lab.example.test",
-        "Frank-Old-Pw1!",
-        "Frank-New-Pw2!",
+        "Old-Blue-Sky-7!",
+        "New-Red-Moon-8!",
     )
     .await;
     fleet.shutdown().await;
