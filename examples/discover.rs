@@ -57,7 +57,10 @@ fn secret(var: &str, prompt: &str) -> Result<SecretString, String> {
 async fn run(args: Args) -> Result<(), String> {
     let mut b = LdapDirectory::builder()
         .url(&args.ldap_url)
-        .bind(&args.bind_user, secret("EXCH_REVOKE_BIND_PASSWORD", "LDAP password: ")?)
+        .bind(
+            &args.bind_user,
+            secret("EXCH_REVOKE_BIND_PASSWORD", "LDAP password: ")?,
+        )
         .starttls(args.starttls);
     if let Some(ca) = &args.ca_file {
         b = b.ca_file(ca);
@@ -65,12 +68,20 @@ async fn run(args: Args) -> Result<(), String> {
     let dir = b.build().await.map_err(|e| e.to_string())?;
     println!("Domain controllers:");
     for dc in dir.domain_controllers().await.map_err(|e| e.to_string())? {
-        println!("  {:<16} {:<40} site {}", dc.name, dc.dns_host_name, dc.site.as_deref().unwrap_or("?"));
+        println!(
+            "  {:<16} {:<40} site {}",
+            dc.name,
+            dc.dns_host_name,
+            dc.site.as_deref().unwrap_or("?")
+        );
     }
     let servers = dir.exchange_servers().await.map_err(|e| e.to_string())?;
     println!("Exchange servers:");
     for s in &servers {
-        let v = s.version.map(|v| format!("{} {v}", v.product())).unwrap_or_else(|| "version ?".into());
+        let v = s
+            .version
+            .map(|v| format!("{} {v}", v.product()))
+            .unwrap_or_else(|| "version ?".into());
         println!(
             "  {:<16} {:<36} {:<26} {:<28} site {}",
             s.name,
@@ -84,11 +95,20 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     };
     let mut w = WinRmFlusher::builder()
-        .auth(if args.winrm_basic { WinRmAuth::Basic } else { WinRmAuth::Ntlm })
+        .auth(if args.winrm_basic {
+            WinRmAuth::Basic
+        } else {
+            WinRmAuth::Ntlm
+        })
         .allow_unencrypted_basic(args.allow_unencrypted_basic)
-        .credentials(user, secret("EXCH_REVOKE_WINRM_PASSWORD", "WinRM password: ")?);
+        .credentials(
+            user,
+            secret("EXCH_REVOKE_WINRM_PASSWORD", "WinRM password: ")?,
+        );
     for p in &args.winrm_endpoint {
-        let (n, u) = p.split_once('=').ok_or_else(|| format!("--winrm-endpoint {p:?}: expected NAME=URL"))?;
+        let (n, u) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--winrm-endpoint {p:?}: expected NAME=URL"))?;
         w = w.endpoint(n, u);
     }
     let flusher = w.build().map_err(|e| e.to_string())?;
@@ -108,8 +128,17 @@ async fn run(args: Args) -> Result<(), String> {
         match flusher.app_pools(s).await {
             Ok(pools) => {
                 for p in pools {
-                    let pids: Vec<String> = p.workers.iter().map(|w| format!("pid {} since {}", w.pid, w.started)).collect();
-                    println!("    {:<40} {:?} {}", p.name.as_str(), p.state, pids.join(", "));
+                    let pids: Vec<String> = p
+                        .workers
+                        .iter()
+                        .map(|w| format!("pid {} since {}", w.pid, w.started))
+                        .collect();
+                    println!(
+                        "    {:<40} {:?} {}",
+                        p.name.as_str(),
+                        p.state,
+                        pids.join(", ")
+                    );
                 }
             }
             Err(e) => println!("    pools: {e}"),

@@ -14,7 +14,7 @@ use exch_core::Protocol;
 use exch_directory::{Directory, InMemoryDirectory, UserRef};
 use exch_iis::{WinRmAuth, WinRmFlusher};
 use exch_lab::fleet::{Fleet, ServerSpec};
-use exch_remediate::{Event, HttpProber, Outcome, Prober, ProbeResult, Remediation, Strategy};
+use exch_remediate::{Event, HttpProber, Outcome, ProbeResult, Prober, Remediation, Strategy};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .winrm_credentials("LAB\\svc-revoke", winrm_password.clone())
         .build()
         .await?;
-    println!("lab: {} simulated Exchange servers, 2 domain controllers", fleet.servers().len());
+    println!(
+        "lab: {} simulated Exchange servers, 2 domain controllers",
+        fleet.servers().len()
+    );
 
     let mut prober = HttpProber::new()?;
     let mut flusher = WinRmFlusher::builder()
@@ -82,9 +85,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(e) = rx.recv().await {
             match e {
                 Event::StepStarted { step } => println!("   - {step:?}"),
-                Event::DcConverged { dc, after } => println!("       {dc} shows the change after {} ms", after.as_millis()),
+                Event::DcConverged { dc, after } => println!(
+                    "       {dc} shows the change after {} ms",
+                    after.as_millis()
+                ),
                 Event::ServerFinished { server, proven } => {
-                    println!("       {server}: {}", if proven { "pools recycled, new workers proven" } else { "NOT proven" })
+                    println!(
+                        "       {server}: {}",
+                        if proven {
+                            "pools recycled, new workers proven"
+                        } else {
+                            "NOT proven"
+                        }
+                    )
                 }
                 Event::Retry { target, error, .. } => println!("       retry {target}: {error}"),
                 _ => {}

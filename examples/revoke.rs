@@ -151,7 +151,9 @@ fn secret_from(var: &str, prompt: &str) -> Result<SecretString, String> {
     }
     rpassword::prompt_password(prompt)
         .map(SecretString::from)
-        .map_err(|e| format!("no {var} in the environment and no terminal to prompt on ({e}); set {var}"))
+        .map_err(|e| {
+            format!("no {var} in the environment and no terminal to prompt on ({e}); set {var}")
+        })
 }
 
 fn pairs(list: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
@@ -182,13 +184,26 @@ async fn run(args: Args) -> Result<Outcome, String> {
     if !args.disable && !args.reset_password {
         return Err("nothing to do: pass --disable and/or --reset-password".into());
     }
-    if args.reset_password && args.new_password_env.is_none() && args.password_out.is_none() && !args.dry_run {
+    if args.reset_password
+        && args.new_password_env.is_none()
+        && args.password_out.is_none()
+        && !args.dry_run
+    {
         return Err("--reset-password generates a password: pass --password-out FILE so it is stored before the reset (or --new-password-env VAR)".into());
     }
-    let bind_pw = secret_from("EXCH_REVOKE_BIND_PASSWORD", &format!("LDAP password for {}: ", args.bind_user))?;
-    let winrm_pw = secret_from("EXCH_REVOKE_WINRM_PASSWORD", &format!("WinRM password for {}: ", args.winrm_user))?;
+    let bind_pw = secret_from(
+        "EXCH_REVOKE_BIND_PASSWORD",
+        &format!("LDAP password for {}: ", args.bind_user),
+    )?;
+    let winrm_pw = secret_from(
+        "EXCH_REVOKE_WINRM_PASSWORD",
+        &format!("WinRM password for {}: ", args.winrm_user),
+    )?;
     let old_pw = if args.probe {
-        Some(secret_from("EXCH_REVOKE_OLD_PASSWORD", &format!("OLD password of {} (for the probe): ", args.user))?)
+        Some(secret_from(
+            "EXCH_REVOKE_OLD_PASSWORD",
+            &format!("OLD password of {} (for the probe): ", args.user),
+        )?)
     } else {
         None
     };
@@ -226,10 +241,18 @@ async fn run(args: Args) -> Result<Outcome, String> {
     }
 
     let strategy = match args.strategy {
-        StrategyArg::Parallel => Strategy::Parallel { max_in_flight: args.max_in_flight },
-        StrategyArg::Rolling => Strategy::Rolling { batch: args.batch, pause: Duration::from_millis(args.pause_ms) },
+        StrategyArg::Parallel => Strategy::Parallel {
+            max_in_flight: args.max_in_flight,
+        },
+        StrategyArg::Rolling => Strategy::Rolling {
+            batch: args.batch,
+            pause: Duration::from_millis(args.pause_ms),
+        },
     };
-    let timeouts = Timeouts { converge: Duration::from_secs(args.converge_timeout), ..Timeouts::default() };
+    let timeouts = Timeouts {
+        converge: Duration::from_secs(args.converge_timeout),
+        ..Timeouts::default()
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut b = Remediation::builder()
         .directory(directory)
@@ -244,7 +267,9 @@ async fn run(args: Args) -> Result<Outcome, String> {
     if args.reset_password {
         b = b.reset_password(match &args.new_password_env {
             Some(var) => NewPassword::Given(
-                std::env::var(var).map(SecretString::from).map_err(|_| format!("--new-password-env: {var} is not set"))?,
+                std::env::var(var)
+                    .map(SecretString::from)
+                    .map_err(|_| format!("--new-password-env: {var} is not set"))?,
             ),
             None => NewPassword::Generate,
         });
@@ -269,8 +294,10 @@ async fn run(args: Args) -> Result<Outcome, String> {
         b = b.probe_old_password(Arc::new(prober), old);
     }
     if let Some(path) = &args.resume {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--resume {}: {e}", path.display()))?;
-        let earlier: Report = serde_json::from_str(&text).map_err(|e| format!("--resume {}: not a report: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--resume {}: {e}", path.display()))?;
+        let earlier: Report = serde_json::from_str(&text)
+            .map_err(|e| format!("--resume {}: not a report: {e}", path.display()))?;
         b = b.resume(earlier);
     }
     let remediation = b.build().map_err(|e| e.to_string())?;
@@ -278,15 +305,21 @@ async fn run(args: Args) -> Result<Outcome, String> {
     println!("{}", plan.summary());
     if args.dry_run {
         if let Some(path) = &args.json {
-            std::fs::write(path, serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         return Ok(Outcome::Revoked);
     }
     if let (Some(pw), Some(path)) = (remediation.generated_password(), &args.password_out) {
         if args.new_password_env.is_none() {
             write_private(path, pw.expose_secret())?;
-            println!("new password written to {} (mode 0600) before the reset", path.display());
+            println!(
+                "new password written to {} (mode 0600) before the reset",
+                path.display()
+            );
         }
     }
 
@@ -308,7 +341,9 @@ async fn run(args: Args) -> Result<Outcome, String> {
                             bar.println(format!("  {server}: not proven"));
                         }
                     }
-                    Event::Retry { target, error, .. } => bar.println(format!("  retry {target}: {error}")),
+                    Event::Retry { target, error, .. } => {
+                        bar.println(format!("  retry {target}: {error}"))
+                    }
                     Event::Warning { message } => bar.println(format!("  warning: {message}")),
                     _ => {}
                 }
@@ -321,8 +356,11 @@ async fn run(args: Args) -> Result<Outcome, String> {
     bar.finish_and_clear();
     println!("{}", report.summary());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
         println!("report written to {}", path.display());
     }
     Ok(report.outcome)

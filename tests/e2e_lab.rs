@@ -9,8 +9,8 @@ use exch_directory::{AuthResult, Directory, InMemoryDirectory, LdapDirectory};
 use exch_iis::{WinRmAuth, WinRmFlusher};
 use exch_lab::fleet::{Fleet, FleetBuilder, ServerSpec};
 use exch_remediate::{
-    HttpProber, NewPassword, Outcome, ProbeResult, Prober, Remediation, RetryPolicy,
-    ServerOutcome, Strategy, Timeouts,
+    HttpProber, NewPassword, Outcome, ProbeResult, Prober, Remediation, RetryPolicy, ServerOutcome,
+    Strategy, Timeouts,
 };
 use exch_samba::SambaAd;
 use secrecy::SecretString;
@@ -25,10 +25,16 @@ fn secret(s: &str) -> SecretString {
 }
 
 fn specs(b: FleetBuilder, prefix: &str) -> FleetBuilder {
-    b.server(ServerSpec::exchange_2019(format!("{prefix}19")).recycle_latency(Duration::from_millis(20)))
-        .server(ServerSpec::exchange_2016(format!("{prefix}16")).recycle_latency(Duration::from_millis(20)))
-        .server(ServerSpec::exchange_2010(format!("{prefix}10")).recycle_latency(Duration::from_millis(20)))
-        .winrm_credentials("LAB\\svc-revoke", secret("Lab-WinRM-Pass-1"))
+    b.server(
+        ServerSpec::exchange_2019(format!("{prefix}19")).recycle_latency(Duration::from_millis(20)),
+    )
+    .server(
+        ServerSpec::exchange_2016(format!("{prefix}16")).recycle_latency(Duration::from_millis(20)),
+    )
+    .server(
+        ServerSpec::exchange_2010(format!("{prefix}10")).recycle_latency(Duration::from_millis(20)),
+    )
+    .winrm_credentials("LAB\\svc-revoke", secret("Lab-WinRM-Pass-1"))
 }
 
 struct Wiring {
@@ -47,17 +53,31 @@ fn wire(fleet: &Fleet) -> Wiring {
         prober = prober.base_url(s.name(), s.base_url());
         flusher = flusher.endpoint(s.name(), s.winrm_url());
     }
-    Wiring { flusher: Arc::new(flusher.build().unwrap()), prober }
+    Wiring {
+        flusher: Arc::new(flusher.build().unwrap()),
+        prober,
+    }
 }
 
 /// Every server/protocol pair the lab serves: Exchange 2010 has no MAPI/HTTP.
 const SERVED: usize = 14;
 
 /// Logs `user` on to every protocol of every server with `password`; returns the accepted ones.
-async fn accepted(prober: &HttpProber, servers: &[ExchangeServer], user: &str, password: &str) -> Vec<String> {
+async fn accepted(
+    prober: &HttpProber,
+    servers: &[ExchangeServer],
+    user: &str,
+    password: &str,
+) -> Vec<String> {
     let mut ok = Vec::new();
     for s in servers {
-        for p in [Protocol::Owa, Protocol::Ews, Protocol::Eas, Protocol::Mapi, Protocol::RpcHttp] {
+        for p in [
+            Protocol::Owa,
+            Protocol::Ews,
+            Protocol::Eas,
+            Protocol::Mapi,
+            Protocol::RpcHttp,
+        ] {
             if let ProbeResult::Accepted(_) = prober.probe(s, p, user, &secret(password)).await {
                 ok.push(format!("{}/{p}", s.name));
             }
@@ -87,15 +107,25 @@ async fn run_case(act: Act, strategy: Strategy) {
     dir.add_user("bob", "bob@lab.example.test", OLD);
     dir.add_domain_controller("DC1", Duration::ZERO);
     dir.add_domain_controller("DC2", Duration::from_millis(50));
-    let fleet = specs(Fleet::builder().directory(Arc::new(dir.clone())).registrar(dir.clone()), "EX")
-        .build()
-        .await
-        .unwrap();
+    let fleet = specs(
+        Fleet::builder()
+            .directory(Arc::new(dir.clone()))
+            .registrar(dir.clone()),
+        "EX",
+    )
+    .build()
+    .await
+    .unwrap();
     let w = wire(&fleet);
     let servers = fleet.exchange_servers();
     let user = "bob@lab.example.test";
     // Logged on everywhere: the tokens are cached.
-    assert_eq!(accepted(&w.prober, &servers, user, OLD).await.len(), SERVED, "{:?}", accepted(&w.prober, &servers, user, OLD).await);
+    assert_eq!(
+        accepted(&w.prober, &servers, user, OLD).await.len(),
+        SERVED,
+        "{:?}",
+        accepted(&w.prober, &servers, user, OLD).await
+    );
 
     let mut b = Remediation::builder()
         .directory(Arc::new(dir.clone()))
@@ -112,18 +142,40 @@ async fn run_case(act: Act, strategy: Strategy) {
     let r = b.build().unwrap();
     let plan = r.plan().await.unwrap();
     let report = r.execute(&plan).await;
-    assert_eq!(report.outcome, Outcome::Revoked, "{act:?} {strategy:?}\n{}", report.summary());
+    assert_eq!(
+        report.outcome,
+        Outcome::Revoked,
+        "{act:?} {strategy:?}\n{}",
+        report.summary()
+    );
     for s in &report.servers {
-        let ServerOutcome::Flushed { flush, .. } = &s.outcome else { panic!("{s:?}") };
-        assert!(flush.round_trips <= 5, "{}: {} round trips", s.server, flush.round_trips);
+        let ServerOutcome::Flushed { flush, .. } = &s.outcome else {
+            panic!("{s:?}")
+        };
+        assert!(
+            flush.round_trips <= 5,
+            "{}: {} round trips",
+            s.server,
+            flush.round_trips
+        );
         for p in &flush.pools {
             let old: Vec<u32> = p.before.iter().map(|w| w.pid).collect();
-            assert!(p.after.iter().all(|w| !old.contains(&w.pid)), "{}: old worker still serving", p.pool);
+            assert!(
+                p.after.iter().all(|w| !old.contains(&w.pid)),
+                "{}: old worker still serving",
+                p.pool
+            );
         }
-        assert!(!s.probes.is_empty() && s.probes.iter().all(|p| p.refused), "{s:?}");
+        assert!(
+            !s.probes.is_empty() && s.probes.iter().all(|p| p.refused),
+            "{s:?}"
+        );
     }
     // Independently of the report: the old credentials are refused on every server and protocol.
-    assert_eq!(accepted(&w.prober, &servers, user, OLD).await, Vec::<String>::new());
+    assert_eq!(
+        accepted(&w.prober, &servers, user, OLD).await,
+        Vec::<String>::new()
+    );
     if matches!(act, Act::Reset) {
         // Not disabled: the new password works.
         assert_eq!(accepted(&w.prober, &servers, user, NEW).await.len(), SERVED);
@@ -143,25 +195,49 @@ async fn reset_parallel() {
 
 #[tokio::test]
 async fn both_rolling() {
-    run_case(Act::Both, Strategy::Rolling { batch: 1, pause: Duration::from_millis(10) }).await;
+    run_case(
+        Act::Both,
+        Strategy::Rolling {
+            batch: 1,
+            pause: Duration::from_millis(10),
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn disable_rolling() {
-    run_case(Act::Disable, Strategy::Rolling { batch: 2, pause: Duration::ZERO }).await;
+    run_case(
+        Act::Disable,
+        Strategy::Rolling {
+            batch: 2,
+            pause: Duration::ZERO,
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
     let dir = InMemoryDirectory::new();
     dir.add_user("carol", "carol@lab.example.test", OLD);
-    let fleet = specs(Fleet::builder().directory(Arc::new(dir.clone())).registrar(dir.clone()), "PF")
-        .build()
-        .await
-        .unwrap();
+    let fleet = specs(
+        Fleet::builder()
+            .directory(Arc::new(dir.clone()))
+            .registrar(dir.clone()),
+        "PF",
+    )
+    .build()
+    .await
+    .unwrap();
     let w = wire(&fleet);
     let user = "carol@lab.example.test";
-    assert_eq!(accepted(&w.prober, &fleet.exchange_servers(), user, OLD).await.len(), SERVED);
+    assert_eq!(
+        accepted(&w.prober, &fleet.exchange_servers(), user, OLD)
+            .await
+            .len(),
+        SERVED
+    );
     let bad = fleet.server("PF16").unwrap();
     bad.fail_recycle("MSExchangeServicesAppPool");
     let build = |resume| {
@@ -184,7 +260,10 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
     assert_eq!(report.outcome, Outcome::Partial, "{}", report.summary());
     assert_eq!(report.servers_to_retry, ["PF16"]);
     let pf16 = report.servers.iter().find(|s| s.server == "PF16").unwrap();
-    assert!(matches!(&pf16.outcome, ServerOutcome::Unproven { reason, .. } if reason.contains("MSExchangeServicesAppPool")), "{pf16:?}");
+    assert!(
+        matches!(&pf16.outcome, ServerOutcome::Unproven { reason, .. } if reason.contains("MSExchangeServicesAppPool")),
+        "{pf16:?}"
+    );
     // EWS on PF16 still serves the old password from its cache: exactly what the report says.
     let still = accepted(&w.prober, &fleet.exchange_servers(), user, OLD).await;
     assert_eq!(still, ["PF16/ews"]);
@@ -202,8 +281,14 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
         .map(|s| s.server.as_str())
         .collect();
     assert_eq!(flushed, ["PF16"]);
-    assert_eq!(dir.account(&dn).unwrap().pwd_last_set, pwd, "the rerun reset the password again");
-    assert!(accepted(&w.prober, &fleet.exchange_servers(), user, OLD).await.is_empty());
+    assert_eq!(
+        dir.account(&dn).unwrap().pwd_last_set,
+        pwd,
+        "the rerun reset the password again"
+    );
+    assert!(accepted(&w.prober, &fleet.exchange_servers(), user, OLD)
+        .await
+        .is_empty());
     fleet.shutdown().await;
 }
 
@@ -226,15 +311,16 @@ async fn samba_ad_disable_and_reset_end_to_end() {
     let user = ad.create_user(&sam, &secret(OLD)).await.unwrap();
     let prefix = SambaAd::unique_name("E");
     let fleet = specs(
-        Fleet::builder().directory(dir.clone()).dns_domain(env.dns_domain()).registrar(
-            move |s: ExchangeServer| async move {
+        Fleet::builder()
+            .directory(dir.clone())
+            .dns_domain(env.dns_domain())
+            .registrar(move |s: ExchangeServer| async move {
                 let v = s.version.ok_or("no version")?;
                 ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            },
-        ),
+            }),
         &prefix,
     )
     .build()
@@ -242,7 +328,10 @@ async fn samba_ad_disable_and_reset_end_to_end() {
     .unwrap();
     let w = wire(&fleet);
     let servers = fleet.exchange_servers();
-    assert_eq!(accepted(&w.prober, &servers, &user.upn, OLD).await.len(), SERVED);
+    assert_eq!(
+        accepted(&w.prober, &servers, &user.upn, OLD).await.len(),
+        SERVED
+    );
 
     // Discovery through LDAP finds the fleet; other tests' servers share the DC, so narrow to ours.
     let mut b = Remediation::builder()
@@ -262,14 +351,28 @@ async fn samba_ad_disable_and_reset_end_to_end() {
     let report = r.execute(&plan).await;
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
     assert!(report.domain_controllers.iter().all(|d| d.converged));
-    assert!(accepted(&w.prober, &servers, &user.upn, OLD).await.is_empty());
+    assert!(accepted(&w.prober, &servers, &user.upn, OLD)
+        .await
+        .is_empty());
     // The directory agrees: old password refused, new one disabled (AD says 533 only for the right password).
-    assert_eq!(dir.authenticate(&user.upn, &secret(OLD)).await.unwrap(), AuthResult::BadCredentials);
-    assert_eq!(dir.authenticate(&user.upn, &secret(NEW)).await.unwrap(), AuthResult::AccountDisabled);
+    assert_eq!(
+        dir.authenticate(&user.upn, &secret(OLD)).await.unwrap(),
+        AuthResult::BadCredentials
+    );
+    assert_eq!(
+        dir.authenticate(&user.upn, &secret(NEW)).await.unwrap(),
+        AuthResult::AccountDisabled
+    );
 
     fleet.shutdown().await;
     for s in fleet.servers() {
-        let _ = ad.delete(&format!("CN={},{}", s.name(), ad.exchange_servers_container())).await;
+        let _ = ad
+            .delete(&format!(
+                "CN={},{}",
+                s.name(),
+                ad.exchange_servers_container()
+            ))
+            .await;
     }
     let _ = ad.delete(&user.dn).await;
 }

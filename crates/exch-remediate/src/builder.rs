@@ -158,7 +158,11 @@ impl RemediationBuilder {
 
     /// After the flush, log on to every flushed server's endpoints with the **old** password and
     /// require refusal.
-    pub fn probe_old_password(mut self, prober: Arc<dyn Prober>, old_password: SecretString) -> Self {
+    pub fn probe_old_password(
+        mut self,
+        prober: Arc<dyn Prober>,
+        old_password: SecretString,
+    ) -> Self {
         self.probe = Some((prober, old_password));
         self
     }
@@ -172,15 +176,15 @@ impl RemediationBuilder {
 
     /// Validates the input. Nothing is contacted.
     pub fn build(self) -> Result<Remediation, RemediationError> {
-        let directory = self
-            .directory
-            .ok_or_else(|| RemediationError::invalid("builder", "no directory: call .directory(..)"))?;
+        let directory = self.directory.ok_or_else(|| {
+            RemediationError::invalid("builder", "no directory: call .directory(..)")
+        })?;
         let flusher = self
             .flusher
             .ok_or_else(|| RemediationError::invalid("builder", "no flusher: call .flusher(..)"))?;
-        let user_text = self
-            .user
-            .ok_or_else(|| RemediationError::invalid("builder", "no user: call .user(\"bob@corp.example\")"))?;
+        let user_text = self.user.ok_or_else(|| {
+            RemediationError::invalid("builder", "no user: call .user(\"bob@corp.example\")")
+        })?;
         let user = UserRef::parse(&user_text)?;
         let mut actions = Vec::new();
         if self.disable {
@@ -211,7 +215,10 @@ impl RemediationBuilder {
             ));
         }
         if self.retry.attempts == 0 {
-            return Err(RemediationError::invalid("retry", "attempts must be at least 1"));
+            return Err(RemediationError::invalid(
+                "retry",
+                "attempts must be at least 1",
+            ));
         }
         if let Some(earlier) = &self.resume {
             if earlier.user != user_text {

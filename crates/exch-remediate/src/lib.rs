@@ -56,8 +56,14 @@ impl std::fmt::Debug for Remediation {
             .field("actions", &self.actions)
             .field("method", &self.method)
             .field("strategy", &self.strategy)
-            .field("new_password", &self.new_password.as_ref().map(|_| "[REDACTED]"))
-            .field("probe", &self.probe.as_ref().map(|_| "[old password REDACTED]"))
+            .field(
+                "new_password",
+                &self.new_password.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "probe",
+                &self.probe.as_ref().map(|_| "[old password REDACTED]"),
+            )
             .finish_non_exhaustive()
     }
 }

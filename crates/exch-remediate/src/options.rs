@@ -146,7 +146,9 @@ impl RetryPolicy {
     }
 
     pub(crate) fn delay(&self, failed_attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(failed_attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(failed_attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)

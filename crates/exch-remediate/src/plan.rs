@@ -111,7 +111,11 @@ impl Plan {
             self.domain_controllers.len(),
             self.domain_controllers.join(", ")
         );
-        let _ = writeln!(s, "  flush: {:?}, strategy {:?}", self.method, self.strategy);
+        let _ = writeln!(
+            s,
+            "  flush: {:?}, strategy {:?}",
+            self.method, self.strategy
+        );
         for srv in &self.servers {
             match &srv.skip {
                 Some(r) => {
@@ -119,7 +123,13 @@ impl Plan {
                 }
                 None => {
                     let pools: Vec<&str> = srv.pools.iter().map(|p| p.pool.as_str()).collect();
-                    let _ = writeln!(s, "  {}: {} [{}]", srv.server.name, srv.why, pools.join(", "));
+                    let _ = writeln!(
+                        s,
+                        "  {}: {} [{}]",
+                        srv.server.name,
+                        srv.why,
+                        pools.join(", ")
+                    );
                 }
             }
         }

@@ -197,9 +197,16 @@ impl Report {
                 "  DC {}: {}",
                 dc.dc,
                 if dc.converged {
-                    format!("converged after {:?} ({} reads)", dc.after.unwrap_or_default(), dc.reads)
+                    format!(
+                        "converged after {:?} ({} reads)",
+                        dc.after.unwrap_or_default(),
+                        dc.reads
+                    )
                 } else {
-                    format!("NOT converged: {}", dc.error.as_deref().unwrap_or("timeout"))
+                    format!(
+                        "NOT converged: {}",
+                        dc.error.as_deref().unwrap_or("timeout")
+                    )
                 }
             );
         }
@@ -219,9 +226,17 @@ impl Report {
             let probes = if srv.probes.is_empty() {
                 String::new()
             } else {
-                format!("; old credentials refused on {refused}/{} endpoints", srv.probes.len())
+                format!(
+                    "; old credentials refused on {refused}/{} endpoints",
+                    srv.probes.len()
+                )
             };
-            let _ = writeln!(s, "  {}: {line}{probes} [{:.0} ms]", srv.server, srv.elapsed.as_secs_f64() * 1e3);
+            let _ = writeln!(
+                s,
+                "  {}: {line}{probes} [{:.0} ms]",
+                srv.server,
+                srv.elapsed.as_secs_f64() * 1e3
+            );
         }
         for r in &self.reasons {
             let _ = writeln!(s, "  reason: {r}");
@@ -250,7 +265,9 @@ pub(crate) mod opt_duration_ms {
             None => s.serialize_none(),
         }
     }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }

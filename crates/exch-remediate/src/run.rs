@@ -108,7 +108,9 @@ impl Remediation {
             Some("Edge Transport server: not domain-joined, no IIS logon caches".to_owned())
         } else if sel.exclude.iter().any(|e| e.eq_ignore_ascii_case(&name)) {
             Some("excluded by the caller".to_owned())
-        } else if !sel.include.is_empty() && !sel.include.iter().any(|i| i.eq_ignore_ascii_case(&name)) {
+        } else if !sel.include.is_empty()
+            && !sel.include.iter().any(|i| i.eq_ignore_ascii_case(&name))
+        {
             Some("not in the caller's include list".to_owned())
         } else if !sel.sites.is_empty()
             && !server
@@ -116,7 +118,10 @@ impl Remediation {
                 .as_ref()
                 .is_some_and(|s| sel.sites.iter().any(|x| x.eq_ignore_ascii_case(s)))
         {
-            Some(format!("site {} not selected", server.site.as_deref().unwrap_or("(unknown)")))
+            Some(format!(
+                "site {} not selected",
+                server.site.as_deref().unwrap_or("(unknown)")
+            ))
         } else if sel.roles.is_some_and(|r| !server.roles.intersects(r)) {
             Some(format!("roles {} not selected", server.roles))
         } else if self.proven_earlier(&name) {
@@ -189,15 +194,22 @@ impl Remediation {
                 p.server.name
             ),
             _ => {
-                let mut protocols: Vec<Protocol> =
-                    p.pools.iter().flat_map(|x| x.protocols.iter().copied()).collect();
+                let mut protocols: Vec<Protocol> = p
+                    .pools
+                    .iter()
+                    .flat_map(|x| x.protocols.iter().copied())
+                    .collect();
                 protocols.sort();
                 protocols.dedup();
                 let list: Vec<&str> = protocols.iter().map(|p| p.as_str()).collect();
                 format!(
                     "{}: {} users reconnect once (overlapped recycle: requests in flight complete)",
                     p.server.name,
-                    if list.is_empty() { "no".to_owned() } else { list.join(", ") }
+                    if list.is_empty() {
+                        "no".to_owned()
+                    } else {
+                        list.join(", ")
+                    }
                 )
             }
         }
@@ -210,7 +222,10 @@ impl Remediation {
         Run::new(self, plan).go().instrument(span).await
     }
 
-    async fn dir<T>(&self, fut: impl Future<Output = Result<T, DirectoryError>>) -> Result<T, DirectoryError> {
+    async fn dir<T>(
+        &self,
+        fut: impl Future<Output = Result<T, DirectoryError>>,
+    ) -> Result<T, DirectoryError> {
         match tokio::time::timeout(self.timeouts.directory, fut).await {
             Ok(r) => r,
             Err(_) => Err(DirectoryError::Timeout {
@@ -284,7 +299,12 @@ impl<'a> Run<'a> {
         (step, Utc::now(), Instant::now())
     }
 
-    fn step_end(&mut self, begun: (Step, chrono::DateTime<Utc>, Instant), ok: bool, detail: String) {
+    fn step_end(
+        &mut self,
+        begun: (Step, chrono::DateTime<Utc>, Instant),
+        ok: bool,
+        detail: String,
+    ) {
         let (step, started, t) = begun;
         self.r.emit(Event::StepFinished { step, ok });
         tracing::info!(?step, ok, %detail, "step finished");
@@ -307,7 +327,13 @@ impl<'a> Run<'a> {
     async fn go(mut self) -> Report {
         // 1. Find the account again: the plan may be old.
         let s = self.step_begin(Step::FindAccount);
-        let account = match self.r.dir_retry("find account", || self.r.directory.find_account(&self.r.user)).await {
+        let account = match self
+            .r
+            .dir_retry("find account", || {
+                self.r.directory.find_account(&self.r.user)
+            })
+            .await
+        {
             Ok(a) if a.dn.as_str() == self.plan.account.dn => a,
             Ok(a) => {
                 let msg = format!(
@@ -316,26 +342,39 @@ impl<'a> Run<'a> {
                 );
                 self.step_end(s, false, msg.clone());
                 self.report.reasons.push(msg);
-                return self.skip_all_servers("account changed since the plan").finish(Outcome::Failed);
+                return self
+                    .skip_all_servers("account changed since the plan")
+                    .finish(Outcome::Failed);
             }
             Err(e) => {
                 self.step_end(s, false, e.to_string());
-                self.report.reasons.push(format!("cannot find the account: {e}"));
-                return self.skip_all_servers("account not found").finish(Outcome::Failed);
+                self.report
+                    .reasons
+                    .push(format!("cannot find the account: {e}"));
+                return self
+                    .skip_all_servers("account not found")
+                    .finish(Outcome::Failed);
             }
         };
         self.report.account = Some(account.dn.to_string());
         self.step_end(s, true, account.dn.to_string());
 
         if self.r.cancel.is_cancelled() {
-            self.report.reasons.push("cancelled before the directory was changed".into());
+            self.report
+                .reasons
+                .push("cancelled before the directory was changed".into());
             return self.skip_all_servers("cancelled").finish(Outcome::Failed);
         }
 
         // 2. Change the directory.
         let s = self.step_begin(Step::ChangeDirectory);
         let changed = self.change_directory(&account).await;
-        let applied = self.report.actions.iter().filter(|a| a.outcome.is_some() || a.done_earlier).count();
+        let applied = self
+            .report
+            .actions
+            .iter()
+            .filter(|a| a.outcome.is_some() || a.done_earlier)
+            .count();
         let all_ok = applied == self.report.actions.len();
         let detail = self
             .report
@@ -351,19 +390,34 @@ impl<'a> Run<'a> {
             .join("; ");
         self.step_end(s, all_ok, detail);
         if applied == 0 {
-            self.report.reasons.push("no directory change was applied".into());
-            return self.skip_all_servers("the directory change failed").finish(Outcome::Failed);
+            self.report
+                .reasons
+                .push("no directory change was applied".into());
+            return self
+                .skip_all_servers("the directory change failed")
+                .finish(Outcome::Failed);
         }
         if !all_ok {
-            self.report.reasons.push("not every directory action was applied".into());
+            self.report
+                .reasons
+                .push("not every directory action was applied".into());
         }
 
         // 3. Converge.
         let s = self.step_begin(Step::Converge);
         let converged = self.converge(&changed).await;
-        let n_ok = self.report.domain_controllers.iter().filter(|d| d.converged).count();
+        let n_ok = self
+            .report
+            .domain_controllers
+            .iter()
+            .filter(|d| d.converged)
+            .count();
         let n = self.report.domain_controllers.len();
-        self.step_end(s, converged, format!("{n_ok}/{n} domain controllers show the change"));
+        self.step_end(
+            s,
+            converged,
+            format!("{n_ok}/{n} domain controllers show the change"),
+        );
         if !converged {
             self.report.reasons.push(format!(
                 "only {n_ok}/{n} domain controllers show the change; caches were flushed anyway, run again after replication"
@@ -373,7 +427,12 @@ impl<'a> Run<'a> {
         // 4. Flush.
         let s = self.step_begin(Step::Flush);
         self.flush_all().await;
-        let flushed: Vec<&ServerRecord> = self.report.servers.iter().filter(|s| !matches!(s.outcome, ServerOutcome::Skipped { .. })).collect();
+        let flushed: Vec<&ServerRecord> = self
+            .report
+            .servers
+            .iter()
+            .filter(|s| !matches!(s.outcome, ServerOutcome::Skipped { .. }))
+            .collect();
         let proven = flushed.iter().filter(|s| s.outcome.is_proven()).count();
         let flush_ok = proven == flushed.len();
         let detail = format!("{proven}/{} servers proven flushed", flushed.len());
@@ -383,7 +442,11 @@ impl<'a> Run<'a> {
         if self.r.probe.is_some() {
             let s = self.step_begin(Step::Probe);
             let (refused, total) = self.probe_all(&account).await;
-            self.step_end(s, refused == total, format!("old credentials refused on {refused}/{total} endpoints"));
+            self.step_end(
+                s,
+                refused == total,
+                format!("old credentials refused on {refused}/{total} endpoints"),
+            );
             if refused != total {
                 self.report.reasons.push(format!(
                     "old credentials were not refused on {} endpoint(s)",
@@ -409,9 +472,15 @@ impl<'a> Run<'a> {
             ));
         }
         let flushed_any = self.report.servers.iter().any(|s| s.outcome.is_proven())
-            || self.plan.servers.iter().any(|p| p.skip.as_deref() == Some("flush proven in an earlier run"));
+            || self
+                .plan
+                .servers
+                .iter()
+                .any(|p| p.skip.as_deref() == Some("flush proven in an earlier run"));
         if !flushed_any {
-            self.report.reasons.push("no Exchange server was flushed".into());
+            self.report
+                .reasons
+                .push("no Exchange server was flushed".into());
         }
         if self.r.cancel.is_cancelled() {
             self.report.reasons.push("cancelled".into());
@@ -475,7 +544,9 @@ impl Run<'_> {
                 Action::ResetPassword => match &self.r.new_password {
                     Some(p) => {
                         self.r
-                            .dir_retry("reset password", || self.r.directory.reset_password(account, p))
+                            .dir_retry("reset password", || {
+                                self.r.directory.reset_password(account, p)
+                            })
                             .await
                     }
                     None => Err(DirectoryError::InvalidInput {
@@ -489,7 +560,11 @@ impl Run<'_> {
                     tracing::info!(?action, ?outcome, "directory action done");
                     if action == Action::ResetPassword {
                         // What the DCs must show: the pwdLastSet the writing DC now has.
-                        if let Ok(after) = self.r.dir(self.r.directory.find_account(&self.r.user)).await {
+                        if let Ok(after) = self
+                            .r
+                            .dir(self.r.directory.find_account(&self.r.user))
+                            .await
+                        {
                             expected.pwd_last_set_at_least = after.pwd_last_set;
                         }
                     }
@@ -535,7 +610,11 @@ impl Run<'_> {
         if dcs.is_empty() {
             // No DC objects: confirm on the connection that made the change.
             let t = Instant::now();
-            let ok = match self.r.dir(self.r.directory.find_account(&self.r.user)).await {
+            let ok = match self
+                .r
+                .dir(self.r.directory.find_account(&self.r.user))
+                .await
+            {
                 Ok(a) => shows(&a, expected),
                 Err(_) => false,
             };
@@ -550,7 +629,11 @@ impl Run<'_> {
         }
         let deadline = Instant::now() + self.r.timeouts.converge;
         let t0 = Instant::now();
-        let records = futures::future::join_all(dcs.iter().map(|dc| self.converge_one(dc, &dn, expected, t0, deadline))).await;
+        let records = futures::future::join_all(
+            dcs.iter()
+                .map(|dc| self.converge_one(dc, &dn, expected, t0, deadline)),
+        )
+        .await;
         let all = records.iter().all(|r| r.converged);
         self.report.domain_controllers = records;
         all
@@ -571,7 +654,10 @@ impl Run<'_> {
             match self.r.dir(self.r.directory.account_on(dc, dn)).await {
                 Ok(a) if shows(&a, expected) => {
                     let after = t0.elapsed();
-                    self.r.emit(Event::DcConverged { dc: dc.name.clone(), after });
+                    self.r.emit(Event::DcConverged {
+                        dc: dc.name.clone(),
+                        after,
+                    });
                     return DcRecord {
                         dc: dc.name.clone(),
                         converged: true,
@@ -619,7 +705,8 @@ impl Run<'_> {
             }
             crate::Strategy::Rolling { batch, pause } => {
                 let mut out = Vec::with_capacity(planned.len());
-                let to_flush: Vec<&PlannedServer> = planned.iter().copied().filter(|p| p.is_flushed()).collect();
+                let to_flush: Vec<&PlannedServer> =
+                    planned.iter().copied().filter(|p| p.is_flushed()).collect();
                 for (i, chunk) in to_flush.chunks(batch).enumerate() {
                     if i > 0 && !pause.is_zero() {
                         tokio::select! {
@@ -627,7 +714,9 @@ impl Run<'_> {
                             _ = r.cancel.cancelled() => {}
                         }
                     }
-                    out.extend(futures::future::join_all(chunk.iter().map(|p| flush_one(r, p))).await);
+                    out.extend(
+                        futures::future::join_all(chunk.iter().map(|p| flush_one(r, p))).await,
+                    );
                 }
                 for p in planned.iter().filter(|p| !p.is_flushed()) {
                     out.push(flush_one(r, p).await);
@@ -651,7 +740,12 @@ impl Run<'_> {
         let mut refused = 0;
         let mut total = 0;
         for p in &self.plan.servers {
-            let Some(idx) = self.report.servers.iter().position(|s| s.server == p.server.name) else {
+            let Some(idx) = self
+                .report
+                .servers
+                .iter()
+                .position(|s| s.server == p.server.name)
+            else {
                 continue;
             };
             if !self.report.servers[idx].outcome.is_proven() {
@@ -672,7 +766,9 @@ impl Run<'_> {
                 }
             };
             let results = futures::future::join_all(
-                protocols.iter().map(|&proto| prober.probe(&p.server, proto, &user, old)),
+                protocols
+                    .iter()
+                    .map(|&proto| prober.probe(&p.server, proto, &user, old)),
             )
             .await;
             let records: Vec<ProbeRecord> = protocols
@@ -684,7 +780,11 @@ impl Run<'_> {
                         ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
                         ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
                     };
-                    ProbeRecord { protocol, refused: ok, detail }
+                    ProbeRecord {
+                        protocol,
+                        refused: ok,
+                        detail,
+                    }
                 })
                 .collect();
             total += records.len();
@@ -729,14 +829,20 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
         elapsed: t.elapsed(),
     };
     if let Some(reason) = &p.skip {
-        return record(ServerOutcome::Skipped { reason: reason.clone() });
+        return record(ServerOutcome::Skipped {
+            reason: reason.clone(),
+        });
     }
     if r.cancel.is_cancelled() {
-        return record(ServerOutcome::Skipped { reason: "cancelled".into() });
+        return record(ServerOutcome::Skipped {
+            reason: "cancelled".into(),
+        });
     }
     let span = tracing::info_span!("flush", server = %p.server.name);
     let outcome = async {
-        r.emit(Event::ServerStarted { server: p.server.name.clone() });
+        r.emit(Event::ServerStarted {
+            server: p.server.name.clone(),
+        });
         let method = match &r.method {
             FlushMethod::RecycleAppPools(_) => {
                 FlushMethod::RecycleAppPools(p.pools.iter().map(|x| x.pool.clone()).collect())
@@ -746,7 +852,12 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let result = match tokio::time::timeout(r.timeouts.per_server, r.flusher.flush(&p.server, &method)).await {
+            let result = match tokio::time::timeout(
+                r.timeouts.per_server,
+                r.flusher.flush(&p.server, &method),
+            )
+            .await
+            {
                 Ok(res) => res,
                 Err(_) => Err(IisError::Timeout {
                     server: p.server.name.clone(),
@@ -755,7 +866,12 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
                 }),
             };
             match result {
-                Ok(flush) if flush.is_proven() => break ServerOutcome::Flushed { flush, attempts: attempt },
+                Ok(flush) if flush.is_proven() => {
+                    break ServerOutcome::Flushed {
+                        flush,
+                        attempts: attempt,
+                    }
+                }
                 Ok(flush) => {
                     let bad: Vec<String> = flush
                         .pools
@@ -767,13 +883,22 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
                         })
                         .collect();
                     let reason = if flush.pools.is_empty() {
-                        "no pool was flushed (none of the planned pools exists on the server)".to_owned()
+                        "no pool was flushed (none of the planned pools exists on the server)"
+                            .to_owned()
                     } else {
                         bad.join("; ")
                     };
-                    break ServerOutcome::Unproven { flush, attempts: attempt, reason };
+                    break ServerOutcome::Unproven {
+                        flush,
+                        attempts: attempt,
+                        reason,
+                    };
                 }
-                Err(e) if e.is_transient() && attempt < r.retry.attempts && !r.cancel.is_cancelled() => {
+                Err(e)
+                    if e.is_transient()
+                        && attempt < r.retry.attempts
+                        && !r.cancel.is_cancelled() =>
+                {
                     let delay = r.retry.delay(attempt);
                     tracing::warn!(attempt, error = %e, "flush failed, retrying");
                     r.emit(Event::Retry {

@@ -1,5 +1,6 @@
 //! The orchestrator against the in-memory fakes: step order, bounded concurrency (proved with a
 //! gate the test releases, no sleeps), cancellation, partial failure and resume, secrets.
+#![allow(clippy::unwrap_used)]
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -50,7 +51,11 @@ impl Directory for LoggingDirectory {
     async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
         self.inner.enable_account(a).await
     }
-    async fn reset_password(&self, a: &Account, p: &SecretString) -> Result<ChangeOutcome, DirectoryError> {
+    async fn reset_password(
+        &self,
+        a: &Account,
+        p: &SecretString,
+    ) -> Result<ChangeOutcome, DirectoryError> {
         self.note("reset".into());
         self.inner.reset_password(a, p).await
     }
@@ -66,7 +71,11 @@ impl Directory for LoggingDirectory {
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
         let a = self.inner.account_on(dc, dn).await;
         let shows = a.as_ref().map(|a| a.is_disabled()).unwrap_or(false);
-        self.note(format!("read:{}:{}", dc.name, if shows { "disabled" } else { "stale" }));
+        self.note(format!(
+            "read:{}:{}",
+            dc.name,
+            if shows { "disabled" } else { "stale" }
+        ));
         a
     }
 }
@@ -114,8 +123,14 @@ fn proven_report(server: &str, method: &FlushMethod) -> FlushReport {
             .into_iter()
             .map(|pool| PoolFlush {
                 pool,
-                before: vec![WorkerProcess { pid: 1, started: now - chrono::Duration::hours(1) }],
-                after: vec![WorkerProcess { pid: 2, started: now }],
+                before: vec![WorkerProcess {
+                    pid: 1,
+                    started: now - chrono::Duration::hours(1),
+                }],
+                after: vec![WorkerProcess {
+                    pid: 2,
+                    started: now,
+                }],
                 state: PoolRunState::Started,
                 error: None,
                 proven: true,
@@ -132,8 +147,15 @@ impl CacheFlusher for GateFlusher {
     async fn app_pools(&self, _: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError> {
         Ok(Vec::new())
     }
-    async fn flush(&self, server: &ExchangeServer, method: &FlushMethod) -> Result<FlushReport, IisError> {
-        self.log.lock().unwrap().push(format!("flush:{}", server.name));
+    async fn flush(
+        &self,
+        server: &ExchangeServer,
+        method: &FlushMethod,
+    ) -> Result<FlushReport, IisError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("flush:{}", server.name));
         self.in_flight.send_modify(|v| *v += 1);
         {
             let now = *self.in_flight.borrow();
@@ -156,8 +178,14 @@ impl CacheFlusher for GateFlusher {
     async fn token_cache(&self, _: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
         Ok(TokenCacheSettings { configured: None })
     }
-    async fn set_token_ttl(&self, _: &ExchangeServer, ttl: Duration) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings { configured: Some(ttl) })
+    async fn set_token_ttl(
+        &self,
+        _: &ExchangeServer,
+        ttl: Duration,
+    ) -> Result<TokenCacheSettings, IisError> {
+        Ok(TokenCacheSettings {
+            configured: Some(ttl),
+        })
     }
 }
 
@@ -182,7 +210,10 @@ fn lab(servers: usize) -> Lab {
             .with_version(ExchangeVersion::new(15, 2, 1258))
             .with_roles(ServerRoles::EDGE),
     );
-    Lab { dir, log: Arc::new(Mutex::new(Vec::new())) }
+    Lab {
+        dir,
+        log: Arc::new(Mutex::new(Vec::new())),
+    }
 }
 
 fn fast_timeouts() -> Timeouts {
@@ -198,8 +229,12 @@ fn fast_timeouts() -> Timeouts {
 async fn no_flush_before_every_dc_shows_the_change() {
     let l = lab(3);
     l.dir.add_domain_controller("DC1", Duration::ZERO);
-    l.dir.add_domain_controller("DC2", Duration::from_millis(80));
-    let dir = Arc::new(LoggingDirectory { inner: l.dir.clone(), log: l.log.clone() });
+    l.dir
+        .add_domain_controller("DC2", Duration::from_millis(80));
+    let dir = Arc::new(LoggingDirectory {
+        inner: l.dir.clone(),
+        log: l.log.clone(),
+    });
     let flusher = GateFlusher::new(l.log.clone(), true);
     let r = Remediation::builder()
         .directory(dir)
@@ -210,16 +245,27 @@ async fn no_flush_before_every_dc_shows_the_change() {
         .build()
         .unwrap();
     let plan = r.plan().await.unwrap();
-    assert_eq!(plan.flushed_servers().count(), 3, "Edge is skipped: {}", plan.summary());
+    assert_eq!(
+        plan.flushed_servers().count(),
+        3,
+        "Edge is skipped: {}",
+        plan.summary()
+    );
     let report = r.execute(&plan).await;
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
     let log = l.log.lock().unwrap().clone();
     let first_flush = log.iter().position(|e| e.starts_with("flush:")).unwrap();
     let disable = log.iter().position(|e| e == "disable").unwrap();
-    assert!(log.iter().any(|e| e == "read:DC2:stale"), "DC2 lag was not observed: {log:?}");
+    assert!(
+        log.iter().any(|e| e == "read:DC2:stale"),
+        "DC2 lag was not observed: {log:?}"
+    );
     let last_dc2 = log.iter().rposition(|e| e.starts_with("read:DC2")).unwrap();
     assert_eq!(log[last_dc2], "read:DC2:disabled");
-    assert!(disable < last_dc2 && last_dc2 < first_flush, "order violated: {log:?}");
+    assert!(
+        disable < last_dc2 && last_dc2 < first_flush,
+        "order violated: {log:?}"
+    );
     assert!(report.domain_controllers.iter().all(|d| d.converged));
 }
 
@@ -264,7 +310,10 @@ async fn rolling_flushes_one_batch_at_a_time() {
             .flusher(flusher.clone())
             .user("bob")
             .disable()
-            .strategy(Strategy::Rolling { batch: 2, pause: Duration::ZERO })
+            .strategy(Strategy::Rolling {
+                batch: 2,
+                pause: Duration::ZERO,
+            })
             .timeouts(fast_timeouts())
             .build()
             .unwrap(),
@@ -278,7 +327,15 @@ async fn rolling_flushes_one_batch_at_a_time() {
     flusher.gate.add_permits(1);
     // The batch is not done: nothing new starts while one of its servers is still in flight.
     flusher.wait_in_flight(1).await;
-    assert_eq!(l.log.lock().unwrap().iter().filter(|e| e.starts_with("flush:")).count(), 2);
+    assert_eq!(
+        l.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("flush:"))
+            .count(),
+        2
+    );
     flusher.gate.add_permits(1);
     flusher.wait_in_flight(2).await;
     flusher.gate.add_permits(2);
@@ -318,15 +375,25 @@ async fn cancellation_leaves_a_report_of_what_was_done() {
     let report = run.await.unwrap();
     assert!(report.cancelled);
     assert_eq!(report.outcome, Outcome::Partial);
-    let flushed = report.servers.iter().filter(|s| s.outcome.is_proven()).count();
+    let flushed = report
+        .servers
+        .iter()
+        .filter(|s| s.outcome.is_proven())
+        .count();
     let cancelled = report
         .servers
         .iter()
-        .filter(|s| matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason == "cancelled"))
+        .filter(
+            |s| matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason == "cancelled"),
+        )
         .count();
     assert_eq!((flushed, cancelled), (2, 4), "{}", report.summary());
     assert_eq!(report.servers_to_retry.len(), 4);
-    assert!(l.dir.account(&Dn(report.account.clone().unwrap())).unwrap().is_disabled());
+    assert!(l
+        .dir
+        .account(&Dn(report.account.clone().unwrap()))
+        .unwrap()
+        .is_disabled());
 }
 
 #[tokio::test]
@@ -342,7 +409,11 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
             .user("bob@lab.example.test")
             .disable()
             .reset_password(NewPassword::Given(SecretString::from("N3w-Secret!x-2026")))
-            .retry(RetryPolicy { attempts: 2, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(1) })
+            .retry(RetryPolicy {
+                attempts: 2,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(1),
+            })
             .timeouts(fast_timeouts())
             .events(tx);
         if let Some(r) = resume {
@@ -355,7 +426,10 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     assert_eq!(report.outcome, Outcome::Partial);
     assert_eq!(report.servers_to_retry, ["EX02"]);
     let ex02 = report.servers.iter().find(|s| s.server == "EX02").unwrap();
-    assert!(matches!(&ex02.outcome, ServerOutcome::Failed { kind, attempts: 2, .. } if kind == "Unreachable"), "{ex02:?}");
+    assert!(
+        matches!(&ex02.outcome, ServerOutcome::Failed { kind, attempts: 2, .. } if kind == "Unreachable"),
+        "{ex02:?}"
+    );
     let mut retries = 0;
     while let Ok(e) = rx.try_recv() {
         if matches!(e, Event::Retry { .. }) {
@@ -371,19 +445,35 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     let pwd_before = l.dir.account(&dn).unwrap().pwd_last_set;
     let r2 = build(Some(report), tx);
     let plan2 = r2.plan().await.unwrap();
-    assert!(plan2.actions.iter().all(|a| a.done_earlier), "{}", plan2.summary());
+    assert!(
+        plan2.actions.iter().all(|a| a.done_earlier),
+        "{}",
+        plan2.summary()
+    );
     let report2 = r2.execute(&plan2).await;
     assert_eq!(report2.outcome, Outcome::Revoked, "{}", report2.summary());
-    let flushed: Vec<String> = l.log.lock().unwrap().iter().filter(|e| e.starts_with("flush:")).cloned().collect();
+    let flushed: Vec<String> = l
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("flush:"))
+        .cloned()
+        .collect();
     assert_eq!(flushed, ["flush:EX02"]);
-    assert_eq!(l.dir.account(&dn).unwrap().pwd_last_set, pwd_before, "password was reset twice");
+    assert_eq!(
+        l.dir.account(&dn).unwrap().pwd_last_set,
+        pwd_before,
+        "password was reset twice"
+    );
 }
 
 #[tokio::test]
 async fn a_dc_that_never_converges_is_named_and_blocks_revoked() {
     let l = lab(2);
     l.dir.add_domain_controller("DC1", Duration::ZERO);
-    l.dir.add_domain_controller("DC9", Duration::from_secs(3600));
+    l.dir
+        .add_domain_controller("DC9", Duration::from_secs(3600));
     let mut t = fast_timeouts();
     t.converge = Duration::from_millis(150);
     let r = Remediation::builder()
@@ -396,26 +486,64 @@ async fn a_dc_that_never_converges_is_named_and_blocks_revoked() {
         .unwrap();
     let report = r.execute(&r.plan().await.unwrap()).await;
     assert_eq!(report.outcome, Outcome::Partial);
-    let dc9 = report.domain_controllers.iter().find(|d| d.dc == "DC9").unwrap();
+    let dc9 = report
+        .domain_controllers
+        .iter()
+        .find(|d| d.dc == "DC9")
+        .unwrap();
     assert!(!dc9.converged && dc9.reads > 1);
-    assert!(report.reasons.iter().any(|r| r.contains("1/2 domain controllers")), "{:?}", report.reasons);
+    assert!(
+        report
+            .reasons
+            .iter()
+            .any(|r| r.contains("1/2 domain controllers")),
+        "{:?}",
+        report.reasons
+    );
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_before_anything_changes() {
     let l = lab(1);
     let flusher = GateFlusher::new(l.log.clone(), true);
-    let base = || Remediation::builder().directory(Arc::new(l.dir.clone())).flusher(flusher.clone());
+    let base = || {
+        Remediation::builder()
+            .directory(Arc::new(l.dir.clone()))
+            .flusher(flusher.clone())
+    };
     let e = base().user("bob").build().unwrap_err();
     assert!(e.to_string().contains("nothing to do"), "{e}");
     let e = base().user("bo*b)(uid=*").disable().build().unwrap_err();
     assert!(e.to_string().contains("sAMAccountName"), "{e}");
-    let e = base().user("bob").disable().strategy(Strategy::Parallel { max_in_flight: 0 }).build().unwrap_err();
+    let e = base()
+        .user("bob")
+        .disable()
+        .strategy(Strategy::Parallel { max_in_flight: 0 })
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("at least 1"), "{e}");
-    let e = base().user("bob").disable().include_server("EX99").build().unwrap().plan().await.unwrap_err();
+    let e = base()
+        .user("bob")
+        .disable()
+        .include_server("EX99")
+        .build()
+        .unwrap()
+        .plan()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("EX99"), "{e}");
-    let nobody = base().user("nobody@lab.example.test").disable().build().unwrap().plan().await.unwrap_err();
-    assert!(nobody.to_string().contains("nobody@lab.example.test"), "{nobody}");
+    let nobody = base()
+        .user("nobody@lab.example.test")
+        .disable()
+        .build()
+        .unwrap()
+        .plan()
+        .await
+        .unwrap_err();
+    assert!(
+        nobody.to_string().contains("nobody@lab.example.test"),
+        "{nobody}"
+    );
     assert!(l.dir.accounts().iter().all(|a| !a.is_disabled()));
 }
 
@@ -444,10 +572,16 @@ async fn secrets_never_reach_debug_plans_or_reports() {
         report.summary(),
     ];
     for t in texts {
-        assert!(!t.contains(secret) && !t.contains(old), "secret leaked: {t}");
+        assert!(
+            !t.contains(secret) && !t.contains(old),
+            "secret leaked: {t}"
+        );
     }
     assert_eq!(
-        l.dir.authenticate("bob@lab.example.test", &SecretString::from(secret)).await.unwrap(),
+        l.dir
+            .authenticate("bob@lab.example.test", &SecretString::from(secret))
+            .await
+            .unwrap(),
         AuthResult::Success
     );
 }

@@ -40,8 +40,10 @@ impl HttpProber {
 
     /// Uses `base` (e.g. `http://127.0.0.1:50123`) for the server named `server`.
     pub fn base_url(mut self, server: impl Into<String>, base: impl Into<String>) -> Self {
-        self.overrides
-            .insert(server.into().to_ascii_lowercase(), base.into().trim_end_matches('/').to_owned());
+        self.overrides.insert(
+            server.into().to_ascii_lowercase(),
+            base.into().trim_end_matches('/').to_owned(),
+        );
         self
     }
 
@@ -106,10 +108,16 @@ impl Prober for HttpProber {
                 .headers()
                 .get_all(reqwest::header::SET_COOKIE)
                 .iter()
-                .any(|c| c.to_str().map(|c| c.to_ascii_lowercase().starts_with("cadata")).unwrap_or(false));
+                .any(|c| {
+                    c.to_str()
+                        .map(|c| c.to_ascii_lowercase().starts_with("cadata"))
+                        .unwrap_or(false)
+                });
             return if status.is_redirection() && location.contains("logon.aspx") {
                 ProbeResult::Refused(format!("{url}: HTTP {status}, back to the logon page"))
-            } else if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            } else if status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::FORBIDDEN
+            {
                 ProbeResult::Refused(format!("{url}: HTTP {status}"))
             } else if session || status.is_success() || status.is_redirection() {
                 ProbeResult::Accepted(format!("{url}: HTTP {status}, session granted"))
