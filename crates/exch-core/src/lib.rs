@@ -4,6 +4,7 @@
 mod apppool;
 mod protocol;
 mod roles;
+pub mod serde_ms;
 mod server;
 mod version;
 

@@ -147,7 +147,7 @@ pub struct FlushReport {
     /// Pools that were asked for but do not exist on the server (reported, not skipped silently).
     pub missing_pools: Vec<AppPool>,
     /// Wall time of the whole operation as the client saw it.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub elapsed: Duration,
     /// WinRM HTTP round trips used (0 for fakes).
     pub round_trips: u32,
@@ -183,17 +183,6 @@ impl TokenCacheSettings {
     /// Whether cached tokens never expire (`UserTokenTTL` = 0).
     pub fn never_expires(&self) -> bool {
         self.effective_ttl().is_zero()
-    }
-}
-
-mod duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 

@@ -28,7 +28,7 @@ pub enum Event {
         /// DC name.
         dc: String,
         /// Time since the change.
-        #[serde(with = "crate::report::duration_ms")]
+        #[serde(with = "exch_core::serde_ms::duration")]
         after: Duration,
     },
     /// A server's flush started.
@@ -50,7 +50,7 @@ pub enum Event {
         /// Attempt number that failed (1-based).
         attempt: u32,
         /// Delay before the next attempt.
-        #[serde(with = "crate::report::duration_ms")]
+        #[serde(with = "exch_core::serde_ms::duration")]
         delay: Duration,
         /// The error.
         error: String,

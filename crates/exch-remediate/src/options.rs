@@ -64,7 +64,7 @@ pub enum Strategy {
         /// Servers per batch (≥ 1).
         batch: usize,
         /// Pause between batches.
-        #[serde(with = "crate::report::duration_ms")]
+        #[serde(with = "exch_core::serde_ms::duration")]
         pause: Duration,
     },
 }
@@ -89,16 +89,16 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {
     /// How long to wait for every DC to show the change.
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub converge: Duration,
     /// Interval between convergence reads of one DC.
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub converge_poll: Duration,
     /// Limit for one flush attempt on one server.
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub per_server: Duration,
     /// Limit for one directory operation (on top of the backend's own).
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub directory: Duration,
 }
 
@@ -119,10 +119,10 @@ pub struct RetryPolicy {
     /// Attempts in total (1 = no retry).
     pub attempts: u32,
     /// Delay before the second attempt; doubled each time.
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub initial_backoff: Duration,
     /// Upper bound of the delay.
-    #[serde(with = "crate::report::duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub max_backoff: Duration,
 }
 

@@ -30,7 +30,7 @@ pub struct StepRecord {
     /// When it started.
     pub started: DateTime<Utc>,
     /// How long it took.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub elapsed: Duration,
     /// Whether it fully succeeded.
     pub ok: bool,
@@ -59,7 +59,7 @@ pub struct DcRecord {
     /// Whether it shows the change.
     pub converged: bool,
     /// Time from the change until it showed it.
-    #[serde(with = "opt_duration_ms")]
+    #[serde(with = "exch_core::serde_ms::opt_duration")]
     pub after: Option<Duration>,
     /// Reads made.
     pub reads: u32,
@@ -134,7 +134,7 @@ pub struct ServerRecord {
     /// Probes with the old credentials, when asked.
     pub probes: Vec<ProbeRecord>,
     /// Wall time spent on this server.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub elapsed: Duration,
 }
 
@@ -150,7 +150,7 @@ pub struct Report {
     /// When the run started.
     pub started: DateTime<Utc>,
     /// Total wall time.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "exch_core::serde_ms::duration")]
     pub elapsed: Duration,
     /// Steps in order.
     pub steps: Vec<StepRecord>,
@@ -242,32 +242,5 @@ impl Report {
             let _ = writeln!(s, "  reason: {r}");
         }
         s
-    }
-}
-
-pub(crate) mod duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
-pub(crate) mod opt_duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
