@@ -25,6 +25,23 @@ impl Default for FlushMethod {
     }
 }
 
+/// `recycle the catalog's pools`, `recycle A, B`, `iisreset /noforce` or `iisreset`.
+impl std::fmt::Display for FlushMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushMethod::RecycleAppPools(pools) if pools.is_empty() => {
+                f.write_str("recycle the catalog's pools")
+            }
+            FlushMethod::RecycleAppPools(pools) => {
+                let names: Vec<&str> = pools.iter().map(|p| p.as_str()).collect();
+                write!(f, "recycle {}", names.join(", "))
+            }
+            FlushMethod::IisReset { force: false } => f.write_str("iisreset /noforce"),
+            FlushMethod::IisReset { force: true } => f.write_str("iisreset"),
+        }
+    }
+}
+
 /// Running state of a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -199,5 +216,33 @@ mod opt_duration_secs {
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FlushMethod;
+    use exch_core::AppPool;
+
+    #[test]
+    fn flush_method_reads_as_words() {
+        assert_eq!(
+            FlushMethod::default().to_string(),
+            "recycle the catalog's pools"
+        );
+        let pools = ["MSExchangeOWAAppPool", "MSExchangeSyncAppPool"]
+            .map(|p| AppPool::new(p).expect("valid pool"));
+        assert_eq!(
+            FlushMethod::RecycleAppPools(pools.to_vec()).to_string(),
+            "recycle MSExchangeOWAAppPool, MSExchangeSyncAppPool"
+        );
+        assert_eq!(
+            FlushMethod::IisReset { force: false }.to_string(),
+            "iisreset /noforce"
+        );
+        assert_eq!(
+            FlushMethod::IisReset { force: true }.to_string(),
+            "iisreset"
+        );
     }
 }

@@ -111,11 +111,15 @@ impl Plan {
             self.domain_controllers.len(),
             self.domain_controllers.join(", ")
         );
-        let _ = writeln!(
-            s,
-            "  flush: {:?}, strategy {:?}",
-            self.method, self.strategy
-        );
+        let strategy = match self.strategy {
+            Strategy::Parallel { max_in_flight } => {
+                format!("parallel, at most {max_in_flight} servers at once")
+            }
+            Strategy::Rolling { batch, pause } => {
+                format!("rolling, {batch} server(s) per batch, {pause:?} between batches")
+            }
+        };
+        let _ = writeln!(s, "  flush: {}; {strategy}", self.method);
         for srv in &self.servers {
             match &srv.skip {
                 Some(r) => {

@@ -251,6 +251,12 @@ async fn no_flush_before_every_dc_shows_the_change() {
         "Edge is skipped: {}",
         plan.summary()
     );
+    assert!(
+        plan.summary()
+            .contains("flush: recycle the catalog's pools; parallel, at most 64 servers at once"),
+        "the summary speaks plainly: {}",
+        plan.summary()
+    );
     let report = r.execute(&plan).await;
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
     let log = l.log.lock().unwrap().clone();
