@@ -11,5 +11,5 @@ mod version;
 pub use apppool::{AppPool, InvalidAppPool};
 pub use protocol::{Protocol, UnknownProtocol};
 pub use roles::ServerRoles;
-pub use server::ExchangeServer;
+pub use server::{check_host_name, ExchangeServer, InvalidHostName};
 pub use version::{ExchangeVersion, InvalidVersion, Product};

@@ -94,6 +94,138 @@ pub(crate) fn check_user_ref(user: &crate::UserRef) -> Result<(), DirectoryError
     }
 }
 
+/// Whether `found`, a name the directory returned, is the very name the caller gave
+/// (`wanted`): equal up to case, and nothing looser.
+///
+/// Directories compare names more loosely than that: Samba ignores leading, trailing and
+/// repeated spaces and stops at a NUL; Active Directory also ignores character width
+/// (`ｂｏｂ` = `bob`). A search can therefore return an account that the caller did not
+/// name, and the backends keep only the entries for which this returns true. ASCII letters
+/// compare case-insensitively with ASCII letters, other letters with other letters by their
+/// Unicode lower case; a non-ASCII character never equals an ASCII one (the Kelvin sign `K`
+/// is not `k`).
+///
+/// ```
+/// use exch_directory::escape::same_name;
+/// assert!(same_name("Bob", "bob"));
+/// assert!(same_name("JÖRG", "jörg"));
+/// assert!(!same_name("bob", "bob "));
+/// assert!(!same_name("b  ob", "b ob"));
+/// assert!(!same_name("bоb", "bob")); // Cyrillic о
+/// assert!(!same_name("\u{212a}im", "kim"));
+/// ```
+pub fn same_name(wanted: &str, found: &str) -> bool {
+    let (mut a, mut b) = (wanted.chars(), found.chars());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) if x.is_ascii() && y.is_ascii() => {
+                if !x.eq_ignore_ascii_case(&y) {
+                    return false;
+                }
+            }
+            (Some(x), Some(y)) if !x.is_ascii() && !y.is_ascii() => {
+                if !x.to_lowercase().eq(y.to_lowercase()) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `found`, a DN the directory returned, names the same object as `wanted` by
+/// [`same_name`] on every attribute value (attribute types ignore ASCII case, escaping and
+/// optional spaces around separators are ignored). Unparsable DNs never match.
+///
+/// ```
+/// use exch_directory::escape::same_dn;
+/// assert!(same_dn("cn=Bob, cn=Users,DC=x", r"CN=bob,CN=Users,DC=x"));
+/// assert!(!same_dn("CN=bob,CN=Users,DC=x", r"CN=bob\ ,CN=Users,DC=x"));
+/// ```
+pub fn same_dn(wanted: &str, found: &str) -> bool {
+    let (Ok(a), Ok(b)) = (parse_dn(wanted), parse_dn(found)) else {
+        return false;
+    };
+    a.rdns.len() == b.rdns.len()
+        && a.rdns.iter().zip(&b.rdns).all(|(x, y)| {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ta, va), (tb, vb))| ta.eq_ignore_ascii_case(tb) && same_name(va, vb))
+        })
+}
+
+/// Keeps the search results that name `user` exactly ([`same_name`] on the attribute the
+/// reference is about; for a UPN, `userPrincipalName` first and `mail` only when no UPN
+/// matches). `get(entry, attribute)` reads an attribute of an entry. When the server
+/// returned entries but none matches exactly, the answer is [`DirectoryError::NotFound`]
+/// saying so: the server's looser comparison (spaces, NUL, width) must never pick the
+/// account.
+pub(crate) fn exact_matches<'a, T>(
+    user: &crate::UserRef,
+    entries: &'a [T],
+    get: impl Fn(&'a T, &str) -> Option<&'a str>,
+) -> Result<Vec<&'a T>, DirectoryError> {
+    use crate::UserRef;
+    let by = |attr: &str, wanted: &str| -> Vec<&'a T> {
+        entries
+            .iter()
+            .filter(|e| get(*e, attr).is_some_and(|v| same_name(wanted, v)))
+            .collect()
+    };
+    let (kept, looked_at) = match user {
+        UserRef::Upn(upn) => {
+            let by_upn = by("userPrincipalName", upn);
+            if by_upn.is_empty() {
+                (by("mail", upn), "userPrincipalName or mail")
+            } else {
+                (by_upn, "userPrincipalName")
+            }
+        }
+        UserRef::DownLevel { sam, .. } | UserRef::Sam(sam) => {
+            (by("sAMAccountName", sam), "sAMAccountName")
+        }
+        _ => (entries.iter().collect(), ""),
+    };
+    if kept.is_empty() && !entries.is_empty() {
+        let attr = looked_at.split(' ').next().unwrap_or_default();
+        let near: Vec<String> = entries
+            .iter()
+            .take(3)
+            .map(|e| format!("{:?}", get(e, attr).unwrap_or_default()))
+            .collect();
+        return Err(DirectoryError::NotFound {
+            what: format!(
+                "{user} (the directory's looser comparison also matched {looked_at} {}, which is \
+                 not the same name; only an exact, case-insensitive match is acted on)",
+                near.join(", ")
+            ),
+        });
+    }
+    Ok(kept)
+}
+
+/// `account` if its DN is [`same_dn`] as `wanted`, else [`DirectoryError::NotFound`]: a
+/// directory resolves `CN=bob,…` to `CN=bob\ ,…` (Samba ignores the trailing space).
+pub(crate) fn exact_dn(
+    wanted: &str,
+    account: crate::Account,
+) -> Result<crate::Account, DirectoryError> {
+    if same_dn(wanted, account.dn.as_str()) {
+        Ok(account)
+    } else {
+        Err(DirectoryError::NotFound {
+            what: format!(
+                "{wanted} (the directory resolved it to {}, which is not the same name; only an \
+                 exact, case-insensitive match is acted on)",
+                account.dn
+            ),
+        })
+    }
+}
+
 /// A parsed distinguished name: RDNs from the leaf to the root, each a list of
 /// `(attribute type, unescaped value)` pairs (more than one for multi-valued RDNs like
 /// `CN=a+UID=b`).

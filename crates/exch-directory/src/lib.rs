@@ -65,4 +65,86 @@ pub trait Directory: Debug + Send + Sync + 'static {
 
     /// Reads the account `dn` on one given domain controller (for convergence checks).
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError>;
+
+    /// The security checks this backend was told to skip or cannot make (an unencrypted
+    /// connection, certificate verification off), one sentence each naming the cause. Empty by
+    /// default; the orchestrator copies them into its report.
+    fn security_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Finds the accounts of many users (bulk work): one result per user, in order, each what
+    /// [`find_account`](Self::find_account) returns for it. The default asks one user at a
+    /// time; [`LdapDirectory`] sends one search per chunk of users.
+    async fn find_accounts(&self, users: &[UserRef]) -> Vec<Result<Account, DirectoryError>> {
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            out.push(self.find_account(user).await);
+        }
+        out
+    }
+
+    /// Reads the accounts `dns` on one domain controller (bulk convergence checks): one result
+    /// per DN, in order, each what [`account_on`](Self::account_on) returns for it. The default
+    /// reads one at a time; [`LdapDirectory`] sends one search per chunk of DNs.
+    async fn accounts_on(
+        &self,
+        dc: &DomainController,
+        dns: &[Dn],
+    ) -> Vec<Result<Account, DirectoryError>> {
+        let mut out = Vec::with_capacity(dns.len());
+        for dn in dns {
+            out.push(self.account_on(dc, dn).await);
+        }
+        out
+    }
+
+    /// Disables the account (when `disable`) and resets its password (when `new_password` is
+    /// given) in as few round trips as the backend can, for bulk incident response.
+    ///
+    /// `account` is the account as the caller last read it: backends may use its
+    /// `userAccountControl` as the expected value of a guarded swap (delete the old value, add
+    /// the new one) and must then fall back to the one-action methods when it is stale, so the
+    /// outcome is the same as [`disable_account`](Self::disable_account) followed by
+    /// [`reset_password`](Self::reset_password) — which is what the default does. Each
+    /// action's result is reported on its own.
+    async fn disable_and_reset(
+        &self,
+        account: &Account,
+        disable: bool,
+        new_password: Option<&SecretString>,
+    ) -> AccountChanges {
+        one_at_a_time(self, account, disable, new_password).await
+    }
+}
+
+/// [`Directory::disable_and_reset`] with the one-action methods.
+pub(crate) async fn one_at_a_time<D: Directory + ?Sized>(
+    directory: &D,
+    account: &Account,
+    disable: bool,
+    new_password: Option<&SecretString>,
+) -> AccountChanges {
+    let disable = match disable {
+        true => Some(directory.disable_account(account).await),
+        false => None,
+    };
+    let reset_password = match new_password {
+        Some(p) => Some(directory.reset_password(account, p).await),
+        None => None,
+    };
+    AccountChanges {
+        disable,
+        reset_password,
+    }
+}
+
+/// What [`Directory::disable_and_reset`] did, per action (`None`: not asked for).
+/// Error texts never contain the password.
+#[derive(Debug)]
+pub struct AccountChanges {
+    /// The result of disabling the account.
+    pub disable: Option<Result<ChangeOutcome, DirectoryError>>,
+    /// The result of the password reset.
+    pub reset_password: Option<Result<ChangeOutcome, DirectoryError>>,
 }

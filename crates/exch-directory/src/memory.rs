@@ -10,7 +10,7 @@ use exch_core::ExchangeServer;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use crate::escape::{dn_canonical, dn_value};
+use crate::escape::{dn_canonical, dn_value, same_name};
 use crate::{
     Account, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn, DomainController,
     UserAccountControl, UserRef,
@@ -304,7 +304,7 @@ impl State {
                             .account
                             .user_principal_name
                             .as_deref()
-                            .is_some_and(|u| u.eq_ignore_ascii_case(upn))
+                            .is_some_and(|u| same_name(upn, u))
                     })
                     .collect();
                 if by_upn.is_empty() {
@@ -313,7 +313,7 @@ impl State {
                             self.users[i]
                                 .mail
                                 .as_deref()
-                                .is_some_and(|m| m.eq_ignore_ascii_case(upn))
+                                .is_some_and(|m| same_name(upn, m))
                         })
                         .collect()
                 } else {
@@ -340,12 +340,7 @@ impl State {
 
     fn by_sam(&self, sam: &str) -> Vec<usize> {
         (0..self.users.len())
-            .filter(|&i| {
-                self.users[i]
-                    .account
-                    .sam_account_name
-                    .eq_ignore_ascii_case(sam)
-            })
+            .filter(|&i| same_name(sam, &self.users[i].account.sam_account_name))
             .collect()
     }
 

@@ -55,6 +55,13 @@ pub trait CacheFlusher: Debug + Send + Sync + 'static {
         server: &ExchangeServer,
         ttl: Duration,
     ) -> Result<TokenCacheSettings, IisError>;
+
+    /// The security checks this backend was told to skip, one sentence each naming the
+    /// opt-out (e.g. certificate verification turned off). Empty by default; the orchestrator
+    /// copies them into its report so that nobody mistakes a lab set-up for a secure one.
+    fn security_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Validates a `UserTokenTTL` value: whole seconds that fit a positive `DWORD`.

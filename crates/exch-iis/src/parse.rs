@@ -114,20 +114,35 @@ impl Ctx<'_> {
 
     fn json<T: DeserializeOwned>(&self, what: &str, stdout: &str) -> Result<T, IisError> {
         let text = stdout.trim_start_matches('\u{feff}').trim();
-        serde_json::from_str(text).map_err(|e| IisError::Protocol {
-            server: self.server.to_string(),
-            detail: format!(
-                "the {what} script printed no valid JSON ({e}); stdout began with {:?}",
-                text.chars().take(200).collect::<String>()
-            ),
-            source: Some(Box::new(e)),
+        // serde_json's message quotes the offending value in full (a 1 MiB string from a
+        // hostile server would end up in the error, the report and the logs): keep an excerpt
+        // and leave the serde error out of the source chain.
+        serde_json::from_str(text).map_err(|e| {
+            let full = e.to_string();
+            let reason = if full.chars().count() > 200 {
+                let head: String = full.chars().take(160).collect();
+                format!("{head}… at line {} column {}", e.line(), e.column())
+            } else {
+                full
+            };
+            IisError::Protocol {
+                server: self.server.to_string(),
+                detail: format!(
+                    "the {what} script printed no valid JSON ({reason}); stdout began with {:?}",
+                    text.chars().take(200).collect::<String>()
+                ),
+                source: None,
+            }
         })
     }
 
     fn time(&self, s: &str) -> Result<DateTime<Utc>, IisError> {
         DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| self.err(format!("bad timestamp {s:?}: {e}")))
+            .map_err(|e| {
+                let head: String = s.chars().take(64).collect();
+                self.err(format!("bad timestamp {head:?}: {e}"))
+            })
     }
 
     fn workers(&self, raw: &[RawWorker]) -> Result<Vec<WorkerProcess>, IisError> {

@@ -34,6 +34,9 @@ pub const SINGLE_QUOTES: [char; 5] = ['\'', '\u{2018}', '\u{2019}', '\u{201A}', 
 
 /// Writes `s` as a PowerShell single-quoted (verbatim) string literal: every single-quote
 /// character, ASCII or typographic, is doubled. Nothing is expanded inside such a literal.
+/// Any other character, newlines included, is kept verbatim, except that a NUL cannot be
+/// carried by a script at all (hosts and parsers stop at it): refuse control characters
+/// before quoting, as [`AppPool::new`](exch_core::AppPool::new) does.
 pub fn ps_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');

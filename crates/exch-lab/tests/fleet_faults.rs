@@ -229,3 +229,157 @@ async fn shutdown_closes_every_connection_and_port() {
         assert!(err.is_connect());
     }
 }
+
+/// A winrm-rs client for `server` (Basic auth), for the shell's lower-level calls.
+fn winrm_client(fleet: &Fleet, server: &exch_lab::fleet::LabServer) -> winrm_rs::WinrmClient {
+    use secrecy::ExposeSecret;
+    let config = winrm_rs::WinrmConfig {
+        port: server.port(),
+        auth_method: winrm_rs::AuthMethod::Basic,
+        connect_timeout_secs: 5,
+        operation_timeout_secs: 20,
+        ..Default::default()
+    };
+    let credentials = winrm_rs::WinrmCredentials::new(
+        fleet.winrm_user(),
+        fleet.winrm_password().expose_secret(),
+        "",
+    );
+    winrm_rs::WinrmClient::new(config, credentials).unwrap()
+}
+
+#[tokio::test]
+async fn hang_holds_requests_until_cleared() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("HANG01").faults(Faults::hang()),
+    )
+    .await;
+    let hang = fleet.server("HANG01").unwrap().clone();
+    assert!(hang.faults().await.hang);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(hang.winrm_url())
+        .basic_auth(fleet.winrm_user(), Some("Lab-WinRM-1"))
+        .body("<x/>")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // A patient client is held, with the connection open, until the fault is cleared.
+    let before = hang.counters().winrm_requests;
+    let (url, user) = (hang.winrm_url(), fleet.winrm_user().to_owned());
+    let held = tokio::spawn(async move {
+        fleet_support::client()
+            .post(url)
+            .basic_auth(user, Some("Lab-WinRM-1"))
+            .body("<x/>")
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    while hang.counters().winrm_requests == before {
+        tokio::task::yield_now().await;
+    }
+    assert!(!held.is_finished());
+    assert!(hang.counters().open_connections >= 1);
+    hang.set_hang(false);
+    // Answered as soon as the fault is cleared: a SOAP fault for the `<x/>` body.
+    assert_eq!(held.await.unwrap().unwrap(), 500);
+    assert!(!hang.faults().await.hang);
+    let out = run_powershell(&fleet, &hang, "iisreset /status")
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0);
+    fleet.shutdown_within(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn timed_out_receives_come_before_the_output() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("TO01").faults(Faults::timed_out_receives(2)),
+    )
+    .await;
+    let server = fleet.server("TO01").unwrap();
+    assert_eq!(server.faults().await.timed_out_receives, 2);
+    let client = winrm_client(&fleet, server);
+    let shell = client.create_shell("127.0.0.1").await.unwrap();
+    let cmd = client
+        .execute_command("127.0.0.1", &shell, "iisreset", &["/status"])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let Err(err) = client.receive_output("127.0.0.1", &shell, &cmd).await else {
+            panic!("output before the injected TimedOut faults");
+        };
+        assert!(err.to_string().contains("TimedOut"), "{err}");
+    }
+    let mut out = client
+        .receive_output("127.0.0.1", &shell, &cmd)
+        .await
+        .unwrap();
+    while !out.done {
+        out = client
+            .receive_output("127.0.0.1", &shell, &cmd)
+            .await
+            .unwrap();
+    }
+    assert_eq!(out.exit_code, Some(0));
+    client.delete_shell("127.0.0.1", &shell).await.unwrap();
+    assert_eq!(server.counters().winrm_faults, 2);
+    server.set_timed_out_receives(0);
+    assert_eq!(server.faults().await, Faults::none());
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_zero_exit_fails_like_powershell_without_running() {
+    let dir = directory();
+    let fleet = fleet(&dir, ServerSpec::exchange_2019("EXIT01")).await;
+    let server = fleet.server("EXIT01").unwrap();
+    server.set_exit_code(Some(1));
+    assert_eq!(server.faults().await.exit_code, Some(1));
+    let script = fleet_support::recycle_script(&["MSExchangeOWAAppPool"]);
+    let out = run_powershell(&fleet, server, &script).await.unwrap();
+    assert_eq!(out.exit_code, 1);
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WebAdministration") && stderr.contains("FullyQualifiedErrorId"),
+        "{stderr}"
+    );
+    assert_eq!(server.counters().iis.recycles, 0, "the script did not run");
+    server.set_exit_code(None);
+    let out = run_powershell(&fleet, server, &script).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(server.counters().iis.recycles, 1);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_json_runs_the_script_but_prints_half() {
+    let dir = directory();
+    let fleet = fleet(
+        &dir,
+        ServerSpec::exchange_2019("JSON01").faults(Faults::malformed_json()),
+    )
+    .await;
+    let server = fleet.server("JSON01").unwrap();
+    let script = fleet_support::recycle_script(&["MSExchangeOWAAppPool"]);
+    let out = run_powershell(&fleet, server, &script).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert!(!out.stdout.is_empty());
+    assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_err());
+    assert_eq!(server.counters().iis.recycles, 1, "the script ran");
+    server.set_malformed_json(false);
+    let out = run_powershell(&fleet, server, &script).await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["pools"][0]["name"], "MSExchangeOWAAppPool");
+    fleet.shutdown().await;
+}

@@ -29,15 +29,18 @@ pub(crate) struct ServerSelection {
 pub struct RemediationBuilder {
     directory: Option<Arc<dyn Directory>>,
     flusher: Option<Arc<dyn CacheFlusher>>,
-    user: Option<String>,
+    pub(crate) user: Option<String>,
+    /// Many-user input ([`crate::RevokeMany`]; see `many.rs`).
+    pub(crate) many: crate::many::ManyInput,
     disable: bool,
-    reset: Option<NewPassword>,
+    pub(crate) reset: Option<NewPassword>,
     force_reset: bool,
     selection: ServerSelection,
     protocols: Option<Vec<Protocol>>,
     method: FlushMethod,
     strategy: Strategy,
     timeouts: Timeouts,
+    deadline: Option<std::time::Duration>,
     retry: RetryPolicy,
     cancel: Option<CancellationToken>,
     events: Option<UnboundedSender<Event>>,
@@ -137,6 +140,18 @@ impl RemediationBuilder {
         self
     }
 
+    /// Limit for a whole [`execute`](Remediation::execute) (default: none; then a run that
+    /// meets a hang on every server takes up to servers × attempts × `per_server` with
+    /// [`Strategy::Rolling`]). Every wait and operation is cut to what is left: a flush still
+    /// running at the deadline ends `Failed { kind: "Timeout" }`, servers not started by then
+    /// are `Skipped` (and in `servers_to_retry`), convergence stops waiting; the report is
+    /// complete and the outcome at best `Partial`. `execute` returns shortly after the deadline
+    /// (the time to write the report and close connections).
+    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
     /// Retries of transient errors.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -182,6 +197,12 @@ impl RemediationBuilder {
         let flusher = self
             .flusher
             .ok_or_else(|| RemediationError::invalid("builder", "no flusher: call .flusher(..)"))?;
+        if !self.many.users.is_empty() {
+            return Err(RemediationError::invalid(
+                "builder",
+                "several users given with .users(..): call .build_many(), not .build()",
+            ));
+        }
         let user_text = self.user.ok_or_else(|| {
             RemediationError::invalid("builder", "no user: call .user(\"bob@corp.example\")")
         })?;
@@ -244,6 +265,7 @@ impl RemediationBuilder {
             method: self.method,
             strategy: self.strategy,
             timeouts: self.timeouts,
+            deadline: self.deadline,
             retry: self.retry,
             cancel: self.cancel.unwrap_or_default(),
             events: self.events,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::Step;
+use crate::{ActionRecord, ServerRecord, Step};
 
 /// One progress event. Sent on the channel given to
 /// [`crate::RemediationBuilder::events`]; a slow or dropped receiver never blocks the run.
@@ -54,6 +54,18 @@ pub enum Event {
         delay: Duration,
         /// The error.
         error: String,
+    },
+    /// A directory action was tried: the record the report will hold. For journals that let
+    /// a killed run be resumed (see [`crate::RemediationBuilder::resume`]).
+    ActionRecorded {
+        /// The record.
+        record: ActionRecord,
+    },
+    /// A server's flush ended (after retries): the record the report will hold (without the
+    /// probes, which come later). For journals, like [`Event::ActionRecorded`].
+    ServerRecorded {
+        /// The record.
+        record: Box<ServerRecord>,
     },
     /// Something the operator should know.
     Warning {

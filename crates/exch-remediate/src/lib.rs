@@ -2,8 +2,10 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod deadline;
 mod error;
 mod events;
+mod many;
 mod options;
 mod plan;
 mod probe;
@@ -13,6 +15,10 @@ mod run;
 pub use builder::RemediationBuilder;
 pub use error::RemediationError;
 pub use events::Event;
+pub use many::{
+    ManyPlan, ManyReport, PlannedUser, RevokeMany, ServerProbes, UserProblem, UserRecord,
+    DEFAULT_MAX_IN_FLIGHT,
+};
 pub use options::{Action, NewPassword, RetryPolicy, Step, Strategy, Timeouts};
 pub use plan::{Plan, PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
 pub use probe::{HttpProber, ProbeResult, Prober};
@@ -42,6 +48,7 @@ pub struct Remediation {
     method: FlushMethod,
     strategy: Strategy,
     timeouts: Timeouts,
+    deadline: Option<std::time::Duration>,
     retry: RetryPolicy,
     cancel: CancellationToken,
     events: Option<UnboundedSender<Event>>,

@@ -166,6 +166,12 @@ pub struct Report {
     pub servers_to_retry: Vec<String>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
+    /// Security checks the backends were told to skip (certificate verification off, Basic
+    /// over plain HTTP, an unencrypted LDAP connection), one sentence each naming the opt-out;
+    /// empty when every connection was encrypted and verified. See
+    /// `CacheFlusher::security_notes` and `Directory::security_notes`.
+    #[serde(default)]
+    pub security: Vec<String>,
 }
 
 impl Report {
@@ -182,6 +188,9 @@ impl Report {
             self.servers.len(),
             self.domain_controllers.len()
         );
+        for note in &self.security {
+            let _ = writeln!(s, "  SECURITY: {note}");
+        }
         for a in &self.actions {
             let what = match (&a.outcome, &a.error, a.done_earlier) {
                 (_, _, true) => "done in an earlier run".to_owned(),

@@ -9,12 +9,20 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+use crate::deadline::{Deadline, DEADLINE_SKIP};
 use crate::plan::{PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
 use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
 use crate::{
     Action, Event, Outcome, Plan, ProbeResult, Remediation, RemediationError, Report,
     ServerOutcome, Step,
 };
+
+/// Servers probed at once (never more than the strategy flushes at once). Every probe that is
+/// refused is a logon that the server's IIS checks with a domain controller, so this bounds the
+/// burst a DC sees: 4 servers ≈ 20 logons in flight. Measured with 50 servers against Samba AD
+/// (one process, listen backlog 10): one server at a time took 3.0 s, 2 → 1.47 s, 4 → 1.3 s
+/// (1.6 s when the DC's backlog overflowed), 8 → 1.49 s, 64 → 10 s time-outs (BENCHMARKS.md).
+const PROBE_SERVERS_IN_FLIGHT: usize = 4;
 
 /// Protocols whose logon can be probed over HTTP with a user name and password.
 const PROBED: [Protocol; 5] = [
@@ -101,7 +109,7 @@ impl Remediation {
             .any(|a| a.action == action && (a.outcome.is_some() || a.done_earlier))
     }
 
-    fn plan_server(&self, server: ExchangeServer) -> PlannedServer {
+    pub(crate) fn plan_server(&self, server: ExchangeServer) -> PlannedServer {
         let sel = &self.selection;
         let name = server.name.clone();
         let skip = if server.is_edge() {
@@ -152,7 +160,11 @@ impl Remediation {
 
     fn proven_earlier(&self, server: &str) -> bool {
         self.resume.as_ref().is_some_and(|r| {
-            r.servers.iter().any(|s| {
+            // Flushed but left to retry (the old password was still accepted there): not done.
+            !r.servers_to_retry
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(server))
+                && r.servers.iter().any(|s| {
                 s.server.eq_ignore_ascii_case(server)
                     && (s.outcome.is_proven()
                         || matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason.contains("earlier run")))
@@ -187,7 +199,7 @@ impl Remediation {
         }
     }
 
-    fn impact_line(&self, p: &PlannedServer) -> String {
+    pub(crate) fn impact_line(&self, p: &PlannedServer) -> String {
         match &self.method {
             FlushMethod::IisReset { .. } => format!(
                 "{}: every user of every protocol is disconnected while IIS restarts",
@@ -222,7 +234,7 @@ impl Remediation {
         Run::new(self, plan).go().instrument(span).await
     }
 
-    async fn dir<T>(
+    pub(crate) async fn dir<T>(
         &self,
         fut: impl Future<Output = Result<T, DirectoryError>>,
     ) -> Result<T, DirectoryError> {
@@ -237,7 +249,11 @@ impl Remediation {
     }
 
     /// A directory operation with retries of transient errors.
-    async fn dir_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, DirectoryError>
+    pub(crate) async fn dir_retry<T, F, Fut>(
+        &self,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, DirectoryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DirectoryError>>,
@@ -267,6 +283,7 @@ struct Run<'a> {
     r: &'a Remediation,
     plan: &'a Plan,
     started: Instant,
+    deadline: Deadline,
     report: Report,
 }
 
@@ -276,6 +293,7 @@ impl<'a> Run<'a> {
             r,
             plan,
             started: Instant::now(),
+            deadline: Deadline::new(r.deadline),
             report: Report {
                 outcome: Outcome::Failed,
                 account: None,
@@ -289,6 +307,7 @@ impl<'a> Run<'a> {
                 reasons: Vec::new(),
                 servers_to_retry: Vec::new(),
                 cancelled: false,
+                security: [r.directory.security_notes(), r.flusher.security_notes()].concat(),
             },
         }
     }
@@ -327,11 +346,11 @@ impl<'a> Run<'a> {
     async fn go(mut self) -> Report {
         // 1. Find the account again: the plan may be old.
         let s = self.step_begin(Step::FindAccount);
-        let account = match self
-            .r
-            .dir_retry("find account", || {
+        let dl = self.deadline;
+        let account = match dl
+            .dir(self.r.dir_retry("find account", || {
                 self.r.directory.find_account(&self.r.user)
-            })
+            }))
             .await
         {
             Ok(a) if a.dn.as_str() == self.plan.account.dn => a,
@@ -458,7 +477,9 @@ impl<'a> Run<'a> {
         for srv in &self.report.servers {
             let retry = match &srv.outcome {
                 ServerOutcome::Flushed { .. } => srv.probes.iter().any(|p| !p.refused),
-                ServerOutcome::Skipped { reason } => reason == "cancelled",
+                ServerOutcome::Skipped { reason } => {
+                    reason == "cancelled" || reason.starts_with(DEADLINE_SKIP)
+                }
                 _ => true,
             };
             if retry {
@@ -491,6 +512,14 @@ impl<'a> Run<'a> {
             Outcome::Partial
         };
         self.finish(outcome)
+    }
+
+    /// Records a directory action in the report and tells the event listener.
+    fn push_action(&mut self, record: ActionRecord) {
+        self.r.emit(Event::ActionRecorded {
+            record: record.clone(),
+        });
+        self.report.actions.push(record);
     }
 
     fn skip_all_servers(mut self, reason: &str) -> Self {
@@ -527,7 +556,7 @@ impl Run<'_> {
                 expected.disabled = true;
             }
             if planned.done_earlier {
-                self.report.actions.push(ActionRecord {
+                self.push_action(ActionRecord {
                     action,
                     outcome: None,
                     error: None,
@@ -535,19 +564,21 @@ impl Run<'_> {
                 });
                 continue;
             }
+            let dl = self.deadline;
             let result = match action {
                 Action::Disable => {
-                    self.r
-                        .dir_retry("disable", || self.r.directory.disable_account(account))
-                        .await
+                    dl.dir(
+                        self.r
+                            .dir_retry("disable", || self.r.directory.disable_account(account)),
+                    )
+                    .await
                 }
                 Action::ResetPassword => match &self.r.new_password {
                     Some(p) => {
-                        self.r
-                            .dir_retry("reset password", || {
-                                self.r.directory.reset_password(account, p)
-                            })
-                            .await
+                        dl.dir(self.r.dir_retry("reset password", || {
+                            self.r.directory.reset_password(account, p)
+                        }))
+                        .await
                     }
                     None => Err(DirectoryError::InvalidInput {
                         what: "new password".into(),
@@ -560,15 +591,14 @@ impl Run<'_> {
                     tracing::info!(?action, ?outcome, "directory action done");
                     if action == Action::ResetPassword {
                         // What the DCs must show: the pwdLastSet the writing DC now has.
-                        if let Ok(after) = self
-                            .r
-                            .dir(self.r.directory.find_account(&self.r.user))
+                        if let Ok(after) = dl
+                            .dir(self.r.dir(self.r.directory.find_account(&self.r.user)))
                             .await
                         {
                             expected.pwd_last_set_at_least = after.pwd_last_set;
                         }
                     }
-                    self.report.actions.push(ActionRecord {
+                    self.push_action(ActionRecord {
                         action,
                         outcome: Some(outcome),
                         error: None,
@@ -580,7 +610,7 @@ impl Run<'_> {
                     if action == Action::Disable {
                         expected.disabled = false;
                     }
-                    self.report.actions.push(ActionRecord {
+                    self.push_action(ActionRecord {
                         action,
                         outcome: None,
                         error: Some(e.to_string()),
@@ -594,7 +624,11 @@ impl Run<'_> {
 
     async fn converge(&mut self, expected: &Expected) -> bool {
         let dn = exch_directory::Dn(self.plan.account.dn.clone());
-        let dcs = match self.r.dir(self.r.directory.domain_controllers()).await {
+        let dl = self.deadline;
+        let dcs = match dl
+            .dir(self.r.dir(self.r.directory.domain_controllers()))
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 self.report.domain_controllers.push(DcRecord {
@@ -610,9 +644,8 @@ impl Run<'_> {
         if dcs.is_empty() {
             // No DC objects: confirm on the connection that made the change.
             let t = Instant::now();
-            let ok = match self
-                .r
-                .dir(self.r.directory.find_account(&self.r.user))
+            let ok = match dl
+                .dir(self.r.dir(self.r.directory.find_account(&self.r.user)))
                 .await
             {
                 Ok(a) => shows(&a, expected),
@@ -627,7 +660,7 @@ impl Run<'_> {
             });
             return ok;
         }
-        let deadline = Instant::now() + self.r.timeouts.converge;
+        let deadline = dl.cap_instant(Instant::now() + self.r.timeouts.converge);
         let t0 = Instant::now();
         let records = futures::future::join_all(
             dcs.iter()
@@ -651,7 +684,11 @@ impl Run<'_> {
         let mut last_error: Option<String>;
         loop {
             reads += 1;
-            match self.r.dir(self.r.directory.account_on(dc, dn)).await {
+            match self
+                .deadline
+                .dir(self.r.dir(self.r.directory.account_on(dc, dn)))
+                .await
+            {
                 Ok(a) if shows(&a, expected) => {
                     let after = t0.elapsed();
                     self.r.emit(Event::DcConverged {
@@ -677,8 +714,12 @@ impl Run<'_> {
                     after: None,
                     reads,
                     error: Some(format!(
-                        "not converged after {:?}: {}",
-                        self.r.timeouts.converge,
+                        "not converged after {}: {}",
+                        if self.deadline.expired() {
+                            format!("{:?} (the run deadline was reached)", t0.elapsed())
+                        } else {
+                            format!("{:?}", self.r.timeouts.converge)
+                        },
                         last_error.unwrap_or_default()
                     )),
                 };
@@ -692,41 +733,7 @@ impl Run<'_> {
     }
 
     async fn flush_all(&mut self) {
-        let planned: Vec<&PlannedServer> = self.plan.servers.iter().collect();
-        let r = self.r;
-        let records: Vec<ServerRecord> = match r.strategy {
-            crate::Strategy::Parallel { max_in_flight } => {
-                // Futures are created up front (lazily polled): keeps `execute` Send.
-                let flushes: Vec<_> = planned.iter().map(|p| flush_one(r, p)).collect();
-                futures::stream::iter(flushes)
-                    .buffered(max_in_flight)
-                    .collect()
-                    .await
-            }
-            crate::Strategy::Rolling { batch, pause } => {
-                let mut out = Vec::with_capacity(planned.len());
-                let to_flush: Vec<&PlannedServer> =
-                    planned.iter().copied().filter(|p| p.is_flushed()).collect();
-                for (i, chunk) in to_flush.chunks(batch).enumerate() {
-                    if i > 0 && !pause.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = r.cancel.cancelled() => {}
-                        }
-                    }
-                    out.extend(
-                        futures::future::join_all(chunk.iter().map(|p| flush_one(r, p))).await,
-                    );
-                }
-                for p in planned.iter().filter(|p| !p.is_flushed()) {
-                    out.push(flush_one(r, p).await);
-                }
-                // Report in plan order, whatever the batching.
-                out.sort_by_key(|rec| planned.iter().position(|p| p.server.name == rec.server));
-                out
-            }
-        };
-        self.report.servers = records;
+        self.report.servers = flush_servers(self.r, &self.plan.servers, self.deadline).await;
     }
 
     async fn probe_all(&mut self, account: &Account) -> (usize, usize) {
@@ -737,9 +744,9 @@ impl Run<'_> {
             .user_principal_name
             .clone()
             .unwrap_or_else(|| account.sam_account_name.clone());
-        let mut refused = 0;
-        let mut total = 0;
-        for p in &self.plan.servers {
+        let (r, plan, deadline) = (self.r, self.plan, self.deadline);
+        let mut probes = Vec::new();
+        for p in &plan.servers {
             let Some(idx) = self
                 .report
                 .servers
@@ -748,45 +755,27 @@ impl Run<'_> {
             else {
                 continue;
             };
-            if !self.report.servers[idx].outcome.is_proven() {
-                continue;
+            if self.report.servers[idx].outcome.is_proven() {
+                probes.push((idx, p));
             }
-            let protocols: Vec<Protocol> = match &self.r.method {
-                FlushMethod::IisReset { .. } => PROBED.to_vec(),
-                _ => {
-                    let mut v: Vec<Protocol> = p
-                        .pools
-                        .iter()
-                        .flat_map(|x| x.protocols.iter().copied())
-                        .filter(|x| PROBED.contains(x))
-                        .collect();
-                    v.sort();
-                    v.dedup();
-                    v
-                }
-            };
-            let results = futures::future::join_all(
-                protocols
-                    .iter()
-                    .map(|&proto| prober.probe(&p.server, proto, &user, old)),
-            )
+        }
+        // A few servers at a time (see PROBE_SERVERS_IN_FLIGHT), not one after another.
+        // Futures are created up front (lazily polled): keeps `execute` Send.
+        let user = user.as_str();
+        let futs: Vec<_> = probes
+            .into_iter()
+            .map(|(idx, p)| async move {
+                let records = probe_server(r, prober.as_ref(), p, user, old, deadline).await;
+                (idx, records)
+            })
+            .collect();
+        let done: Vec<(usize, Vec<ProbeRecord>)> = futures::stream::iter(futs)
+            .buffer_unordered(r.strategy.concurrency().clamp(1, PROBE_SERVERS_IN_FLIGHT))
+            .collect()
             .await;
-            let records: Vec<ProbeRecord> = protocols
-                .iter()
-                .zip(results)
-                .map(|(&protocol, res)| {
-                    let (ok, detail) = match res {
-                        ProbeResult::Refused(d) => (true, d),
-                        ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
-                        ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
-                    };
-                    ProbeRecord {
-                        protocol,
-                        refused: ok,
-                        detail,
-                    }
-                })
-                .collect();
+        let mut refused = 0;
+        let mut total = 0;
+        for (idx, records) in done {
             total += records.len();
             refused += records.iter().filter(|x| x.refused).count();
             if let Some(rec) = self.report.servers.get_mut(idx) {
@@ -795,6 +784,113 @@ impl Run<'_> {
         }
         (refused, total)
     }
+}
+
+/// Logs on to `p`'s endpoints (the protocols its flushed pools serve) as `user` with the old
+/// password `old`; one record per protocol.
+pub(crate) async fn probe_server(
+    r: &Remediation,
+    prober: &dyn crate::Prober,
+    p: &PlannedServer,
+    user: &str,
+    old: &secrecy::SecretString,
+    dl: Deadline,
+) -> Vec<ProbeRecord> {
+    let protocols: Vec<Protocol> = match &r.method {
+        FlushMethod::IisReset { .. } => PROBED.to_vec(),
+        _ => {
+            let mut v: Vec<Protocol> = p
+                .pools
+                .iter()
+                .flat_map(|x| x.protocols.iter().copied())
+                .filter(|x| PROBED.contains(x))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+    };
+    let results = dl
+        .bound(futures::future::join_all(
+            protocols
+                .iter()
+                .map(|&proto| prober.probe(&p.server, proto, user, old)),
+        ))
+        .await
+        .unwrap_or_else(|| {
+            let why = format!("not probed: the run deadline ({:?}) was reached", dl.limit);
+            protocols
+                .iter()
+                .map(|_| ProbeResult::Error(why.clone()))
+                .collect()
+        });
+    protocols
+        .iter()
+        .zip(results)
+        .map(|(&protocol, res)| {
+            let (ok, detail) = match res {
+                ProbeResult::Refused(d) => (true, d),
+                ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
+                ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
+            };
+            ProbeRecord {
+                protocol,
+                refused: ok,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// Flushes `servers` with the run's strategy; records in plan order.
+pub(crate) async fn flush_servers(
+    r: &Remediation,
+    servers: &[PlannedServer],
+    dl: Deadline,
+) -> Vec<ServerRecord> {
+    let planned: Vec<&PlannedServer> = servers.iter().collect();
+    let records: Vec<ServerRecord> = match r.strategy {
+        crate::Strategy::Parallel { max_in_flight } => {
+            // Futures are created up front (lazily polled): keeps `execute` Send. Unordered:
+            // `buffered` counts a finished flush against the limit until every earlier one
+            // has finished too, so one slow server held back the next ones (BENCHMARKS.md).
+            let flushes: Vec<_> = planned
+                .iter()
+                .enumerate()
+                .map(|(i, p)| async move { (i, flush_one(r, p, dl).await) })
+                .collect();
+            let mut done: Vec<(usize, ServerRecord)> = futures::stream::iter(flushes)
+                .buffer_unordered(max_in_flight.max(1))
+                .collect()
+                .await;
+            // Report in plan order.
+            done.sort_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, rec)| rec).collect()
+        }
+        crate::Strategy::Rolling { batch, pause } => {
+            let mut out = Vec::with_capacity(planned.len());
+            let to_flush: Vec<&PlannedServer> =
+                planned.iter().copied().filter(|p| p.is_flushed()).collect();
+            for (i, chunk) in to_flush.chunks(batch).enumerate() {
+                if i > 0 && !pause.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(dl.cap(pause)) => {}
+                        _ = r.cancel.cancelled() => {}
+                    }
+                }
+                out.extend(
+                    futures::future::join_all(chunk.iter().map(|p| flush_one(r, p, dl))).await,
+                );
+            }
+            for p in planned.iter().filter(|p| !p.is_flushed()) {
+                out.push(flush_one(r, p, dl).await);
+            }
+            // Report in plan order, whatever the batching.
+            out.sort_by_key(|rec| planned.iter().position(|p| p.server.name == rec.server));
+            out
+        }
+    };
+    records
 }
 
 fn shows(a: &Account, expected: &Expected) -> bool {
@@ -819,7 +915,7 @@ fn kind_of(e: &IisError) -> &'static str {
     }
 }
 
-async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
+pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) -> ServerRecord {
     let t = Instant::now();
     let record = |outcome| ServerRecord {
         server: p.server.name.clone(),
@@ -838,6 +934,11 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
             reason: "cancelled".into(),
         });
     }
+    if dl.expired() {
+        return record(ServerOutcome::Skipped {
+            reason: format!("{DEADLINE_SKIP} ({:?}) was reached", dl.limit),
+        });
+    }
     let span = tracing::info_span!("flush", server = %p.server.name);
     let outcome = async {
         r.emit(Event::ServerStarted {
@@ -852,19 +953,21 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let result = match tokio::time::timeout(
-                r.timeouts.per_server,
-                r.flusher.flush(&p.server, &method),
-            )
-            .await
-            {
-                Ok(res) => res,
-                Err(_) => Err(IisError::Timeout {
-                    server: p.server.name.clone(),
-                    operation: "flush".into(),
-                    after: r.timeouts.per_server,
-                }),
-            };
+            let limit = dl.cap(r.timeouts.per_server);
+            let result =
+                match tokio::time::timeout(limit, r.flusher.flush(&p.server, &method)).await {
+                    Ok(res) => res,
+                    Err(_) if limit < r.timeouts.per_server => Err(IisError::Timeout {
+                        server: p.server.name.clone(),
+                        operation: format!("flush (cut by the run deadline of {:?})", dl.limit),
+                        after: limit,
+                    }),
+                    Err(_) => Err(IisError::Timeout {
+                        server: p.server.name.clone(),
+                        operation: "flush".into(),
+                        after: r.timeouts.per_server,
+                    }),
+                };
             match result {
                 Ok(flush) if flush.is_proven() => {
                     break ServerOutcome::Flushed {
@@ -897,7 +1000,9 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
                 Err(e)
                     if e.is_transient()
                         && attempt < r.retry.attempts
-                        && !r.cancel.is_cancelled() =>
+                        && !r.cancel.is_cancelled()
+                        && dl.cap(r.retry.delay(attempt)) == r.retry.delay(attempt)
+                        && !dl.expired() =>
                 {
                     let delay = r.retry.delay(attempt);
                     tracing::warn!(attempt, error = %e, "flush failed, retrying");
@@ -930,5 +1035,9 @@ async fn flush_one(r: &Remediation, p: &PlannedServer) -> ServerRecord {
     }
     .instrument(span)
     .await;
-    record(outcome)
+    let rec = record(outcome);
+    r.emit(Event::ServerRecorded {
+        record: Box::new(rec.clone()),
+    });
+    rec
 }

@@ -1,5 +1,6 @@
 //! [`LdapDirectory`]: Active Directory over LDAP (ldap3 + rustls).
 
+mod bulk;
 mod conn;
 mod discovery;
 
@@ -7,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +49,7 @@ pub struct LdapDirectoryBuilder {
     timeout: Option<Duration>,
     starttls: bool,
     dc_urls: Vec<(String, String)>,
+    connections: Option<usize>,
 }
 
 impl fmt::Debug for LdapDirectoryBuilder {
@@ -58,11 +61,22 @@ impl fmt::Debug for LdapDirectoryBuilder {
             .field("base_dn", &self.base_dn)
             .field("timeout", &self.timeout)
             .field("starttls", &self.starttls)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
 
 impl LdapDirectoryBuilder {
+    /// How many bound connections to the configured server operations are spread over
+    /// (round robin; default 1, at most 64). ldap3 multiplexes requests on each connection;
+    /// more connections help when the server works on one connection's requests one at a time
+    /// (Samba's `prefork` model, busy DCs) — e.g. bulk revocation with `max_in_flight` > 1.
+    /// Extra connections are opened on first use.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = Some(n);
+        self
+    }
+
     /// The domain controller: `ldaps://dc1.corp.example:636` or `ldap://dc1.corp.example:389`
     /// (then use [`starttls`](Self::starttls)). Required.
     pub fn url(mut self, url: impl Into<String>) -> Self {
@@ -135,6 +149,13 @@ impl LdapDirectoryBuilder {
             None => None,
         };
         let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
+        let connections = self.connections.unwrap_or(1);
+        if !(1..=64).contains(&connections) {
+            return Err(DirectoryError::InvalidInput {
+                what: format!("LdapDirectory connections ({connections})"),
+                reason: "must be between 1 and 64".into(),
+            });
+        }
         let cfg = ConnConfig {
             tls,
             starttls: self.starttls,
@@ -230,6 +251,8 @@ impl LdapDirectoryBuilder {
                 netbios,
                 dc_urls: self.dc_urls,
                 pool: Mutex::new(pool),
+                connections,
+                next: AtomicUsize::new(0),
             }),
         })
     }
@@ -243,15 +266,23 @@ struct Inner {
     ds_service_name: String,
     netbios: Option<String>,
     dc_urls: Vec<(String, String)>,
-    /// One bound connection per server URL, reused by every operation.
+    /// Bound connections by slot (see [`LdapDirectory::slot`]), reused by every operation.
     pool: Mutex<HashMap<String, Ldap>>,
+    /// Connections to `url` (the builder's `connections`).
+    connections: usize,
+    /// Round-robin counter over those.
+    next: AtomicUsize,
 }
 
 /// Active Directory over LDAP: `ldaps://`, or `ldap://` with StartTLS, with a custom CA.
 ///
-/// * One bound service connection per DC, reused (ldap3 multiplexes requests), reopened
+/// * One bound service connection per DC (or [`LdapDirectoryBuilder::connections`] of them to
+///   the configured server, used round robin), reused (ldap3 multiplexes requests), reopened
 ///   when it breaks; reads are retried once on a fresh connection. Every operation, connecting
 ///   included, is bounded by the builder's timeout.
+/// * [`Directory::disable_and_reset`] sends one modify per account (guarded
+///   `userAccountControl` swap from the value the caller read, + `unicodePwd`), and falls back
+///   to the one-action methods when the server refuses it (e.g. the account changed since).
 /// * [`Directory::disable_account`] reads `userAccountControl` and writes it back with the
 ///   disable bit in one modify that deletes the old value and adds the new one: if someone
 ///   changed it in between, the delete fails and the result is
@@ -314,21 +345,34 @@ impl LdapDirectory {
         self.inner.cfg.timeout
     }
 
-    /// The pooled, bound connection to `url`.
-    async fn conn(&self, url: &str) -> Result<Ldap, DirectoryError> {
+    /// The pool key of the connection the next operation on `url` uses: `url` itself, or
+    /// `url#i` for the extra connections to the configured server (round robin).
+    fn slot(&self, url: &str) -> String {
+        let n = self.inner.connections;
+        if n <= 1 || url != self.inner.url {
+            return url.to_owned();
+        }
+        match self.inner.next.fetch_add(1, Ordering::Relaxed) % n {
+            0 => url.to_owned(),
+            i => format!("{url}#{i}"),
+        }
+    }
+
+    /// The pooled, bound connection of `slot` (to `url`).
+    async fn conn(&self, slot: &str, url: &str) -> Result<Ldap, DirectoryError> {
         let mut pool = self.inner.pool.lock().await;
-        if let Some(ldap) = pool.get_mut(url) {
+        if let Some(ldap) = pool.get_mut(slot) {
             if !ldap.is_closed() {
                 return Ok(ldap.clone());
             }
         }
         let ldap = self.inner.cfg.open_bound(url).await?;
-        pool.insert(url.to_owned(), ldap.clone());
+        pool.insert(slot.to_owned(), ldap.clone());
         Ok(ldap)
     }
 
-    async fn forget(&self, url: &str) {
-        self.inner.pool.lock().await.remove(url);
+    async fn forget(&self, slot: &str) {
+        self.inner.pool.lock().await.remove(slot);
     }
 
     /// Runs `f` under the timeout; on a broken connection the pooled connection is dropped
@@ -344,16 +388,17 @@ impl LdapDirectory {
         F: Fn(Ldap) -> Fut,
         Fut: Future<Output = Result<T, DirectoryError>>,
     {
+        let slot = self.slot(url);
         let attempt = async {
-            let ldap = self.conn(url).await?;
+            let ldap = self.conn(&slot, url).await?;
             match f(ldap).await {
                 Err(e @ DirectoryError::Unreachable { .. }) => {
-                    self.forget(url).await;
+                    self.forget(&slot).await;
                     if !retry {
                         return Err(e);
                     }
                     tracing::debug!(%url, error = %e, "LDAP connection broke; retrying on a new one");
-                    let ldap = self.conn(url).await?;
+                    let ldap = self.conn(&slot, url).await?;
                     f(ldap).await
                 }
                 r => r,
@@ -362,7 +407,7 @@ impl LdapDirectory {
         match tokio::time::timeout(self.timeout(), attempt).await {
             Ok(r) => r,
             Err(_) => {
-                self.forget(url).await;
+                self.forget(&slot).await;
                 Err(DirectoryError::Timeout {
                     operation: operation.to_owned(),
                     url: url.to_owned(),
@@ -373,7 +418,11 @@ impl LdapDirectory {
     }
 
     /// Reads account `dn` on the server at `url`.
-    async fn read_account(&self, url: &str, dn: &str) -> Result<Account, DirectoryError> {
+    pub(super) async fn read_account(
+        &self,
+        url: &str,
+        dn: &str,
+    ) -> Result<Account, DirectoryError> {
         parse_dn(dn)?;
         let timeout = self.timeout();
         let filter = format!("(&{USER_FILTER})");
@@ -388,7 +437,7 @@ impl LdapDirectory {
                         what: format!("{dn} (on {url})"),
                     }
                 })?;
-                account_from(&entry, url)
+                account_from(&entry, url).and_then(|a| crate::escape::exact_dn(dn, a))
             }
         })
         .await
@@ -509,87 +558,25 @@ impl Directory for LdapDirectory {
     async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
         let url = self.inner.url.as_str();
         crate::escape::check_user_ref(user)?;
-        let clause = match user {
-            UserRef::Dn(dn) => return self.read_account(url, dn.as_str()).await,
-            UserRef::Upn(upn) => {
-                let v = filter_value(upn);
-                format!("(|(userPrincipalName={v})(mail={v}))")
-            }
-            UserRef::DownLevel { domain, sam } => {
-                if let Some(nb) = &self.inner.netbios {
-                    if !domain.eq_ignore_ascii_case(nb) {
-                        return Err(DirectoryError::NotFound {
-                            what: format!(
-                                "{user} (domain {domain:?} is not this directory's domain {nb:?})"
-                            ),
-                        });
-                    }
-                }
-                format!("(sAMAccountName={})", filter_value(sam))
-            }
-            UserRef::Sam(sam) => format!("(sAMAccountName={})", filter_value(sam)),
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(DirectoryError::InvalidInput {
-                    what: format!("user {other}"),
-                    reason: "unsupported kind of user reference".into(),
-                })
-            }
-        };
-        let filter = format!("(&{USER_FILTER}{clause})");
-        let base = self.inner.base_dn.as_str();
-        let timeout = self.timeout();
-        let entries = self
-            .run(url, &format!("find {user}"), true, |mut ldap| {
-                let filter = filter.clone();
-                async move {
-                    search(
-                        &mut ldap,
-                        timeout,
-                        base,
-                        Scope::Subtree,
-                        &filter,
-                        ACCOUNT_ATTRS,
-                    )
-                    .await
-                    .map_err(|e| map_error("find account", url, &user.to_string(), e))
-                    .map(Option::unwrap_or_default)
-                }
-            })
-            .await?;
-        // UPN first: `mail` only counts when no UPN matches.
-        let entries: Vec<&SearchEntry> = match user {
-            UserRef::Upn(upn) => {
-                let by_upn: Vec<&SearchEntry> = entries
-                    .iter()
-                    .filter(|e| {
-                        attr(e, "userPrincipalName").is_some_and(|u| u.eq_ignore_ascii_case(upn))
-                    })
-                    .collect();
-                if by_upn.is_empty() {
-                    entries.iter().collect()
-                } else {
-                    by_upn
-                }
-            }
-            _ => entries.iter().collect(),
-        };
-        match entries.as_slice() {
-            [] => Err(DirectoryError::NotFound {
-                what: user.to_string(),
-            }),
-            [one] => account_from(one, url),
-            many => Err(DirectoryError::Ambiguous {
-                what: user.to_string(),
-                count: many.len(),
-                examples: many
-                    .iter()
-                    .take(3)
-                    .map(|e| e.dn.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }),
+        if let UserRef::Dn(dn) = user {
+            return self.read_account(url, dn.as_str()).await;
         }
+        let clause = self.user_clause(user)?;
+        let filter = format!("(&{USER_FILTER}{clause})");
+        let entries = self
+            .search_users(&filter, &format!("find {user}"), &user.to_string())
+            .await?;
+        // Exact matches only; UPN first, `mail` only when no UPN matches.
+        let entries = crate::escape::exact_matches(user, &entries, |e, a| attr(e, a))?;
+        bulk::pick(user, &entries, url)
+    }
+
+    async fn find_accounts(&self, users: &[UserRef]) -> Vec<Result<Account, DirectoryError>> {
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(bulk::FIND_CHUNK) {
+            out.extend(self.find_chunk(chunk).await);
+        }
+        out
     }
 
     async fn disable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {
@@ -627,27 +614,35 @@ impl Directory for LdapDirectory {
             let res = conn::modify(&mut ldap, timeout, dn, vec![Mod::Replace(name, values)])
                 .await
                 .map_err(|e| map_error("password reset", url, dn, e))?;
-            let text = res.text.trim().to_owned();
-            match res.rc {
-                0 => Ok(ChangeOutcome::Applied),
-                19 => Err(DirectoryError::PolicyViolation {
-                    operation: format!("password reset of {dn}"),
-                    reason: text,
-                }),
-                53 => Err(DirectoryError::PolicyViolation {
-                    operation: format!("password reset of {dn}"),
-                    reason: format!("the server is unwilling to set this password: {text}"),
-                }),
-                _ if text.contains("0000052D") => Err(DirectoryError::PolicyViolation {
-                    operation: format!("password reset of {dn}"),
-                    reason: text,
-                }),
-                _ => Err(result_error("password reset", url, dn, res)),
-            }
+            password_result(url, dn, res)
         })
         .await?;
         tracing::info!(dn = %account.dn, "password reset");
         Ok(ChangeOutcome::Applied)
+    }
+
+    async fn accounts_on(
+        &self,
+        dc: &DomainController,
+        dns: &[Dn],
+    ) -> Vec<Result<Account, DirectoryError>> {
+        let url = self.dc_url(dc);
+        let mut out = Vec::with_capacity(dns.len());
+        for chunk in dns.chunks(bulk::FIND_CHUNK) {
+            out.extend(self.read_chunk(&url, chunk).await);
+        }
+        out
+    }
+
+    /// One modify per account; see `disable_and_reset_combined` in `bulk.rs`.
+    async fn disable_and_reset(
+        &self,
+        account: &Account,
+        disable: bool,
+        new_password: Option<&SecretString>,
+    ) -> crate::AccountChanges {
+        self.disable_and_reset_combined(account, disable, new_password)
+            .await
     }
 
     async fn authenticate(
@@ -710,6 +705,43 @@ impl Directory for LdapDirectory {
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
         let url = self.dc_url(dc);
         self.read_account(&url, dn.as_str()).await
+    }
+
+    /// TLS certificates are always verified (there is no opt-out); the only note is an
+    /// unencrypted `ldap://` connection without StartTLS.
+    fn security_notes(&self) -> Vec<String> {
+        if self.is_encrypted() {
+            return Vec::new();
+        }
+        vec![format!(
+            "LDAP: {} is not encrypted (neither ldaps:// nor StartTLS): the service account's bind password crosses the network in clear text; password resets and logons are refused on it",
+            self.inner.url
+        )]
+    }
+}
+
+/// The result of a modify that sets `unicodePwd`.
+fn password_result(
+    url: &str,
+    dn: &str,
+    res: ldap3::LdapResult,
+) -> Result<ChangeOutcome, DirectoryError> {
+    let text = res.text.trim().to_owned();
+    match res.rc {
+        0 => Ok(ChangeOutcome::Applied),
+        19 => Err(DirectoryError::PolicyViolation {
+            operation: format!("password reset of {dn}"),
+            reason: text,
+        }),
+        53 => Err(DirectoryError::PolicyViolation {
+            operation: format!("password reset of {dn}"),
+            reason: format!("the server is unwilling to set this password: {text}"),
+        }),
+        _ if text.contains("0000052D") => Err(DirectoryError::PolicyViolation {
+            operation: format!("password reset of {dn}"),
+            reason: text,
+        }),
+        _ => Err(result_error("password reset", url, dn, res)),
     }
 }
 

@@ -12,13 +12,14 @@
 //! The shell is always deleted: inline after success or error, in the background when the
 //! deadline expired or the caller dropped the future.
 
+mod clients;
 mod driver;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -239,7 +240,7 @@ impl WinRmFlusherBuilder {
                 user,
                 password,
                 endpoints,
-                clients: Mutex::new(HashMap::new()),
+                clients: clients::ClientCache::default(),
                 round_trips_total: AtomicU64::new(0),
             }),
         })
@@ -292,6 +293,7 @@ impl Endpoint {
         if host.is_empty() {
             return Err("no host".into());
         }
+        exch_core::check_host_name(&host).map_err(|r| format!("bad host {host:?}: {r}"))?;
         let port = match port {
             Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
             None if https => 5986,
@@ -319,8 +321,9 @@ struct Inner {
     password: SecretString,
     endpoints: HashMap<String, Endpoint>,
     /// One winrm-rs client per endpoint: winrm-rs keeps one NTLM session per client behind a
-    /// lock held across requests, so sharing a client would serialize servers.
-    clients: Mutex<HashMap<String, Arc<WinrmClient>>>,
+    /// lock held across requests, so sharing a client would serialize servers. Bounded, see
+    /// [`clients`].
+    clients: clients::ClientCache,
     round_trips_total: AtomicU64,
 }
 
@@ -374,17 +377,26 @@ impl WinRmFlusher {
         self.inner.round_trips_total.load(Ordering::Relaxed)
     }
 
-    fn endpoint_for(&self, server: &ExchangeServer) -> Endpoint {
+    /// The explicit endpoint of `server`, else `http(s)://{fqdn}:{port}/wsman` once the FQDN
+    /// (from the directory, so untrusted) has been checked to be a plain host name.
+    fn endpoint_for(&self, server: &ExchangeServer) -> Result<Endpoint, IisError> {
         let i = &self.inner;
-        i.endpoints
+        let explicit = i
+            .endpoints
             .get(&server.name.to_ascii_lowercase())
-            .or_else(|| i.endpoints.get(&server.fqdn.to_ascii_lowercase()))
-            .cloned()
-            .unwrap_or_else(|| Endpoint {
-                https: i.https,
-                host: server.fqdn.clone(),
-                port: i.port,
-            })
+            .or_else(|| i.endpoints.get(&server.fqdn.to_ascii_lowercase()));
+        if let Some(ep) = explicit {
+            return Ok(ep.clone());
+        }
+        let host = server.url_host().map_err(|e| IisError::InvalidInput {
+            what: format!("server {}", e.server),
+            reason: e.to_string(),
+        })?;
+        Ok(Endpoint {
+            https: i.https,
+            host: host.to_owned(),
+            port: i.port,
+        })
     }
 
     fn client_for(
@@ -394,14 +406,6 @@ impl WinRmFlusher {
     ) -> Result<Arc<WinrmClient>, IisError> {
         let i = &self.inner;
         let key = ep.url();
-        let mut clients = i.clients.lock().map_err(|_| IisError::Protocol {
-            server: server.name.clone(),
-            detail: "client cache poisoned by an earlier panic".into(),
-            source: None,
-        })?;
-        if let Some(c) = clients.get(&key) {
-            return Ok(Arc::clone(c));
-        }
         let auth_method = match i.auth {
             WinRmAuth::Basic => AuthMethod::Basic,
             WinRmAuth::Ntlm => AuthMethod::Ntlm,
@@ -411,7 +415,10 @@ impl WinRmFlusher {
         let config = WinrmConfig {
             port: ep.port,
             use_tls: ep.https,
-            accept_invalid_certs: i.accept_invalid_certs,
+            // A plain http:// endpoint has no TLS to verify; saying so keeps reqwest from
+            // loading and parsing every system CA certificate for each client, which its
+            // platform verifier does even when no TLS connection is ever made (see `clients`).
+            accept_invalid_certs: i.accept_invalid_certs || !ep.https,
             connect_timeout_secs: i.connect_timeout_secs,
             operation_timeout_secs: i.receive_timeout_secs,
             auth_method,
@@ -428,15 +435,31 @@ impl WinRmFlusher {
             password: SecretString::from(i.password.expose_secret().to_string()),
             domain,
         };
-        let client = WinrmClient::new(config, creds).map_err(|e| IisError::Unreachable {
-            server: server.name.clone(),
-            endpoint: key.clone(),
-            detail: format!("cannot set up the HTTP client: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-        let client = Arc::new(client);
-        clients.insert(key, Arc::clone(&client));
-        Ok(client)
+        let plain_http = !ep.https && !i.accept_invalid_certs;
+        i.clients
+            .get_or_build(&key, move || {
+                if plain_http {
+                    // Mutes winrm-rs's "TLS certificate verification disabled" warning, which
+                    // is untrue for plain HTTP (`security_notes` still names Basic over HTTP).
+                    let quiet = tracing::subscriber::NoSubscriber::default();
+                    tracing::subscriber::with_default(quiet, || WinrmClient::new(config, creds))
+                } else {
+                    WinrmClient::new(config, creds)
+                }
+            })
+            .map_err(|e| match e {
+                clients::BuildError::Winrm(e) => IisError::Unreachable {
+                    server: server.name.clone(),
+                    endpoint: key.clone(),
+                    detail: format!("cannot set up the HTTP client: {e}"),
+                    source: Some(Box::new(e)),
+                },
+                clients::BuildError::Internal(detail) => IisError::Protocol {
+                    server: server.name.clone(),
+                    detail,
+                    source: None,
+                },
+            })
     }
 
     async fn run(
@@ -445,7 +468,7 @@ impl WinRmFlusher {
         operation: &'static str,
         script_text: &str,
     ) -> Result<driver::ScriptRun, IisError> {
-        let ep = self.endpoint_for(server);
+        let ep = self.endpoint_for(server)?;
         let client = self.client_for(server, &ep)?;
         let target = Target {
             server: server.name.clone(),
@@ -588,6 +611,20 @@ impl CacheFlusher for WinRmFlusher {
             .await?;
         parse::token_ttl(&server.name, &run.stdout)
     }
+
+    fn security_notes(&self) -> Vec<String> {
+        let i = &self.inner;
+        let mut notes = Vec::new();
+        let any_https = i.https || i.endpoints.values().any(|e| e.https);
+        if i.accept_invalid_certs && any_https {
+            notes.push("WinRM: server certificates are NOT verified (danger_accept_invalid_certs / --winrm-insecure): anyone on the path can impersonate a server and read the WinRM credentials".to_owned());
+        }
+        let any_http = !i.https || i.endpoints.values().any(|e| !e.https);
+        if i.auth == WinRmAuth::Basic && any_http {
+            notes.push("WinRM: Basic authentication over plain HTTP (allow_unencrypted_basic / --allow-unencrypted-basic): the WinRM password crosses the network in clear text on every request".to_owned());
+        }
+        notes
+    }
 }
 
 #[cfg(test)]
@@ -616,6 +653,39 @@ mod tests {
         let f = b.build().unwrap();
         let d = format!("{f:?}");
         assert!(!d.contains("hunter2") && d.contains("REDACTED"), "{d}");
+    }
+
+    #[test]
+    fn security_opt_outs_are_named() {
+        let pw = || SecretString::from("pw".to_string());
+        let ntlm_https = WinRmFlusher::builder()
+            .https(true)
+            .credentials("a", pw())
+            .build()
+            .unwrap();
+        assert!(ntlm_https.security_notes().is_empty());
+        let lab = WinRmFlusher::builder()
+            .auth(WinRmAuth::Basic)
+            .allow_unencrypted_basic(true)
+            .credentials("a", pw())
+            .build()
+            .unwrap();
+        let notes = lab.security_notes();
+        assert!(
+            notes.len() == 1 && notes[0].contains("allow_unencrypted_basic"),
+            "{notes:?}"
+        );
+        let insecure = WinRmFlusher::builder()
+            .https(true)
+            .danger_accept_invalid_certs(true)
+            .credentials("a", pw())
+            .build()
+            .unwrap();
+        let notes = insecure.security_notes();
+        assert!(
+            notes.len() == 1 && notes[0].contains("danger_accept_invalid_certs"),
+            "{notes:?}"
+        );
     }
 
     #[test]

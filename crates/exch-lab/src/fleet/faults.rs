@@ -18,6 +18,17 @@ pub struct Faults {
     pub soap_fault: bool,
     /// Pools whose recycle fails with a PowerShell-style error.
     pub failing_pools: Vec<String>,
+    /// WinRM accepts the connection and the request and never answers, until cleared
+    /// ("connect then hang"; unlike [`winrm_delay`](Self::winrm_delay), no answer ever comes).
+    pub hang: bool,
+    /// The first N Receives of every command are answered with the `w:TimedOut` fault
+    /// (2150858793) before the real output: a conforming client polls again and succeeds.
+    pub timed_out_receives: u32,
+    /// Every command exits with this code and a PowerShell error on stderr without running,
+    /// as a failed `powershell.exe` does (meant to be non-zero).
+    pub exit_code: Option<i32>,
+    /// Every command runs, but its stdout is cut in half: not the JSON document expected.
+    pub malformed_json: bool,
 }
 
 impl Faults {
@@ -54,6 +65,38 @@ impl Faults {
     pub fn soap_fault() -> Self {
         Faults {
             soap_fault: true,
+            ..Faults::default()
+        }
+    }
+
+    /// WinRM accepts connections and requests and never answers, until cleared.
+    pub fn hang() -> Self {
+        Faults {
+            hang: true,
+            ..Faults::default()
+        }
+    }
+
+    /// The first `n` Receives of every command answer `w:TimedOut`.
+    pub fn timed_out_receives(n: u32) -> Self {
+        Faults {
+            timed_out_receives: n,
+            ..Faults::default()
+        }
+    }
+
+    /// Every command exits with `code` and a PowerShell error on stderr.
+    pub fn exit_code(code: i32) -> Self {
+        Faults {
+            exit_code: Some(code),
+            ..Faults::default()
+        }
+    }
+
+    /// Every command prints half of its JSON document.
+    pub fn malformed_json() -> Self {
+        Faults {
+            malformed_json: true,
             ..Faults::default()
         }
     }

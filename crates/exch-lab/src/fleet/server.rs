@@ -225,6 +225,10 @@ impl LabServer {
             wrong_credentials: winrm.wrong_credentials,
             soap_fault: winrm.command_fault,
             failing_pools: self.shared.iis.recycle_faults(),
+            hang: winrm.hang_after_accept,
+            timed_out_receives: winrm.timed_out_receives,
+            exit_code: winrm.command_exit,
+            malformed_json: winrm.malformed_output,
         }
     }
 
@@ -291,6 +295,37 @@ impl LabServer {
             .winrm
             .faults()
             .update(|w| w.command_fault = fault);
+    }
+
+    /// WinRM accepts connections and requests and never answers them (`true`), or answers
+    /// again (`false`: requests held meanwhile are answered too, if their client still waits).
+    pub fn set_hang(&self, hang: bool) {
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.hang_after_accept = hang);
+    }
+
+    /// The first `n` Receives of every new command answer `w:TimedOut` (0: none).
+    pub fn set_timed_out_receives(&self, n: u32) {
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.timed_out_receives = n);
+    }
+
+    /// Every command exits with `code` and a PowerShell error without running (`None`: they
+    /// run again).
+    pub fn set_exit_code(&self, code: Option<i32>) {
+        self.shared.winrm.faults().update(|w| w.command_exit = code);
+    }
+
+    /// Every command prints half of its stdout (not valid JSON), or all of it again.
+    pub fn set_malformed_json(&self, malformed: bool) {
+        self.shared
+            .winrm
+            .faults()
+            .update(|w| w.malformed_output = malformed);
     }
 
     /// Recycling `pool` fails from now on (PowerShell-style error).

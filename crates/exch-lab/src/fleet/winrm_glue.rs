@@ -34,5 +34,9 @@ pub(crate) fn apply(service: &WinRmService, faults: &Faults) {
         f.response_delay = faults.winrm_delay;
         f.wrong_credentials = faults.wrong_credentials;
         f.command_fault = faults.soap_fault;
+        f.hang_after_accept = faults.hang;
+        f.timed_out_receives = faults.timed_out_receives;
+        f.command_exit = faults.exit_code;
+        f.malformed_output = faults.malformed_json;
     });
 }

@@ -20,8 +20,10 @@
 //!   `appcmd …` and `cmd /c …` around them. They run asynchronously ([`crate::ps`]); bad base64
 //!   or an unknown program fails on stderr with exit code 1 (not a fault). stderr is plain text,
 //!   not CLIXML.
-//! - Faults can be injected at run time through [`WinRmFaultsHandle`]; [`WinRmCounters`] counts
-//!   requests, actions, open shells and commands, and faults.
+//! - Faults can be injected at run time through [`WinRmFaultsHandle`] (401, SOAP fault on
+//!   Command, `w:TimedOut` Receives, delay, hang until cleared, non-zero exit, malformed
+//!   stdout); [`WinRmCounters`] counts requests, actions, open shells and commands, and
+//!   faults.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -69,33 +71,66 @@ pub struct WinRmFaults {
     pub timed_out_receives: u32,
     /// Delay every response by this long (slow past the client's timeout).
     pub response_delay: Option<Duration>,
-    /// Accept requests and never answer.
+    /// Accept the connection and the request, and never answer — until this is cleared: then
+    /// requests held meanwhile are served (if their client still waits).
     pub hang_after_accept: bool,
+    /// Every command fails without running, as a `powershell.exe` that stops with a
+    /// terminating error does: this exit code (meant to be non-zero) and a PowerShell-style
+    /// error on stderr, nothing on stdout.
+    pub command_exit: Option<i32>,
+    /// Every command runs (its side effects happen), but its stdout is cut in half, so it is
+    /// not the JSON document the script printed.
+    pub malformed_output: bool,
+}
+
+#[derive(Debug, Default)]
+struct FaultsCell {
+    faults: Mutex<WinRmFaults>,
+    changed: tokio::sync::Notify,
 }
 
 /// A shared, run-time settable handle to an endpoint's [`WinRmFaults`].
 #[derive(Debug, Clone, Default)]
-pub struct WinRmFaultsHandle(Arc<Mutex<WinRmFaults>>);
+pub struct WinRmFaultsHandle(Arc<FaultsCell>);
 
 impl WinRmFaultsHandle {
     /// A handle holding `faults`.
     pub fn new(faults: WinRmFaults) -> Self {
-        WinRmFaultsHandle(Arc::new(Mutex::new(faults)))
+        WinRmFaultsHandle(Arc::new(FaultsCell {
+            faults: Mutex::new(faults),
+            changed: tokio::sync::Notify::new(),
+        }))
     }
 
     /// The current faults.
     pub fn get(&self) -> WinRmFaults {
-        lock(&self.0).clone()
+        lock(&self.0.faults).clone()
     }
 
     /// Replaces the faults.
     pub fn set(&self, faults: WinRmFaults) {
-        *lock(&self.0) = faults;
+        *lock(&self.0.faults) = faults;
+        self.0.changed.notify_waiters();
     }
 
     /// Changes the faults in place.
     pub fn update(&self, f: impl FnOnce(&mut WinRmFaults)) {
-        f(&mut lock(&self.0));
+        f(&mut lock(&self.0.faults));
+        self.0.changed.notify_waiters();
+    }
+
+    /// Returns once [`WinRmFaults::hang_after_accept`] is off (at once if it is).
+    async fn hang_while_set(&self) {
+        loop {
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check: a clear between the check and the await is not lost.
+            changed.as_mut().enable();
+            if !self.get().hang_after_accept {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Turns every fault off.
@@ -321,9 +356,10 @@ fn authorized(inner: &Inner, headers: &HeaderMap, faults: &WinRmFaults) -> bool 
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: HttpBody) -> Response {
     inc(&inner.counters.requests);
-    let faults = inner.faults.get();
+    let mut faults = inner.faults.get();
     if faults.hang_after_accept {
-        std::future::pending::<()>().await;
+        inner.faults.hang_while_set().await;
+        faults = inner.faults.get();
     }
     if !authorized(&inner, &headers, &faults) {
         inc(&inner.counters.unauthorized);
@@ -532,7 +568,7 @@ async fn dispatch(inner: &Inner, req: Request, faults: &WinRmFaults) -> Result<S
                 }
             }
             inc(&counters.open_commands);
-            start(inner, &entry, cmdline::plan(&command, &arguments));
+            start(inner, &entry, cmdline::plan(&command, &arguments), faults);
             Ok(soap::envelope(
                 "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandResponse",
                 relates,
@@ -609,11 +645,42 @@ fn unknown_command(id: Option<&str>) -> Fault {
     )
 }
 
-fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan) {
+/// What an injected [`WinRmFaults::command_exit`] prints: a terminating error of the kind a
+/// `powershell.exe` that cannot load the IIS module writes.
+fn failed_powershell(exit_code: i32) -> ScriptOutput {
+    ScriptOutput {
+        stdout: String::new(),
+        stderr: "Import-Module : The specified module 'WebAdministration' was not loaded because no valid module file was found in any module directory. (injected by the lab)\r\n\
+                 \x20   + CategoryInfo          : ResourceUnavailable: (WebAdministration:String) [Import-Module], FileNotFoundException\r\n\
+                 \x20   + FullyQualifiedErrorId : Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand\r\n"
+            .to_owned(),
+        exit_code,
+    }
+}
+
+/// Cuts `out.stdout` in half (on a character boundary): not the document the script printed.
+fn malformed(mut out: ScriptOutput) -> ScriptOutput {
+    let mut half = out.stdout.len() / 2;
+    while !out.stdout.is_char_boundary(half) {
+        half -= 1;
+    }
+    out.stdout.truncate(half);
+    if out.stdout.trim().is_empty() {
+        out.stdout = "{\"pools\": [".to_owned();
+    }
+    out
+}
+
+fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan, faults: &WinRmFaults) {
     let host = inner.host.clone();
     let limits = inner.config.script_limits;
     let task_entry = entry.clone();
+    let (exit_fault, malformed_output) = (faults.command_exit, faults.malformed_output);
     let handle = tokio::spawn(async move {
+        if let Some(code) = exit_fault {
+            task_entry.finish(failed_powershell(code));
+            return;
+        }
         let out: ScriptOutput = match plan {
             Plan::Done(out) => out,
             Plan::Script(script) => ps::run_script_with_limits(&*host, &script, limits).await,
@@ -625,7 +692,11 @@ fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan) {
                     ..ScriptOutput::default()
                 }),
         };
-        task_entry.finish(out);
+        task_entry.finish(if malformed_output {
+            malformed(out)
+        } else {
+            out
+        });
     });
     entry.set_task(handle);
 }

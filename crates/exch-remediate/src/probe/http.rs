@@ -47,11 +47,14 @@ impl HttpProber {
         self
     }
 
-    fn base(&self, server: &ExchangeServer) -> String {
-        self.overrides
-            .get(&server.name.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_else(|| format!("https://{}", server.fqdn))
+    /// The override for `server`, else `https://{fqdn}` once the FQDN (from the directory,
+    /// so untrusted) has been checked to be a plain host name.
+    fn base(&self, server: &ExchangeServer) -> Result<String, String> {
+        if let Some(base) = self.overrides.get(&server.name.to_ascii_lowercase()) {
+            return Ok(base.clone());
+        }
+        let host = server.url_host().map_err(|e| e.to_string())?;
+        Ok(format!("https://{host}"))
     }
 }
 
@@ -73,9 +76,13 @@ impl Prober for HttpProber {
         user: &str,
         password: &SecretString,
     ) -> ProbeResult {
-        let url = format!("{}{}", self.base(server), logon_path(protocol));
+        let base = match self.base(server) {
+            Ok(b) => b,
+            Err(e) => return ProbeResult::Error(e),
+        };
+        let url = format!("{base}{}", logon_path(protocol));
         let request = if protocol == Protocol::Owa {
-            let dest = format!("{}/owa/", self.base(server));
+            let dest = format!("{base}/owa/");
             self.client.post(&url).form(&[
                 ("destination", dest.as_str()),
                 ("flags", "4"),

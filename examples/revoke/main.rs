@@ -6,21 +6,42 @@
 //!     --ldap-url ldaps://dc1.corp.example:636 --ca-file corp-ca.pem \
 //!     --bind-user svc-revoke@corp.example --winrm-user 'CORP\svc-revoke' \
 //!     --user bob@corp.example --disable --reset-password --password-out bob.pw \
-//!     --json report.json
+//!     --journal bob.journal --json report.json
 //! ```
 //!
 //! Passwords never come from argv: environment variables or a prompt. Exit code 0 only when
 //! the report says `Revoked` (or, with `--dry-run`, when the plan could be made).
+//!
+//! **Crash safety.** A generated password is written to `--password-out` (mode 0600, file and
+//! directory fsynced) before the reset is sent. With `--journal FILE` the tool also records,
+//! atomically, that file's path and every directory action and server it finishes; killed at
+//! any point, the same command run again continues the job: the stored password is reused
+//! (sent again if the reset was not confirmed; never replaced by a new one), applied actions
+//! are not repeated, proven servers are skipped. Without a journal, an existing password file
+//! is refused.
+//!
+//! **Logs.** `RUST_LOG` (e.g. `RUST_LOG=debug`) logs to stderr; nothing is logged by default.
+//! No password appears in the logs at any level, dependencies' TRACE included (tested by
+//! `tests/secrets.rs`).
+//!
+//! Test hook: `EXCH_REVOKE_TEST_PAUSE_AT=password-written` makes the tool stop (forever) right
+//! after the password file and the journal are written and before the reset is sent, so that a
+//! test can kill it exactly there.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod journal;
+mod secrets;
+
 use clap::{Parser, ValueEnum};
-use exch_directory::LdapDirectory;
-use exch_iis::{FlushMethod, WinRmAuth, WinRmFlusher};
+use exch_directory::{Directory, LdapDirectory};
+use exch_iis::{CacheFlusher, FlushMethod, WinRmAuth, WinRmFlusher};
 use exch_remediate::{
     Event, HttpProber, NewPassword, Outcome, Remediation, Report, Strategy, Timeouts,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-use secrecy::{ExposeSecret, SecretString};
+use journal::Journal;
+use secrecy::SecretString;
+use secrets::NewPasswordPlan;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +51,12 @@ use std::time::Duration;
 enum AuthArg {
     Basic,
     Ntlm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressArg {
+    Bar,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -141,19 +168,14 @@ struct Args {
     /// Continue from an earlier report: applied actions are not repeated, proven servers skipped.
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
-}
-
-fn secret_from(var: &str, prompt: &str) -> Result<SecretString, String> {
-    if let Ok(v) = std::env::var(var) {
-        if !v.is_empty() {
-            return Ok(SecretString::from(v));
-        }
-    }
-    rpassword::prompt_password(prompt)
-        .map(SecretString::from)
-        .map_err(|e| {
-            format!("no {var} in the environment and no terminal to prompt on ({e}); set {var}")
-        })
+    /// Crash safety: record progress here (atomically, after every directory action and
+    /// server); if the file exists, continue the job it records. Run the same command again
+    /// after a kill: the job completes and the stored password is reused, never replaced.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Progress display: a bar, or one JSON event per line on stderr (for scripts).
+    #[arg(long, value_enum, default_value = "bar")]
+    progress: ProgressArg,
 }
 
 fn pairs(list: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
@@ -166,23 +188,33 @@ fn pairs(list: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn write_private(path: &PathBuf, content: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("cannot create {} ({e}); choose a new file", path.display()))?;
-    f.write_all(content.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+/// One progress line on stderr (`--progress json`).
+fn progress_line(value: &impl serde::Serialize) {
+    if let Ok(line) = serde_json::to_string(value) {
+        eprintln!("{line}");
+    }
+}
+
+/// Test hook (see the module docs): stop forever at `point` when asked to.
+async fn pause_if_asked(point: &str) {
+    if std::env::var("EXCH_REVOKE_TEST_PAUSE_AT").as_deref() == Ok(point) {
+        progress_line(&serde_json::json!({ "event": "paused", "at": point }));
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn run(args: Args) -> Result<Outcome, String> {
     if !args.disable && !args.reset_password {
         return Err("nothing to do: pass --disable and/or --reset-password".into());
+    }
+    if args.reset_password
+        && args.ldap_url.to_ascii_lowercase().starts_with("ldap://")
+        && !args.starttls
+    {
+        return Err(format!(
+            "password reset refused before connecting: {} is not encrypted; use ldaps:// or --starttls",
+            args.ldap_url
+        ));
     }
     if args.reset_password
         && args.new_password_env.is_none()
@@ -191,16 +223,44 @@ async fn run(args: Args) -> Result<Outcome, String> {
     {
         return Err("--reset-password generates a password: pass --password-out FILE so it is stored before the reset (or --new-password-env VAR)".into());
     }
-    let bind_pw = secret_from(
+    if args.journal.is_some() && args.resume.is_some() {
+        return Err("--journal continues the job it records; --resume is for a report of another run: pass one of them".into());
+    }
+    let earlier_journal = match &args.journal {
+        Some(path) => Journal::load(path)?,
+        None => None,
+    };
+    if let Some(j) = &earlier_journal {
+        if j.user != args.user {
+            return Err(format!(
+                "the journal is for {:?}, not {:?}: use another --journal file for another job",
+                j.user, args.user
+            ));
+        }
+    }
+    let earlier_report: Option<Report> = match (&earlier_journal, &args.resume) {
+        (Some(j), _) => Some(j.report.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--resume {}: {e}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("--resume {}: not a report: {e}", path.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+
+    let bind_pw = secrets::from_env_or_prompt(
         "EXCH_REVOKE_BIND_PASSWORD",
         &format!("LDAP password for {}: ", args.bind_user),
     )?;
-    let winrm_pw = secret_from(
+    let winrm_pw = secrets::from_env_or_prompt(
         "EXCH_REVOKE_WINRM_PASSWORD",
         &format!("WinRM password for {}: ", args.winrm_user),
     )?;
     let old_pw = if args.probe {
-        Some(secret_from(
+        Some(secrets::from_env_or_prompt(
             "EXCH_REVOKE_OLD_PASSWORD",
             &format!("OLD password of {} (for the probe): ", args.user),
         )?)
@@ -236,9 +296,57 @@ async fn run(args: Args) -> Result<Outcome, String> {
         winrm = winrm.endpoint(name, url);
     }
     let flusher = Arc::new(winrm.build().map_err(|e| e.to_string())?);
-    if args.winrm_insecure {
-        eprintln!("WARNING: WinRM certificates are NOT verified (--winrm-insecure)");
+    let security = [directory.security_notes(), flusher.security_notes()].concat();
+    for note in &security {
+        eprintln!("SECURITY: {note}");
     }
+
+    // The new password: generated and stored before the reset, or the one an interrupted run
+    // of this job stored (never replaced).
+    let mut store_in: Option<PathBuf> = None;
+    let mut force_reset = false;
+    let mut password_file = earlier_journal
+        .as_ref()
+        .and_then(|j| j.password_file.clone());
+    let new_password = match (
+        args.reset_password,
+        &args.new_password_env,
+        &args.password_out,
+    ) {
+        (false, _, _) => None,
+        (true, Some(var), _) => Some(NewPassword::Given(
+            std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| format!("--new-password-env: {var} is not set"))?,
+        )),
+        (true, None, None) => Some(NewPassword::Generate), // --dry-run only
+        (true, None, Some(out)) => match secrets::plan_new_password(earlier_journal.as_ref(), out)?
+        {
+            NewPasswordPlan::Stored(pw) => {
+                println!(
+                    "continuing an interrupted job: the new password is the one stored in {} (kept, not replaced)",
+                    out.display()
+                );
+                Some(NewPassword::Given(pw))
+            }
+            NewPasswordPlan::Done => Some(NewPassword::Generate), // never sent: done earlier
+            NewPasswordPlan::GenerateAndStore { force } => {
+                let done = earlier_report.as_ref().is_some_and(journal::reset_applied);
+                if force {
+                    println!(
+                        "the journal names {} as this job's password file but it is missing or empty: a new password is generated, stored there first, then set",
+                        out.display()
+                    );
+                }
+                if !done || force {
+                    store_in = Some(out.clone());
+                    password_file = Some(out.clone());
+                    force_reset = force;
+                }
+                Some(NewPassword::Generate)
+            }
+        },
+    };
 
     let strategy = match args.strategy {
         StrategyArg::Parallel => Strategy::Parallel {
@@ -264,15 +372,11 @@ async fn run(args: Args) -> Result<Outcome, String> {
     if args.disable {
         b = b.disable();
     }
-    if args.reset_password {
-        b = b.reset_password(match &args.new_password_env {
-            Some(var) => NewPassword::Given(
-                std::env::var(var)
-                    .map(SecretString::from)
-                    .map_err(|_| format!("--new-password-env: {var} is not set"))?,
-            ),
-            None => NewPassword::Generate,
-        });
+    if let Some(new) = new_password {
+        b = b.reset_password(new);
+    }
+    if force_reset {
+        b = b.force_reset();
     }
     if args.iisreset {
         b = b.method(FlushMethod::IisReset { force: false });
@@ -293,11 +397,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         }
         b = b.probe_old_password(Arc::new(prober), old);
     }
-    if let Some(path) = &args.resume {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--resume {}: {e}", path.display()))?;
-        let earlier: Report = serde_json::from_str(&text)
-            .map_err(|e| format!("--resume {}: not a report: {e}", path.display()))?;
+    if let Some(earlier) = earlier_report.clone() {
         b = b.resume(earlier);
     }
     let remediation = b.build().map_err(|e| e.to_string())?;
@@ -313,26 +413,63 @@ async fn run(args: Args) -> Result<Outcome, String> {
         }
         return Ok(Outcome::Revoked);
     }
-    if let (Some(pw), Some(path)) = (remediation.generated_password(), &args.password_out) {
-        if args.new_password_env.is_none() {
-            write_private(path, pw.expose_secret())?;
-            println!(
-                "new password written to {} (mode 0600) before the reset",
-                path.display()
-            );
+
+    // Order: journal (names the password file) → password file (fsynced) → reset. A kill
+    // between the first two leaves a journal naming a missing file: the rerun generates anew.
+    let mut journal = args.journal.as_ref().map(|path| {
+        (
+            path.clone(),
+            Journal::start(
+                &args.user,
+                &plan,
+                earlier_report.as_ref(),
+                password_file.clone(),
+                security.clone(),
+            ),
+        )
+    });
+    if let Some((path, j)) = &journal {
+        j.save(path)?;
+    }
+    if let (Some(path), Some(pw)) = (&store_in, remediation.generated_password()) {
+        secrets::write_private(path, pw)?;
+        println!(
+            "new password written to {} (mode 0600) before the reset",
+            path.display()
+        );
+        if args.progress == ProgressArg::Json {
+            progress_line(&serde_json::json!({ "event": "password_written", "file": path }));
         }
     }
+    pause_if_asked("password-written").await;
 
-    let bar = ProgressBar::new(plan.flushed_servers().count() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<40} [{bar:30}] {pos}/{len} servers")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
+    let bar = if args.progress == ProgressArg::Bar {
+        let bar = ProgressBar::new(plan.flushed_servers().count() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:<40} [{bar:30}] {pos}/{len} servers")
+                .map_err(|e| e.to_string())?
+                .progress_chars("=> "),
+        );
+        Some(bar)
+    } else {
+        None
+    };
     let progress = {
         let bar = bar.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
+                // Journal first: once a line says a step is done, the journal knows it.
+                if let Some((path, j)) = &mut journal {
+                    if j.apply(&e) {
+                        if let Err(err) = j.save(path) {
+                            eprintln!("warning: {err}");
+                        }
+                    }
+                }
+                let Some(bar) = &bar else {
+                    progress_line(&e);
+                    continue;
+                };
                 match e {
                     Event::StepStarted { step } => bar.set_message(format!("{step:?}")),
                     Event::ServerFinished { server, proven } => {
@@ -348,12 +485,19 @@ async fn run(args: Args) -> Result<Outcome, String> {
                     _ => {}
                 }
             }
+            journal
         })
     };
     let report = remediation.execute(&plan).await;
     drop(remediation);
-    let _ = progress.await;
-    bar.finish_and_clear();
+    let journal = progress.await.ok().flatten();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some((path, mut j)) = journal {
+        j.finish(&report);
+        j.save(&path)?;
+    }
     println!("{}", report.summary());
     if let Some(path) = &args.json {
         std::fs::write(
@@ -368,6 +512,12 @@ async fn run(args: Args) -> Result<Outcome, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
+    }
     match run(Args::parse()).await {
         Ok(Outcome::Revoked) => ExitCode::SUCCESS,
         Ok(other) => {

@@ -1,0 +1,165 @@
+//! What a many-user run did: per user, per server, overall.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
+use crate::{Outcome, ServerOutcome};
+
+/// Why a user of a many-user run cannot be revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UserProblem {
+    /// Not a valid user identifier.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+    /// No account matches.
+    NotFound {
+        /// What was looked for.
+        detail: String,
+    },
+    /// More than one account matches.
+    Ambiguous {
+        /// The matches.
+        detail: String,
+    },
+    /// The same account as an earlier user of the list.
+    Duplicate {
+        /// The earlier user (as given).
+        of: String,
+        /// The account.
+        dn: String,
+    },
+}
+
+impl fmt::Display for UserProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserProblem::Invalid { reason } => write!(f, "invalid: {reason}"),
+            UserProblem::NotFound { detail } => write!(f, "not found ({detail})"),
+            UserProblem::Ambiguous { detail } => write!(f, "ambiguous: {detail}"),
+            UserProblem::Duplicate { of, dn } => {
+                write!(f, "the same account as {of:?} ({dn}): listed twice")
+            }
+        }
+    }
+}
+
+/// Probes of one server with one user's old password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerProbes {
+    /// Server name.
+    pub server: String,
+    /// One record per protocol.
+    pub probes: Vec<ProbeRecord>,
+}
+
+/// One user's record in a [`ManyReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The user as given.
+    pub user: String,
+    /// The account (DN) acted on, if resolved.
+    pub account: Option<String>,
+    /// This user's outcome: `Revoked` when every action is applied, every DC shows it, every
+    /// server is proven flushed and every probe was refused; `Failed` when nothing was applied.
+    pub outcome: Outcome,
+    /// Directory actions.
+    pub actions: Vec<ActionRecord>,
+    /// Convergence of this account per DC.
+    pub domain_controllers: Vec<DcRecord>,
+    /// Probes with the old password, per server (when asked).
+    pub probes: Vec<ServerProbes>,
+    /// Why the outcome is not `Revoked` (empty when it is).
+    pub reasons: Vec<String>,
+}
+
+/// The report of one [`crate::RevokeMany::execute`]. Serializes to JSON; contains no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManyReport {
+    /// `Revoked` only when every user is; `Failed` when no directory change was applied for
+    /// any user; `Partial` otherwise (see `users_failed`, `servers_to_retry`, `reasons`).
+    pub outcome: Outcome,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// Total wall time.
+    #[serde(with = "exch_core::serde_ms::duration")]
+    pub elapsed: Duration,
+    /// Steps in order (for the whole batch).
+    pub steps: Vec<StepRecord>,
+    /// Per user, in the order given.
+    pub users: Vec<UserRecord>,
+    /// Per server: one flush for the whole batch (its `probes` stay empty; see
+    /// [`UserRecord::probes`]).
+    pub servers: Vec<ServerRecord>,
+    /// Users that are not `Revoked`, in the order given: rerun for them.
+    pub users_failed: Vec<String>,
+    /// Servers whose flush must be rerun.
+    pub servers_to_retry: Vec<String>,
+    /// Why the outcome is not `Revoked` (empty when it is).
+    pub reasons: Vec<String>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+    /// Security checks the backends were told to skip (see [`crate::Report::security`]).
+    #[serde(default)]
+    pub security: Vec<String>,
+}
+
+impl ManyReport {
+    /// The record of `user` (as given).
+    pub fn user(&self, user: &str) -> Option<&UserRecord> {
+        self.users.iter().find(|u| u.user == user)
+    }
+
+    /// A short human summary: counts, then one line per user that is not revoked and per
+    /// server.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let revoked = self
+            .users
+            .iter()
+            .filter(|u| u.outcome == Outcome::Revoked)
+            .count();
+        let _ = writeln!(
+            s,
+            "{:?}: {revoked}/{} users revoked in {:.2}s, {} servers",
+            self.outcome,
+            self.users.len(),
+            self.elapsed.as_secs_f64(),
+            self.servers.len()
+        );
+        for note in &self.security {
+            let _ = writeln!(s, "  SECURITY: {note}");
+        }
+        for u in self.users.iter().filter(|u| u.outcome != Outcome::Revoked) {
+            let _ = writeln!(
+                s,
+                "  user {}: {:?}: {}",
+                u.user,
+                u.outcome,
+                u.reasons.join("; ")
+            );
+        }
+        for srv in &self.servers {
+            let line = match &srv.outcome {
+                ServerOutcome::Flushed { flush, .. } => {
+                    format!("flushed {} pools, proven", flush.pools.len())
+                }
+                ServerOutcome::Unproven { reason, .. } => format!("NOT PROVEN: {reason}"),
+                ServerOutcome::Failed { kind, error, .. } => format!("FAILED ({kind}): {error}"),
+                ServerOutcome::Skipped { reason } => format!("skipped: {reason}"),
+            };
+            let _ = writeln!(s, "  server {}: {line}", srv.server);
+        }
+        for r in &self.reasons {
+            let _ = writeln!(s, "  reason: {r}");
+        }
+        s
+    }
+}

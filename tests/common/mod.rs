@@ -1,0 +1,169 @@
+//! Shared by `tests/secrets.rs` and `tests/crash_safety.rs`: a lab fleet whose servers
+//! authenticate against the Samba AD DC, and the `revoke` example as a child process.
+#![allow(dead_code, unreachable_pub)]
+
+use exch_core::ExchangeServer;
+use exch_directory::{Directory, LdapDirectory};
+use exch_lab::fleet::{Fleet, ServerSpec};
+use exch_samba::SambaAd;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub const WINRM_USER: &str = "LAB\\svc-revoke";
+
+pub fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+/// The `revoke` example binary, built first when missing or older than its sources.
+pub fn revoke_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test>-<hash> → target/debug/examples/revoke
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join("revoke");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/revoke");
+    let newest_src = std::fs::read_dir(&src)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if built.is_none_or(|t| t < newest_src) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "revoke"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --example revoke failed");
+    }
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
+/// A fleet of `n` Exchange 2019 servers registered in the Samba DC, plus an LDAPS directory.
+pub struct SambaFleet {
+    pub ad: &'static SambaAd,
+    pub dir: Arc<dyn Directory>,
+    pub fleet: Fleet,
+    pub winrm_password: SecretString,
+}
+
+impl SambaFleet {
+    pub async fn start(
+        ad: &'static SambaAd,
+        prefix: &str,
+        n: usize,
+        recycle: Duration,
+        winrm_password: &str,
+    ) -> SambaFleet {
+        let env = ad.env();
+        let dir: Arc<dyn Directory> = Arc::new(
+            LdapDirectory::builder()
+                .url(env.url_ldaps.clone())
+                .ca_file(env.ca_file.clone())
+                .bind(env.admin_bind.clone(), env.admin_password.clone())
+                .build()
+                .await
+                .unwrap(),
+        );
+        let fleet = Fleet::builder()
+            .directory(dir.clone())
+            .dns_domain(env.dns_domain())
+            .servers(
+                n,
+                ServerSpec::exchange_2019(format!("{prefix}-")).recycle_latency(recycle),
+            )
+            .winrm_credentials(WINRM_USER, secret(winrm_password))
+            .registrar(move |s: ExchangeServer| async move {
+                let v = s.version.ok_or("no version")?;
+                ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .build()
+            .await
+            .unwrap();
+        SambaFleet {
+            ad,
+            dir,
+            fleet,
+            winrm_password: secret(winrm_password),
+        }
+    }
+
+    /// The CLI arguments that reach this fleet and DC (no action, no user).
+    pub fn cli_args(&self) -> Vec<String> {
+        let env = self.ad.env();
+        let mut a: Vec<String> = [
+            "--ldap-url",
+            &env.url_ldaps,
+            "--ca-file",
+            &env.ca_file.display().to_string(),
+            "--bind-user",
+            &env.admin_bind,
+            "--winrm-user",
+            WINRM_USER,
+            "--winrm-auth",
+            "basic",
+            "--allow-unencrypted-basic",
+            "--converge-timeout",
+            "20",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for s in self.fleet.servers() {
+            a.push("--winrm-endpoint".into());
+            a.push(format!("{}={}", s.name(), s.winrm_url()));
+            a.push("--http-base".into());
+            a.push(format!("{}={}", s.name(), s.base_url()));
+            a.push("--include".into());
+            a.push(s.name().to_owned());
+        }
+        a
+    }
+
+    /// The environment the CLI reads its passwords from.
+    pub fn cli_env(&self, cmd: &mut Command) {
+        cmd.env(
+            "EXCH_REVOKE_BIND_PASSWORD",
+            self.ad.env().admin_password.expose_secret(),
+        )
+        .env(
+            "EXCH_REVOKE_WINRM_PASSWORD",
+            self.winrm_password.expose_secret(),
+        )
+        .env_remove("RUST_LOG")
+        .env_remove("EXCH_REVOKE_TEST_PAUSE_AT");
+    }
+
+    /// Stops the fleet and removes its server objects from the shared DC.
+    pub async fn cleanup(&self) {
+        self.fleet.shutdown().await;
+        for s in self.fleet.servers() {
+            let _ = self
+                .ad
+                .delete(&format!(
+                    "CN={},{}",
+                    s.name(),
+                    self.ad.exchange_servers_container()
+                ))
+                .await;
+        }
+    }
+}
+
+/// A fresh directory under the target dir for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        SambaAd::unique_name("t")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

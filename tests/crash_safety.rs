@@ -1,0 +1,431 @@
+//! Issue 8, crash safety: the `revoke` CLI killed (SIGKILL) at each step boundary — after the
+//! new password is stored but before the reset is sent, right after the directory change, and
+//! mid-flush — and run again with the same command line: the job completes (`Revoked`), the
+//! password in `--password-out` is the account's real password (checked with an LDAP bind),
+//! it is never replaced, and what was done is not done again.
+//!
+//! Boundaries are found from the CLI's `--progress json` lines (written after the journal),
+//! flushes are kept in flight by a long lab recycle latency, and the stop before the reset
+//! uses the CLI's `EXCH_REVOKE_TEST_PAUSE_AT=password-written` hook. Needs Samba
+//! (`EXCH_REVOKE_AD_ENV`; skipped with a `SKIPPED:` line otherwise, failed when
+//! `EXCH_REVOKE_REQUIRE_SAMBA=1`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{secret, SambaFleet};
+use exch_directory::{AuthResult, UserRef};
+use exch_lab::fleet::LabServer;
+use exch_samba::SambaAd;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WINRM_PW: &str = "Crash-WinRM-Pw!r3";
+const OLD_PW: &str = "Crash-Old-Pass!t9";
+const SLOW: Duration = Duration::from_secs(60);
+const FAST: Duration = Duration::from_millis(10);
+
+fn set_recycle(s: &LabServer, latency: Duration) {
+    let mut t = s.iis().timing();
+    t.recycle_latency = latency;
+    s.iis().set_timing(t);
+}
+
+/// One job's files and command line.
+struct Job {
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Job {
+    fn new(lab: &SambaFleet, name: &str, user: &str, actions: &[&str]) -> Job {
+        let dir = common::scratch(name);
+        let mut args = lab.cli_args();
+        args.extend(["--user".to_owned(), user.to_owned()]);
+        args.extend(actions.iter().map(|s| s.to_string()));
+        for (flag, file) in [
+            ("--password-out", "new.pw"),
+            ("--journal", "journal.json"),
+            ("--json", "report.json"),
+        ] {
+            args.push(flag.to_owned());
+            args.push(dir.join(file).display().to_string());
+        }
+        args.extend(["--progress".to_owned(), "json".to_owned()]);
+        Job { dir, args }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn command(&self, lab: &SambaFleet, run: usize) -> Command {
+        let mut cmd = Command::new(common::revoke_bin());
+        lab.cli_env(&mut cmd);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.file(&format!("stdout.{run}"))).unwrap());
+        cmd
+    }
+
+    /// Starts the CLI and SIGKILLs it as soon as a stderr line satisfies `at`; returns the
+    /// lines read.
+    fn run_and_kill(
+        &self,
+        lab: &SambaFleet,
+        pause_at: Option<&str>,
+        at: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let mut cmd = self.command(lab, 1);
+        if let Some(p) = pause_at {
+            cmd.env("EXCH_REVOKE_TEST_PAUSE_AT", p);
+        }
+        let mut child: Child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let hit = at(&line);
+            lines.push(line);
+            if hit {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_none(),
+            "the CLI ended on its own ({status}) before the kill point:\n{}\n{}",
+            lines.join("\n"),
+            std::fs::read_to_string(self.file("stdout.1")).unwrap_or_default()
+        );
+        lines
+    }
+
+    /// Runs the CLI to the end; returns (exit code, stdout, stderr).
+    fn run_to_end(&self, lab: &SambaFleet, run: usize) -> (Option<i32>, String, String) {
+        let out = self
+            .command(lab, run)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stdout = std::fs::read_to_string(self.file(&format!("stdout.{run}"))).unwrap();
+        (
+            out.status.code(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn password(&self) -> String {
+        std::fs::read_to_string(self.file("new.pw")).unwrap()
+    }
+
+    fn json(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.file(name)).unwrap()).unwrap()
+    }
+}
+
+fn is_event(line: &str, event: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["event"] == event)
+}
+
+#[cfg(unix)]
+fn assert_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+}
+
+#[cfg(not(unix))]
+fn assert_private(_: &Path) {}
+
+async fn bind_rc(ad: &SambaAd, upn: &str, pw: &str) -> u32 {
+    ad.try_bind(upn, &secret(pw)).await.unwrap().rc
+}
+
+/// (1) Killed after the password is stored, before the reset is sent: the file holds a
+/// password the account does not have. The rerun sets THAT password (never a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, FAST, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name("kw"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let job = Job::new(&lab, "crash-written", &user.upn, &["--reset-password"]);
+    let lines = tokio::task::block_in_place(|| {
+        job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
+    });
+    assert!(
+        lines.iter().any(|l| is_event(l, "password_written")),
+        "{lines:?}"
+    );
+    let stored = job.password();
+    assert_private(&job.file("new.pw"));
+    let journal = job.json("journal.json");
+    assert_eq!(journal["finished"], false);
+    assert!(journal["password_file"]
+        .as_str()
+        .unwrap()
+        .ends_with("new.pw"));
+    // The reset was not sent: the old password still works, the stored one does not.
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 49);
+
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("continuing an interrupted job"), "{stdout}");
+    assert_eq!(
+        job.password(),
+        stored,
+        "the rerun replaced the stored password"
+    );
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
+    assert_eq!(job.json("report.json")["outcome"], "Revoked");
+    assert_eq!(job.json("journal.json")["finished"], true);
+
+    // Sending the stored password again (a kill after the reset, before the journal recorded
+    // it) is accepted by AD: an administrative reset to the current password is not refused.
+    let a = lab
+        .dir
+        .find_account(&UserRef::parse(&user.upn).unwrap())
+        .await
+        .unwrap();
+    lab.dir.reset_password(&a, &secret(&stored)).await.unwrap();
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// (1b) Killed after the journal named the password file but before the file was written
+/// (same state: the file is missing, no reset sent; also what a lost file looks like): the
+/// rerun generates a new password, stores it first, and sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name("km"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let job = Job::new(&lab, "crash-missing", &user.upn, &["--reset-password"]);
+    tokio::task::block_in_place(|| {
+        job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
+    });
+    let never_sent = job.password();
+    std::fs::remove_file(job.file("new.pw")).unwrap();
+
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("missing or empty"), "{stdout}");
+    let stored = job.password();
+    assert_ne!(stored, never_sent);
+    assert_private(&job.file("new.pw"));
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
+
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// (2) Killed right after the directory change (disable + reset), every flush in flight: the
+/// rerun neither disables nor resets again, keeps the password file, flushes every server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_directory_change_the_rerun_finishes() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, SLOW, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name("kd"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let job = Job::new(
+        &lab,
+        "crash-dir",
+        &user.upn,
+        &["--disable", "--reset-password"],
+    );
+    let lines = tokio::task::block_in_place(|| {
+        job.run_and_kill(&lab, None, |l| {
+            is_event(l, "step_finished") && l.contains("change_directory")
+        })
+    });
+    let stored = job.password();
+    let journal = job.json("journal.json");
+    let actions = journal["report"]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{journal}");
+    assert!(
+        actions.iter().all(|a| a["outcome"] == "Applied"),
+        "{journal}"
+    );
+    assert!(
+        journal["report"]["servers"].as_array().unwrap().is_empty(),
+        "a server finished before the kill: {lines:?}"
+    );
+    let dn = exch_directory::Dn(user.dn.clone());
+    let first = on_first_dc(&lab, &dn).await;
+    assert!(first.is_disabled());
+    assert_eq!(
+        lab.dir
+            .authenticate(&user.upn, &secret(&stored))
+            .await
+            .unwrap(),
+        AuthResult::AccountDisabled,
+        "the stored password is the account's (AD says 533 only for the right password)"
+    );
+
+    for s in lab.fleet.servers() {
+        set_recycle(s, FAST);
+    }
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(job.password(), stored);
+    let report = job.json("report.json");
+    assert_eq!(report["outcome"], "Revoked", "{stdout}");
+    for a in report["actions"].as_array().unwrap() {
+        assert_eq!(a["done_earlier"], true, "{a}");
+    }
+    let after = on_first_dc(&lab, &dn).await;
+    assert_eq!(
+        after.pwd_last_set, first.pwd_last_set,
+        "the rerun reset again"
+    );
+    for s in lab.fleet.servers() {
+        assert!(s.counters().iis.recycles > 0, "{} not flushed", s.name());
+    }
+    assert_eq!(
+        lab.dir
+            .authenticate(&user.upn, &secret(OLD_PW))
+            .await
+            .unwrap(),
+        AuthResult::BadCredentials
+    );
+
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// (3) Killed mid-flush (two servers proven, one recycling): the rerun flushes only the third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_flush_the_rerun_flushes_only_the_rest() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 3, FAST, WINRM_PW).await;
+    let servers = lab.fleet.servers();
+    set_recycle(&servers[2], SLOW);
+    let user = ad
+        .create_user(&SambaAd::unique_name("kf"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let job = Job::new(&lab, "crash-flush", &user.upn, &["--reset-password"]);
+    let proven = std::sync::Mutex::new(0);
+    tokio::task::block_in_place(|| {
+        job.run_and_kill(&lab, None, |l| {
+            if is_event(l, "server_recorded") && l.contains("\"flushed\"") {
+                *proven.lock().unwrap() += 1;
+            }
+            *proven.lock().unwrap() == 2
+        })
+    });
+    let stored = job.password();
+    let journal = job.json("journal.json");
+    let mut recorded: Vec<&str> = journal["report"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["server"].as_str().unwrap())
+        .collect();
+    recorded.sort_unstable(); // in the order they finished
+    assert_eq!(
+        recorded,
+        [servers[0].name(), servers[1].name()],
+        "{journal}"
+    );
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    let recycles = |s: &LabServer| s.counters().iis.recycles;
+    let before: Vec<u64> = servers.iter().map(recycles).collect();
+
+    set_recycle(&servers[2], FAST);
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(job.password(), stored);
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    let after: Vec<u64> = servers.iter().map(recycles).collect();
+    assert_eq!(after[..2], before[..2], "proven servers were flushed again");
+    assert!(
+        after[2] > before[2],
+        "the interrupted server was not flushed"
+    );
+    let report = job.json("report.json");
+    assert_eq!(report["outcome"], "Revoked", "{stdout}");
+    assert_eq!(report["actions"][0]["done_earlier"], true);
+
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// Without a journal an existing password file is never overwritten (nor reused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_journal_an_existing_password_file_is_refused() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name("kn"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let dir = common::scratch("crash-nojournal");
+    let pw = dir.join("new.pw");
+    std::fs::write(&pw, "Left-Over-Pw!123").unwrap();
+    let out = tokio::task::block_in_place(|| {
+        let mut cmd = Command::new(common::revoke_bin());
+        lab.cli_env(&mut cmd);
+        cmd.args(lab.cli_args())
+            .args(["--user", &user.upn, "--reset-password", "--password-out"])
+            .arg(&pw)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot create"));
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), "Left-Over-Pw!123");
+    assert_eq!(
+        bind_rc(ad, &user.upn, OLD_PW).await,
+        0,
+        "the reset was sent"
+    );
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads the account on the first domain controller (what convergence reads).
+async fn on_first_dc(lab: &SambaFleet, dn: &exch_directory::Dn) -> exch_directory::Account {
+    let dcs = lab.dir.domain_controllers().await.unwrap();
+    match dcs.first() {
+        Some(dc) => lab.dir.account_on(dc, dn).await.unwrap(),
+        None => lab
+            .dir
+            .find_account(&UserRef::parse(dn.as_str()).unwrap())
+            .await
+            .unwrap(),
+    }
+}

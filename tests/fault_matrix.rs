@@ -1,0 +1,725 @@
+//! Issue 8's fault matrix, against Samba AD + a lab fleet of four servers over real WinRM and
+//! HTTP. For every fault the lab can inject and both strategies: the outcome is classified
+//! right, the failing server (or DC) and step are named, healthy servers are still flushed
+//! (proven, and the old password is refused on their endpoints), the run ends within its
+//! deadline, and a rerun with `.resume(report)` after the fault is cleared reaches `Revoked`.
+//!
+//! Prints the matrix (`--nocapture`) and writes it to `target/fault-matrix.md`. Skipped with a
+//! `SKIPPED:` line without Samba, unless EXCH_REVOKE_REQUIRE_SAMBA=1.
+#![allow(clippy::unwrap_used)]
+
+mod fault_matrix_support;
+
+use std::fmt::Write as _;
+
+use futures::StreamExt;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exch_core::Protocol;
+use exch_directory::{Directory, LdapDirectory, UserRef};
+use exch_iis::{WinRmAuth, WinRmFlusher};
+use exch_lab::fleet::{Faults, Fleet, LabServer, ServerSpec};
+use exch_remediate::{
+    HttpProber, Outcome, ProbeResult, Prober, Remediation, Report, RetryPolicy, ServerOutcome,
+    Step, Strategy, Timeouts,
+};
+use exch_samba::SambaAd;
+use fault_matrix_support::{KillAt, LdapsProxy, LimitedLogons, Staged, STALE_DC};
+use secrecy::SecretString;
+
+const OLD: &str = "Old-Passw0rd!2026";
+const WINRM_USER: &str = "LAB\\svc-revoke";
+const WINRM_PASSWORD: &str = "Lab-WinRM-Pass-1";
+/// The configured limits of every run.
+const PER_SERVER: Duration = Duration::from_millis(1500);
+const DEADLINE: Duration = Duration::from_secs(15);
+/// The deadline of the "hang on every server" rows: Rolling needs 3 × 2 attempts × 1.5 s
+/// without one, so the deadline is what ends it.
+const SHORT_DEADLINE: Duration = Duration::from_secs(5);
+/// What `execute` may take past its deadline (writing the report, a loaded CI machine).
+const MARGIN: Duration = Duration::from_millis(1500);
+/// `w:TimedOut` answers injected before the real output.
+const TIMED_OUT: u32 = 3;
+/// Cases run at once.
+const CONCURRENT_CASES: usize = 8;
+/// Logons (TLS connection + bind) sent to the one Samba DC at once.
+const LOGONS_AT_ONCE: usize = 12;
+/// The protocols flushed, logged on to and probed. Every logon on a cache miss is a TLS
+/// connection and a bind to the one Samba DC (the CPU of this suite); three protocols keep the
+/// matrix fast (the full set is covered by tests/e2e_lab.rs).
+const PROBED: [Protocol; 3] = [Protocol::Owa, Protocol::Ews, Protocol::Eas];
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Injected {
+    Unreachable,
+    Hang,
+    TimedOut,
+    Unauthorized,
+    SoapFault,
+    NonZeroExit,
+    FailingPool,
+    MalformedJson,
+    SambaGoneBeforeChange,
+    SambaGoneAfterChange,
+    DcNeverConverges,
+    HangEverywhere,
+}
+
+const FAULTS: [Injected; 12] = [
+    Injected::Unreachable,
+    Injected::Hang,
+    Injected::TimedOut,
+    Injected::Unauthorized,
+    Injected::SoapFault,
+    Injected::NonZeroExit,
+    Injected::FailingPool,
+    Injected::MalformedJson,
+    Injected::SambaGoneBeforeChange,
+    Injected::SambaGoneAfterChange,
+    Injected::DcNeverConverges,
+    Injected::HangEverywhere,
+];
+
+const POOL: &str = "MSExchangeServicesAppPool";
+
+impl Injected {
+    fn label(self) -> &'static str {
+        match self {
+            Injected::Unreachable => "unreachable (port closed)",
+            Injected::Hang => "connect then hang",
+            Injected::TimedOut => "3 × `w:TimedOut` on Receive",
+            Injected::Unauthorized => "401 (wrong WinRM credentials)",
+            Injected::SoapFault => "SOAP fault on Command",
+            Injected::NonZeroExit => "non-zero exit (powershell.exe, stderr)",
+            Injected::FailingPool => "one pool fails to recycle",
+            Injected::MalformedJson => "malformed JSON on stdout",
+            Injected::SambaGoneBeforeChange => "Samba gone before the change ¹",
+            Injected::SambaGoneAfterChange => "Samba gone after the change ¹",
+            Injected::DcNeverConverges => "a DC that never converges ²",
+            Injected::HangEverywhere => "hang on every server ³",
+        }
+    }
+
+    fn expected(self) -> Outcome {
+        match self {
+            Injected::TimedOut => Outcome::Revoked,
+            Injected::SambaGoneBeforeChange => Outcome::Failed,
+            _ => Outcome::Partial,
+        }
+    }
+
+    /// The faulted server's expected outcome (`Failed { kind }` or `Unproven`).
+    fn server_kind(self) -> Option<&'static str> {
+        Some(match self {
+            Injected::Unreachable => "Unreachable",
+            Injected::Hang => "Timeout",
+            Injected::Unauthorized => "Unauthenticated",
+            Injected::SoapFault => "Fault",
+            Injected::NonZeroExit => "CommandFailed",
+            Injected::FailingPool => "Unproven",
+            Injected::MalformedJson => "Protocol",
+            _ => return None,
+        })
+    }
+
+    fn deadline(self) -> Duration {
+        if self == Injected::HangEverywhere {
+            SHORT_DEADLINE
+        } else {
+            DEADLINE
+        }
+    }
+
+    fn needs_proxy(self) -> bool {
+        matches!(
+            self,
+            Injected::SambaGoneBeforeChange | Injected::SambaGoneAfterChange
+        )
+    }
+}
+
+fn strategies() -> [(&'static str, Strategy); 2] {
+    [
+        ("Parallel", Strategy::Parallel { max_in_flight: 4 }),
+        (
+            "Rolling",
+            Strategy::Rolling {
+                batch: 1,
+                pause: Duration::from_millis(20),
+            },
+        ),
+    ]
+}
+
+/// One measured cell of the matrix.
+struct Row {
+    fault: Injected,
+    strategy: &'static str,
+    outcome: Outcome,
+    elapsed: Duration,
+    named: String,
+    healthy: String,
+    rerun: Outcome,
+    rerun_elapsed: Duration,
+}
+
+/// What every case shares.
+struct Shared {
+    ad: &'static SambaAd,
+    /// The fleet's IIS logons (a cache miss binds here): never through the proxy.
+    auth: Arc<dyn Directory>,
+    /// The tool's directory for cases without a proxy.
+    tool: Arc<dyn Directory>,
+}
+
+async fn ldap(url: &str, ad: &SambaAd, timeout: Duration) -> LdapDirectory {
+    let env = ad.env();
+    LdapDirectory::builder()
+        .url(url)
+        .ca_file(env.ca_file.clone())
+        .bind(env.admin_bind.clone(), env.admin_password.clone())
+        .timeout(timeout)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+/// Logs `user` on with `password` to every protocol of every server; the accepted pairs.
+/// The accepted logons on `servers`.
+async fn accepted(
+    prober: &HttpProber,
+    fleet: &Fleet,
+    servers: &[String],
+    user: &str,
+    password: &str,
+) -> Vec<String> {
+    logons(prober, fleet, servers, user, password)
+        .await
+        .into_iter()
+        .filter_map(|(what, r)| matches!(r, ProbeResult::Accepted(_)).then_some(what))
+        .collect()
+}
+
+/// Every logon's result, by `server/protocol`.
+async fn logons(
+    prober: &HttpProber,
+    fleet: &Fleet,
+    servers: &[String],
+    user: &str,
+    password: &str,
+) -> Vec<(String, ProbeResult)> {
+    let chosen = fleet
+        .exchange_servers()
+        .into_iter()
+        .filter(|s| servers.contains(&s.name));
+    let tries = chosen.flat_map(|s| {
+        PROBED.into_iter().map(move |p| {
+            let s = s.clone();
+            async move {
+                let r = prober.probe(&s, p, user, &secret(password)).await;
+                (format!("{}/{p}", s.name), r)
+            }
+        })
+    });
+    futures::future::join_all(tries).await
+}
+
+fn outcome_of<'a>(report: &'a Report, server: &str) -> Option<&'a ServerOutcome> {
+    report
+        .servers
+        .iter()
+        .find(|s| s.server == server)
+        .map(|s| &s.outcome)
+}
+
+fn step_ok(report: &Report, step: Step) -> Option<bool> {
+    report.steps.iter().find(|s| s.step == step).map(|s| s.ok)
+}
+
+fn kind(o: &ServerOutcome) -> String {
+    match o {
+        ServerOutcome::Flushed { .. } => "Flushed".into(),
+        ServerOutcome::Unproven { .. } => "Unproven".into(),
+        ServerOutcome::Failed { kind, .. } => kind.clone(),
+        ServerOutcome::Skipped { .. } => "Skipped".into(),
+        _ => "?".into(),
+    }
+}
+
+async fn inject(fault: Injected, bad: &LabServer, fleet: &Fleet, staged: &Staged) {
+    match fault {
+        Injected::Unreachable => bad.set_unreachable(true).await.unwrap(),
+        Injected::Hang => bad.set_hang(true),
+        Injected::TimedOut => bad.set_timed_out_receives(TIMED_OUT),
+        Injected::Unauthorized => bad.set_wrong_credentials(true),
+        Injected::SoapFault => bad.set_soap_fault(true),
+        Injected::NonZeroExit => bad.set_exit_code(Some(1)),
+        Injected::FailingPool => bad.fail_recycle(POOL),
+        Injected::MalformedJson => bad.set_malformed_json(true),
+        Injected::SambaGoneBeforeChange => staged.kill_at(KillAt::BeforeChange),
+        Injected::SambaGoneAfterChange => staged.kill_at(KillAt::AfterChange),
+        Injected::DcNeverConverges => staged.set_stale_dc(true),
+        Injected::HangEverywhere => fleet.servers().iter().for_each(|s| s.set_hang(true)),
+    }
+}
+
+async fn clear(fleet: &Fleet, staged: &Staged, proxy: Option<&LdapsProxy>) {
+    for s in fleet.servers() {
+        s.set_faults(&Faults::none()).await.unwrap();
+    }
+    staged.kill_at(KillAt::Never);
+    staged.set_stale_dc(false);
+    if let Some(p) = proxy {
+        p.restore().await;
+    }
+}
+
+/// The checks of the first run; returns (what names the failure, healthy servers flushed).
+fn check_first(
+    fault: Injected,
+    report: &Report,
+    names: &[String],
+    bad: &str,
+) -> Result<(String, String), String> {
+    let summary = || format!("{fault:?}\n{}", report.summary());
+    ensure(report.outcome == fault.expected(), || {
+        format!(
+            "outcome {:?}, want {:?}: {}",
+            report.outcome,
+            fault.expected(),
+            summary()
+        )
+    })?;
+    let healthy: Vec<&String> = match fault {
+        Injected::TimedOut | Injected::SambaGoneAfterChange | Injected::DcNeverConverges => {
+            names.iter().collect()
+        }
+        Injected::SambaGoneBeforeChange | Injected::HangEverywhere => Vec::new(),
+        _ => names.iter().filter(|n| *n != bad).collect(),
+    };
+    for h in &healthy {
+        let rec = report.servers.iter().find(|s| &&s.server == h).unwrap();
+        ensure(rec.outcome.is_proven(), || {
+            format!("{h} not flushed: {}", summary())
+        })?;
+        ensure(
+            !rec.probes.is_empty() && rec.probes.iter().all(|p| p.refused),
+            || {
+                format!(
+                    "{h}: old password not refused everywhere: {:?}: {}",
+                    rec.probes,
+                    summary()
+                )
+            },
+        )?;
+    }
+    let healthy_text = match fault {
+        Injected::SambaGoneBeforeChange => "none flushed (nothing changed)".to_owned(),
+        Injected::HangEverywhere => "— (none healthy)".to_owned(),
+        _ => format!(
+            "{}/{} proven, old password refused",
+            healthy.len(),
+            healthy.len()
+        ),
+    };
+    let named = match fault {
+        Injected::TimedOut => {
+            let Some(ServerOutcome::Flushed { flush, .. }) = outcome_of(report, bad) else {
+                return Err(summary());
+            };
+            ensure(flush.round_trips >= 4 + TIMED_OUT, || {
+                format!(
+                    "{bad}: {} round trips: no TimedOut re-poll?",
+                    flush.round_trips
+                )
+            })?;
+            format!("— ({bad}: {} round trips)", flush.round_trips)
+        }
+        Injected::SambaGoneBeforeChange => {
+            ensure(
+                step_ok(report, Step::ChangeDirectory) == Some(false),
+                summary,
+            )?;
+            ensure(
+                report
+                    .servers
+                    .iter()
+                    .all(|s| matches!(s.outcome, ServerOutcome::Skipped { .. })),
+                summary,
+            )?;
+            "step change_directory; all servers skipped".into()
+        }
+        Injected::SambaGoneAfterChange | Injected::DcNeverConverges => {
+            ensure(step_ok(report, Step::Converge) == Some(false), summary)?;
+            let dc = report
+                .domain_controllers
+                .iter()
+                .find(|d| !d.converged)
+                .ok_or_else(summary)?;
+            if fault == Injected::DcNeverConverges {
+                ensure(dc.dc == STALE_DC, summary)?;
+            }
+            ensure(
+                report
+                    .reasons
+                    .iter()
+                    .any(|r| r.contains("domain controllers")),
+                summary,
+            )?;
+            match dc.dc.as_str() {
+                "(discovery)" => "step converge; DC discovery refused".to_owned(),
+                name => format!("step converge; DC {name}"),
+            }
+        }
+        Injected::HangEverywhere => {
+            ensure(step_ok(report, Step::Flush) == Some(false), summary)?;
+            let mut kinds: Vec<String> = Vec::new();
+            for n in names {
+                let o = outcome_of(report, n).ok_or_else(summary)?;
+                let ok = match o {
+                    ServerOutcome::Failed { kind, .. } => kind == "Timeout",
+                    ServerOutcome::Skipped { reason } => reason.contains("deadline"),
+                    _ => false,
+                };
+                ensure(ok, summary)?;
+                kinds.push(kind(o));
+            }
+            ensure(report.servers_to_retry.len() == names.len(), summary)?;
+            kinds.dedup();
+            format!(
+                "step flush; all {} servers ({})",
+                names.len(),
+                kinds.join(", ")
+            )
+        }
+        _ => {
+            ensure(step_ok(report, Step::Flush) == Some(false), summary)?;
+            ensure(report.servers_to_retry == [bad], summary)?;
+            ensure(report.reasons.iter().any(|r| r.contains(bad)), summary)?;
+            let o = outcome_of(report, bad).ok_or_else(summary)?;
+            let want = fault.server_kind().unwrap_or_default();
+            ensure(kind(o) == want, || {
+                format!("{bad}: {} want {want}: {}", kind(o), summary())
+            })?;
+            if let ServerOutcome::Unproven { reason, .. } = o {
+                ensure(reason.contains(POOL), summary)?;
+            }
+            format!("step flush; {bad} {want}")
+        }
+    };
+    Ok((named, healthy_text))
+}
+
+async fn run_case(
+    sh: Arc<Shared>,
+    fault: Injected,
+    strategy_name: &'static str,
+    strategy: Strategy,
+) -> Result<Row, String> {
+    let ad = sh.ad;
+    let user = ad
+        .create_user(&SambaAd::unique_name("fm"), &secret(OLD))
+        .await
+        .map_err(|e| e.to_string())?;
+    let prefix = SambaAd::unique_name("F");
+    let names: Vec<String> = (1..=3).map(|i| format!("{prefix}{i:02}")).collect();
+    let bad_name = names[1].clone();
+    let fleet = Fleet::builder()
+        .directory(sh.auth.clone())
+        .dns_domain(ad.env().dns_domain())
+        .registrar(move |s: exch_core::ExchangeServer| async move {
+            let v = s.version.ok_or("no version")?;
+            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .server(ServerSpec::exchange_2019(&names[0]).recycle_latency(Duration::from_millis(20)))
+        .server(ServerSpec::exchange_2016(&names[1]).recycle_latency(Duration::from_millis(20)))
+        .server(ServerSpec::exchange_2010(&names[2]).recycle_latency(Duration::from_millis(20)))
+        .winrm_credentials(WINRM_USER, secret(WINRM_PASSWORD))
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = run_on(
+        &sh,
+        fault,
+        strategy_name,
+        strategy,
+        &fleet,
+        &names,
+        &bad_name,
+        &user.upn,
+    )
+    .await;
+    fleet.shutdown_within(Duration::from_millis(500)).await;
+    for n in &names {
+        let _ = ad
+            .delete(&format!("CN={n},{}", ad.exchange_servers_container()))
+            .await;
+    }
+    let _ = ad.delete(&user.dn).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_on(
+    sh: &Shared,
+    fault: Injected,
+    strategy_name: &'static str,
+    strategy: Strategy,
+    fleet: &Fleet,
+    names: &[String],
+    bad_name: &str,
+    upn: &str,
+) -> Result<Row, String> {
+    let mut prober = HttpProber::new().unwrap();
+    let mut flusher = WinRmFlusher::builder()
+        .auth(WinRmAuth::Basic)
+        .allow_unencrypted_basic(true)
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1))
+        .credentials(WINRM_USER, secret(WINRM_PASSWORD));
+    for s in fleet.servers() {
+        prober = prober.base_url(s.name(), s.base_url());
+        flusher = flusher.endpoint(s.name(), s.winrm_url());
+    }
+    let flusher = Arc::new(flusher.build().unwrap());
+    let proxy = if fault.needs_proxy() {
+        let upstream = ad_ldaps_addr(sh.ad);
+        Some(LdapsProxy::start(upstream).await)
+    } else {
+        None
+    };
+    let tool: Arc<dyn Directory> = match &proxy {
+        Some(p) => Arc::new(ldap(&p.url(), sh.ad, Duration::from_secs(2)).await),
+        None => sh.tool.clone(),
+    };
+    let staged = Staged::new(tool, proxy.clone());
+
+    // Logged on everywhere: the old password's tokens are cached on every server.
+    let cached = logons(&prober, fleet, names, upn, OLD).await;
+    let n = cached
+        .iter()
+        .filter(|(_, r)| matches!(r, ProbeResult::Accepted(_)))
+        .count();
+    ensure(n == names.len() * PROBED.len(), || {
+        format!("pre-cached logons: {cached:?}")
+    })?;
+
+    let build = |resume: Option<Report>| {
+        let mut b = Remediation::builder()
+            .directory(staged.clone())
+            .flusher(flusher.clone())
+            .user(upn)
+            .disable()
+            .protocols(&PROBED)
+            .strategy(strategy)
+            .timeouts(Timeouts {
+                converge: Duration::from_secs(2),
+                converge_poll: Duration::from_millis(50),
+                per_server: PER_SERVER,
+                directory: Duration::from_secs(2),
+            })
+            .retry(RetryPolicy {
+                attempts: 2,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(100),
+            })
+            .deadline(fault.deadline())
+            .probe_old_password(Arc::new(prober.clone()), secret(OLD));
+        for n in names {
+            b = b.include_server(n);
+        }
+        if let Some(r) = resume {
+            b = b.resume(r);
+        }
+        b.build().unwrap()
+    };
+    let r = build(None);
+    let plan = r.plan().await.map_err(|e| e.to_string())?;
+    let bad = fleet.server(bad_name).unwrap();
+    inject(fault, bad, fleet, &staged).await;
+    let t = Instant::now();
+    let report = r.execute(&plan).await;
+    let elapsed = t.elapsed();
+    ensure(elapsed <= fault.deadline() + MARGIN, || {
+        format!(
+            "took {elapsed:?}, deadline {:?}: {}",
+            fault.deadline(),
+            report.summary()
+        )
+    })?;
+    if std::env::var("FAULT_MATRIX_VERBOSE").is_ok() {
+        eprintln!("{fault:?} {strategy_name}:\n{}", report.summary());
+    }
+    let (named, healthy) = check_first(fault, &report, names, bad_name)?;
+    // Stable names in the table: the fleet's unique prefix becomes `EX`.
+    let named = named.replace(&names[0][..names[0].len() - 2], "EX");
+    let disabled = sh
+        .auth
+        .find_account(&UserRef::parse(upn).unwrap())
+        .await
+        .map_err(|e| e.to_string())?
+        .is_disabled();
+    ensure(
+        disabled == (fault != Injected::SambaGoneBeforeChange),
+        || format!("account disabled = {disabled} after {fault:?}"),
+    )?;
+
+    clear(fleet, &staged, proxy.as_deref()).await;
+    let first_retry = if fault == Injected::SambaGoneBeforeChange {
+        names.to_vec() // Failed: nothing was done, everything is left
+    } else {
+        report.servers_to_retry.clone()
+    };
+    let r2 = build(Some(report));
+    let plan2 = r2.plan().await.map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let rerun = r2.execute(&plan2).await;
+    let rerun_elapsed = t.elapsed();
+    if std::env::var("FAULT_MATRIX_VERBOSE").is_ok() {
+        eprintln!("rerun {fault:?} {strategy_name}:\n{}", rerun.summary());
+    }
+    ensure(rerun.outcome == Outcome::Revoked, || {
+        format!("rerun after {fault:?}: {}", rerun.summary())
+    })?;
+    let flushed_again: Vec<String> = rerun
+        .servers
+        .iter()
+        .filter(|s| s.outcome.is_proven())
+        .map(|s| s.server.clone())
+        .collect();
+    ensure(flushed_again == first_retry, || {
+        format!("rerun flushed {flushed_again:?}, first run left {first_retry:?}")
+    })?;
+    // Independently of the reports: the old password is refused on the servers the rerun was
+    // about (the others were probed by the first run).
+    let still = accepted(&prober, fleet, &first_retry, upn, OLD).await;
+    ensure(still.is_empty(), || {
+        format!("old password still accepted: {still:?}")
+    })?;
+    Ok(Row {
+        fault,
+        strategy: strategy_name,
+        outcome: fault.expected(),
+        elapsed,
+        named,
+        healthy,
+        rerun: rerun.outcome,
+        rerun_elapsed,
+    })
+}
+
+fn ad_ldaps_addr(ad: &SambaAd) -> std::net::SocketAddr {
+    let url = &ad.env().url_ldaps;
+    let host_port = url.trim_start_matches("ldaps://").trim_end_matches('/');
+    host_port.to_socket_addrs().unwrap().next().unwrap()
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| fault | strategy | outcome | failing server / step named | healthy servers flushed | time / deadline | rerun after clearing |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:?} | {} | {} | {:.2}s / {}s | {:?} in {:.2}s |",
+            r.fault.label(),
+            r.strategy,
+            r.outcome,
+            r.named,
+            r.healthy,
+            r.elapsed.as_secs_f64(),
+            r.fault.deadline().as_secs(),
+            r.rerun,
+            r.rerun_elapsed.as_secs_f64()
+        );
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fault_matrix() {
+    let Some(ad) = SambaAd::require("fault matrix (Samba AD + lab fleet)") else {
+        return;
+    };
+    let url = ad.env().url_ldaps.clone();
+    let sh = Arc::new(Shared {
+        ad,
+        auth: LimitedLogons::new(
+            Arc::new(ldap(&url, ad, Duration::from_secs(10)).await),
+            LOGONS_AT_ONCE,
+        ),
+        tool: Arc::new(ldap(&url, ad, Duration::from_secs(2)).await),
+    });
+    let started = Instant::now();
+    // FAULT_MATRIX_ONLY=Hang,TimedOut runs only those rows (names as in `enum Injected`).
+    let only = std::env::var("FAULT_MATRIX_ONLY").ok();
+    let chosen: Vec<Injected> = FAULTS
+        .into_iter()
+        .filter(|f| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x == format!("{f:?}")))
+        })
+        .collect();
+    let cases = chosen.clone().into_iter().flat_map(|f| {
+        let sh = sh.clone();
+        strategies()
+            .into_iter()
+            .map(move |(name, st)| tokio::spawn(run_case(sh.clone(), f, name, st)))
+    });
+    // Every logon on a cache miss is a TLS connection and an LDAP bind to the one Samba DC:
+    // a few cases at a time keep it answering well within the timeouts.
+    let results: Vec<_> = futures::stream::iter(cases)
+        .buffer_unordered(
+            std::env::var("FAULT_MATRIX_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CONCURRENT_CASES),
+        )
+        .collect()
+        .await;
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(Ok(row)) => rows.push(row),
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("case panicked: {e}")),
+        }
+    }
+    rows.sort_by_key(|r| (FAULTS.iter().position(|f| *f == r.fault), r.strategy));
+    let text = table(&rows);
+    println!(
+        "\nFault matrix ({} cases in {:.1}s):\n\n{text}",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-matrix.md");
+    let _ = std::fs::write(&path, &text);
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert_eq!(rows.len(), chosen.len() * 2);
+}
