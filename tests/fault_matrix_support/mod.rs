@@ -21,7 +21,8 @@ use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
-/// A TCP proxy on `127.0.0.2:<port>` (the DC certificate names 127.0.0.2) to `upstream`.
+/// A TCP proxy on `<upstream IP>:<new port>` to `upstream` (the DC's certificate names the
+/// DC's IP, so the proxy listens on that IP: 127.0.0.1 under scripts/test.sh).
 #[derive(Debug)]
 pub(crate) struct LdapsProxy {
     listen: SocketAddr,
@@ -38,7 +39,7 @@ struct Running {
 impl LdapsProxy {
     /// Starts forwarding.
     pub(crate) async fn start(upstream: SocketAddr) -> Arc<LdapsProxy> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 2], 0)))
+        let listener = TcpListener::bind(SocketAddr::new(upstream.ip(), 0))
             .await
             .unwrap();
         let proxy = Arc::new(LdapsProxy {
@@ -50,7 +51,7 @@ impl LdapsProxy {
         proxy
     }
 
-    /// `ldaps://127.0.0.2:<port>`.
+    /// `ldaps://<upstream IP>:<port>`.
     pub(crate) fn url(&self) -> String {
         format!("ldaps://{}", self.listen)
     }
