@@ -278,9 +278,18 @@ async fn no_password_in_logs_debug_errors_or_reports() {
         .unwrap_err();
     push("bad bind Display", e.to_string());
     push("bad bind Debug", format!("{e:?}"));
+    let refused = LdapDirectory::builder()
+        .url(env.url_ldap.clone())
+        .bind(env.admin_bind.clone(), env.admin_password.clone())
+        .build()
+        .await
+        .unwrap_err();
+    push("plaintext bind refused Display", refused.to_string());
+    push("plaintext bind refused Debug", format!("{refused:?}"));
     match LdapDirectory::builder()
         .url(env.url_ldap.clone())
         .bind(env.admin_bind.clone(), env.admin_password.clone())
+        .allow_plaintext_bind(true)
         .build()
         .await
     {

@@ -22,12 +22,22 @@ fn ad() -> Option<&'static SambaAd> {
 }
 
 async fn connect(ad: &SambaAd, url: &str, starttls: bool) -> Result<LdapDirectory, DirectoryError> {
+    connect_with(ad, url, starttls, false).await
+}
+
+async fn connect_with(
+    ad: &SambaAd,
+    url: &str,
+    starttls: bool,
+    allow_plaintext_bind: bool,
+) -> Result<LdapDirectory, DirectoryError> {
     let env = ad.env();
     LdapDirectory::builder()
         .url(url)
         .ca_file(&env.ca_file)
         .bind(env.admin_bind.clone(), env.admin_password.clone())
         .starttls(starttls)
+        .allow_plaintext_bind(allow_plaintext_bind)
         .timeout(Duration::from_secs(15))
         .build()
         .await
@@ -113,6 +123,60 @@ async fn logon_name_forms() {
     ad.delete(&u.dn).await.unwrap();
 }
 
+/// Logons reuse idle connections (one bind each, no new TLS handshake): a connection last bound
+/// as one user must judge the next user's password on its own, in every order, also when many
+/// logons run at once and after a refusal.
+#[tokio::test]
+async fn reused_logon_connections_judge_each_logon_afresh() {
+    let Some(ad) = ad() else { return };
+    let dir = ldaps(ad).await;
+    let a = user(ad, "logona").await;
+    let b = user(ad, "logonb").await;
+    let wrong = SecretString::from("not-the-password".to_owned());
+    for _ in 0..3 {
+        assert_eq!(
+            dir.authenticate(&a.upn, &a.password).await.unwrap(),
+            AuthResult::Success
+        );
+        assert_eq!(
+            dir.authenticate(&b.upn, &wrong).await.unwrap(),
+            AuthResult::BadCredentials
+        );
+        assert_eq!(
+            dir.authenticate(&b.upn, &b.password).await.unwrap(),
+            AuthResult::Success
+        );
+        assert_eq!(
+            dir.authenticate(&a.upn, &wrong).await.unwrap(),
+            AuthResult::BadCredentials
+        );
+    }
+    let logons = (0..24).map(|i| {
+        let (u, pw, want) = match i % 3 {
+            0 => (&a, &a.password, AuthResult::Success),
+            1 => (&b, &b.password, AuthResult::Success),
+            _ => (&a, &wrong, AuthResult::BadCredentials),
+        };
+        let dir = &dir;
+        async move { (dir.authenticate(&u.upn, pw).await.unwrap(), want) }
+    });
+    for (got, want) in futures::future::join_all(logons).await {
+        assert_eq!(got, want);
+    }
+    // A kept connection last bound as `a` does not carry `a`'s rights into a later refusal.
+    let account = dir
+        .find_account(&UserRef::parse(&a.upn).unwrap())
+        .await
+        .unwrap();
+    dir.disable_account(&account).await.unwrap();
+    assert_eq!(
+        dir.authenticate(&a.upn, &a.password).await.unwrap(),
+        AuthResult::AccountDisabled
+    );
+    ad.delete(&a.dn).await.unwrap();
+    ad.delete(&b.dn).await.unwrap();
+}
+
 /// create user → bind works → disable → AccountDisabled → reset over LDAPS → old password
 /// refused, new one AccountDisabled until re-enable, then Success.
 #[tokio::test]
@@ -130,15 +194,24 @@ async fn compromised_user_flow_over_ldaps() {
     ad.delete(&u.dn).await.unwrap();
 }
 
-/// Plain ldap:// without StartTLS: the library refuses the reset (and logons) before sending
-/// anything, although this Samba would accept unicodePwd in clear text; the password stays.
+/// Plain ldap:// without StartTLS: the service bind is refused before connecting unless the
+/// caller opts out; with the opt-out (named in the security notes), the library still refuses
+/// the reset (and logons) before sending anything, although this Samba would accept unicodePwd
+/// in clear text; the password stays.
 #[tokio::test]
 async fn reset_over_plain_ldap_is_refused_by_the_library() {
     let Some(ad) = ad() else { return };
     let u = user(ad, "plain").await;
-    match connect(ad, &ad.env().url_ldap, false).await {
+    let e = connect(ad, &ad.env().url_ldap, false).await.unwrap_err();
+    assert!(matches!(e, DirectoryError::InsecureTransport { .. }), "{e}");
+    match connect_with(ad, &ad.env().url_ldap, false, true).await {
         Ok(dir) => {
             assert!(!dir.is_encrypted());
+            let notes = dir.security_notes();
+            assert!(
+                notes.len() == 1 && notes[0].contains("allow_plaintext_bind"),
+                "{notes:?}"
+            );
             let a = dir
                 .find_account(&UserRef::parse(&u.upn).unwrap())
                 .await
