@@ -11,6 +11,7 @@ mod plan;
 mod probe;
 mod report;
 mod run;
+mod servers;
 
 pub use builder::RemediationBuilder;
 pub use error::RemediationError;

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use exch_core::{ExchangeServer, Protocol};
 use exch_directory::{Account, DirectoryError, DomainController};
-use exch_iis::{FlushMethod, IisError};
+use exch_iis::FlushMethod;
 use futures::StreamExt;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -12,26 +12,10 @@ use tracing::Instrument;
 use crate::deadline::{Deadline, DEADLINE_SKIP};
 use crate::plan::{PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
 use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
+use crate::servers::{flush_servers, probe_server, PROBE_SERVERS_IN_FLIGHT};
 use crate::{
-    Action, Event, Outcome, Plan, ProbeResult, Remediation, RemediationError, Report,
-    ServerOutcome, Step,
+    Action, Event, Outcome, Plan, Remediation, RemediationError, Report, ServerOutcome, Step,
 };
-
-/// Servers probed at once (never more than the strategy flushes at once). Every probe that is
-/// refused is a logon that the server's IIS checks with a domain controller, so this bounds the
-/// burst a DC sees: 4 servers ≈ 20 logons in flight. Measured with 50 servers against Samba AD
-/// (one process, listen backlog 10): one server at a time took 3.0 s, 2 → 1.47 s, 4 → 1.3 s
-/// (1.6 s when the DC's backlog overflowed), 8 → 1.49 s, 64 → 10 s time-outs (BENCHMARKS.md).
-const PROBE_SERVERS_IN_FLIGHT: usize = 4;
-
-/// Protocols whose logon can be probed over HTTP with a user name and password.
-const PROBED: [Protocol; 5] = [
-    Protocol::Owa,
-    Protocol::Ews,
-    Protocol::Eas,
-    Protocol::Mapi,
-    Protocol::RpcHttp,
-];
 
 impl Remediation {
     /// The dry run: finds the account, the domain controllers and the servers, and says what
@@ -786,258 +770,10 @@ impl Run<'_> {
     }
 }
 
-/// Logs on to `p`'s endpoints (the protocols its flushed pools serve) as `user` with the old
-/// password `old`; one record per protocol.
-pub(crate) async fn probe_server(
-    r: &Remediation,
-    prober: &dyn crate::Prober,
-    p: &PlannedServer,
-    user: &str,
-    old: &secrecy::SecretString,
-    dl: Deadline,
-) -> Vec<ProbeRecord> {
-    let protocols: Vec<Protocol> = match &r.method {
-        FlushMethod::IisReset { .. } => PROBED.to_vec(),
-        _ => {
-            let mut v: Vec<Protocol> = p
-                .pools
-                .iter()
-                .flat_map(|x| x.protocols.iter().copied())
-                .filter(|x| PROBED.contains(x))
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        }
-    };
-    let results = dl
-        .bound(futures::future::join_all(
-            protocols
-                .iter()
-                .map(|&proto| prober.probe(&p.server, proto, user, old)),
-        ))
-        .await
-        .unwrap_or_else(|| {
-            let why = format!("not probed: the run deadline ({:?}) was reached", dl.limit);
-            protocols
-                .iter()
-                .map(|_| ProbeResult::Error(why.clone()))
-                .collect()
-        });
-    protocols
-        .iter()
-        .zip(results)
-        .map(|(&protocol, res)| {
-            let (ok, detail) = match res {
-                ProbeResult::Refused(d) => (true, d),
-                ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
-                ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
-            };
-            ProbeRecord {
-                protocol,
-                refused: ok,
-                detail,
-            }
-        })
-        .collect()
-}
-
-/// Flushes `servers` with the run's strategy; records in plan order.
-pub(crate) async fn flush_servers(
-    r: &Remediation,
-    servers: &[PlannedServer],
-    dl: Deadline,
-) -> Vec<ServerRecord> {
-    let planned: Vec<&PlannedServer> = servers.iter().collect();
-    let records: Vec<ServerRecord> = match r.strategy {
-        crate::Strategy::Parallel { max_in_flight } => {
-            // Futures are created up front (lazily polled): keeps `execute` Send. Unordered:
-            // `buffered` counts a finished flush against the limit until every earlier one
-            // has finished too, so one slow server held back the next ones (BENCHMARKS.md).
-            let flushes: Vec<_> = planned
-                .iter()
-                .enumerate()
-                .map(|(i, p)| async move { (i, flush_one(r, p, dl).await) })
-                .collect();
-            let mut done: Vec<(usize, ServerRecord)> = futures::stream::iter(flushes)
-                .buffer_unordered(max_in_flight.max(1))
-                .collect()
-                .await;
-            // Report in plan order.
-            done.sort_by_key(|(i, _)| *i);
-            done.into_iter().map(|(_, rec)| rec).collect()
-        }
-        crate::Strategy::Rolling { batch, pause } => {
-            let mut out = Vec::with_capacity(planned.len());
-            let to_flush: Vec<&PlannedServer> =
-                planned.iter().copied().filter(|p| p.is_flushed()).collect();
-            for (i, chunk) in to_flush.chunks(batch).enumerate() {
-                if i > 0 && !pause.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(dl.cap(pause)) => {}
-                        _ = r.cancel.cancelled() => {}
-                    }
-                }
-                out.extend(
-                    futures::future::join_all(chunk.iter().map(|p| flush_one(r, p, dl))).await,
-                );
-            }
-            for p in planned.iter().filter(|p| !p.is_flushed()) {
-                out.push(flush_one(r, p, dl).await);
-            }
-            // Report in plan order, whatever the batching.
-            out.sort_by_key(|rec| planned.iter().position(|p| p.server.name == rec.server));
-            out
-        }
-    };
-    records
-}
-
 fn shows(a: &Account, expected: &Expected) -> bool {
     (!expected.disabled || a.is_disabled())
         && match expected.pwd_last_set_at_least {
             Some(min) => a.pwd_last_set.is_some_and(|v| v >= min),
             None => true,
         }
-}
-
-fn kind_of(e: &IisError) -> &'static str {
-    match e {
-        IisError::Unreachable { .. } => "Unreachable",
-        IisError::Unauthenticated { .. } => "Unauthenticated",
-        IisError::Timeout { .. } => "Timeout",
-        IisError::PoolNotFound { .. } => "PoolNotFound",
-        IisError::CommandFailed { .. } => "CommandFailed",
-        IisError::Fault { .. } => "Fault",
-        IisError::Protocol { .. } => "Protocol",
-        IisError::InvalidInput { .. } => "InvalidInput",
-        _ => "Other",
-    }
-}
-
-pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) -> ServerRecord {
-    let t = Instant::now();
-    let record = |outcome| ServerRecord {
-        server: p.server.name.clone(),
-        fqdn: p.server.fqdn.clone(),
-        outcome,
-        probes: Vec::new(),
-        elapsed: t.elapsed(),
-    };
-    if let Some(reason) = &p.skip {
-        return record(ServerOutcome::Skipped {
-            reason: reason.clone(),
-        });
-    }
-    if r.cancel.is_cancelled() {
-        return record(ServerOutcome::Skipped {
-            reason: "cancelled".into(),
-        });
-    }
-    if dl.expired() {
-        return record(ServerOutcome::Skipped {
-            reason: format!("{DEADLINE_SKIP} ({:?}) was reached", dl.limit),
-        });
-    }
-    let span = tracing::info_span!("flush", server = %p.server.name);
-    let outcome = async {
-        r.emit(Event::ServerStarted {
-            server: p.server.name.clone(),
-        });
-        let method = match &r.method {
-            FlushMethod::RecycleAppPools(_) => {
-                FlushMethod::RecycleAppPools(p.pools.iter().map(|x| x.pool.clone()).collect())
-            }
-            other => other.clone(),
-        };
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            let limit = dl.cap(r.timeouts.per_server);
-            let result =
-                match tokio::time::timeout(limit, r.flusher.flush(&p.server, &method)).await {
-                    Ok(res) => res,
-                    Err(_) if limit < r.timeouts.per_server => Err(IisError::Timeout {
-                        server: p.server.name.clone(),
-                        operation: format!("flush (cut by the run deadline of {:?})", dl.limit),
-                        after: limit,
-                    }),
-                    Err(_) => Err(IisError::Timeout {
-                        server: p.server.name.clone(),
-                        operation: "flush".into(),
-                        after: r.timeouts.per_server,
-                    }),
-                };
-            match result {
-                Ok(flush) if flush.is_proven() => {
-                    break ServerOutcome::Flushed {
-                        flush,
-                        attempts: attempt,
-                    }
-                }
-                Ok(flush) => {
-                    let bad: Vec<String> = flush
-                        .pools
-                        .iter()
-                        .filter(|x| !x.proven)
-                        .map(|x| match &x.error {
-                            Some(e) => format!("{}: {e}", x.pool),
-                            None => format!("{}: no new worker after the request", x.pool),
-                        })
-                        .collect();
-                    let reason = if flush.pools.is_empty() {
-                        "no pool was flushed (none of the planned pools exists on the server)"
-                            .to_owned()
-                    } else {
-                        bad.join("; ")
-                    };
-                    break ServerOutcome::Unproven {
-                        flush,
-                        attempts: attempt,
-                        reason,
-                    };
-                }
-                Err(e)
-                    if e.is_transient()
-                        && attempt < r.retry.attempts
-                        && !r.cancel.is_cancelled()
-                        && dl.cap(r.retry.delay(attempt)) == r.retry.delay(attempt)
-                        && !dl.expired() =>
-                {
-                    let delay = r.retry.delay(attempt);
-                    tracing::warn!(attempt, error = %e, "flush failed, retrying");
-                    r.emit(Event::Retry {
-                        target: p.server.name.clone(),
-                        attempt,
-                        delay,
-                        error: e.to_string(),
-                    });
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = r.cancel.cancelled() => {}
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "flush failed");
-                    break ServerOutcome::Failed {
-                        kind: kind_of(&e).to_owned(),
-                        error: e.to_string(),
-                        attempts: attempt,
-                    };
-                }
-            }
-        };
-        r.emit(Event::ServerFinished {
-            server: p.server.name.clone(),
-            proven: outcome.is_proven(),
-        });
-        outcome
-    }
-    .instrument(span)
-    .await;
-    let rec = record(outcome);
-    r.emit(Event::ServerRecorded {
-        record: Box::new(rec.clone()),
-    });
-    rec
 }

@@ -9,7 +9,7 @@ use super::report::{ManyReport, ServerProbes, UserRecord};
 use super::{ManyPlan, ManyUser, RevokeMany};
 use crate::deadline::{Deadline, DEADLINE_SKIP};
 use crate::report::{ActionRecord, DcRecord, ServerRecord, StepRecord};
-use crate::run::{flush_servers, probe_server};
+use crate::servers::{flush_servers, probe_server};
 use crate::{Action, Event, Outcome, ServerOutcome, Step};
 
 /// Accounts per [`exch_directory::Directory::accounts_on`] call.
