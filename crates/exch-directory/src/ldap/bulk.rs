@@ -107,25 +107,9 @@ impl LdapDirectory {
                 .collect();
             let filter = format!("(&{USER_FILTER}(|{clauses}))");
             let what = format!("read {} accounts", valid.len());
-            let (base, timeout) = (self.inner.base_dn.as_str(), self.timeout());
-            self.run(url, &what, true, |mut ldap| {
-                let (filter, what) = (&filter, &what);
-                async move {
-                    search(
-                        &mut ldap,
-                        timeout,
-                        base,
-                        Scope::Subtree,
-                        filter,
-                        ACCOUNT_ATTRS,
-                    )
-                    .await
-                    .map_err(|e| map_error("read accounts", url, what, e))
-                    .map(Option::unwrap_or_default)
-                }
-            })
-            .await
-            .unwrap_or_default()
+            self.search_users_at(url, &filter, &what, "read accounts", &what)
+                .await
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -193,7 +177,21 @@ impl LdapDirectory {
         operation: &str,
         object: &str,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
-        let url = self.inner.url.as_str();
+        self.search_users_at(&self.inner.url, filter, operation, "find account", object)
+            .await
+    }
+
+    /// [`Self::search_users`] on the server at `url` (a domain controller's, for reads that
+    /// check convergence there).
+    /// `operation` names the attempt (retries, logs), `what` the failed search in errors.
+    async fn search_users_at(
+        &self,
+        url: &str,
+        filter: &str,
+        operation: &str,
+        what: &str,
+        object: &str,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
         let base = self.inner.base_dn.as_str();
         let timeout = self.timeout();
         self.run(url, operation, true, |mut ldap| async move {
@@ -206,7 +204,7 @@ impl LdapDirectory {
                 ACCOUNT_ATTRS,
             )
             .await
-            .map_err(|e| map_error("find account", url, object, e))
+            .map_err(|e| map_error(what, url, object, e))
             .map(Option::unwrap_or_default)
         })
         .await
