@@ -148,6 +148,16 @@ async fn run_case(act: Act, strategy: Strategy) {
         "{act:?} {strategy:?}\n{}",
         report.summary()
     );
+    // The lab's opt-outs are named: Basic over plain HTTP for WinRM, and probes over http://.
+    assert!(
+        report
+            .security
+            .iter()
+            .any(|n| n.contains("allow_unencrypted_basic"))
+            && report.security.iter().any(|n| n.starts_with("probe:")),
+        "{:?}",
+        report.security
+    );
     for s in &report.servers {
         let ServerOutcome::Flushed { flush, .. } = &s.outcome else {
             panic!("{s:?}")

@@ -93,6 +93,15 @@ impl Remediation {
         self.cancel.clone()
     }
 
+    /// The security opt-outs of the directory, the flusher and `prober` (the report's
+    /// `security`).
+    pub(crate) fn security_notes(&self, prober: Option<&dyn Prober>) -> Vec<String> {
+        let mut notes = self.directory.security_notes();
+        notes.extend(self.flusher.security_notes());
+        notes.extend(prober.map(Prober::security_notes).unwrap_or_default());
+        notes
+    }
+
     fn emit(&self, event: Event) {
         if let Some(tx) = &self.events {
             let _ = tx.send(event);

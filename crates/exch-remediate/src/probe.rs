@@ -28,6 +28,12 @@ pub trait Prober: Debug + Send + Sync + 'static {
         user: &str,
         password: &SecretString,
     ) -> ProbeResult;
+
+    /// Security checks this prober was told to skip, one sentence each, for the report
+    /// (e.g. logons sent over plain `http://`). Default: none.
+    fn security_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 mod http;

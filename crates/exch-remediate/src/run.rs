@@ -291,7 +291,7 @@ impl<'a> Run<'a> {
                 reasons: Vec::new(),
                 servers_to_retry: Vec::new(),
                 cancelled: false,
-                security: [r.directory.security_notes(), r.flusher.security_notes()].concat(),
+                security: r.security_notes(r.probe.as_ref().map(|(p, _)| p.as_ref())),
             },
         }
     }

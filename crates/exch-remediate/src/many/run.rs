@@ -76,7 +76,7 @@ impl<'a> ManyRun<'a> {
                 servers_to_retry: Vec::new(),
                 reasons: Vec::new(),
                 cancelled: false,
-                security: [r.directory.security_notes(), r.flusher.security_notes()].concat(),
+                security: r.security_notes(m.prober.as_deref()),
             },
         }
     }

@@ -58,6 +58,23 @@ impl HttpProber {
     }
 }
 
+/// Names the servers whose probes go over plain `http://` (the old password in clear text).
+fn plain_http_note(overrides: &HashMap<String, String>) -> Option<String> {
+    let mut plain: Vec<&str> = overrides
+        .iter()
+        .filter(|(_, base)| base.to_ascii_lowercase().starts_with("http://"))
+        .map(|(server, _)| server.as_str())
+        .collect();
+    if plain.is_empty() {
+        return None;
+    }
+    plain.sort_unstable();
+    Some(format!(
+        "probe: logons with the old password go over plain http:// (not encrypted) to {} (HttpProber::base_url); use https:// outside a lab",
+        plain.join(", ")
+    ))
+}
+
 /// The endpoint a client logs on to, per protocol.
 fn logon_path(protocol: Protocol) -> &'static str {
     match protocol {
@@ -69,6 +86,10 @@ fn logon_path(protocol: Protocol) -> &'static str {
 
 #[async_trait]
 impl Prober for HttpProber {
+    fn security_notes(&self) -> Vec<String> {
+        plain_http_note(&self.overrides).into_iter().collect()
+    }
+
     async fn probe(
         &self,
         server: &ExchangeServer,
@@ -137,5 +158,30 @@ impl Prober for HttpProber {
             200..=299 => ProbeResult::Accepted(format!("{url}: HTTP {status}")),
             _ => ProbeResult::Error(format!("{url}: HTTP {status}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_base_urls_are_named_as_a_security_note() {
+        let https = HttpProber::new()
+            .expect("client")
+            .base_url("EX1", "https://ex1.corp.example");
+        assert!(https.security_notes().is_empty());
+        let lab = HttpProber::new()
+            .expect("client")
+            .base_url("EX2", "HTTP://127.0.0.1:5000")
+            .base_url("EX1", "https://ex1.corp.example")
+            .base_url("EX3", "http://127.0.0.1:5001/");
+        let notes = lab.security_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("http://") && notes[0].contains("ex2, ex3"),
+            "{notes:?}"
+        );
+        assert!(!notes[0].contains("ex1"), "{notes:?}");
     }
 }
