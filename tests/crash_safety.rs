@@ -4,6 +4,9 @@
 //! password in `--password-out` is the account's real password (checked with an LDAP bind),
 //! it is never replaced, and what was done is not done again.
 //!
+//! Also `--resume REPORT` of a `Partial` run that applied the reset: the password file is
+//! kept byte for byte, the reset is not sent again, only the failed server is flushed.
+//!
 //! Boundaries are found from the CLI's `--progress json` lines (written after the journal),
 //! flushes are kept in flight by a long lab recycle latency, and the stop before the reset
 //! uses the CLI's `EXCH_REVOKE_TEST_PAUSE_AT=password-written` hook. Needs Samba
@@ -40,16 +43,32 @@ struct Job {
 }
 
 impl Job {
+    /// With `--password-out new.pw --journal journal.json --json report.json`.
     fn new(lab: &SambaFleet, name: &str, user: &str, actions: &[&str]) -> Job {
+        Job::with_files(lab, name, user, actions, true)
+    }
+
+    /// `--password-out new.pw --json report.json`, and `--journal journal.json` if `journal`.
+    fn with_files(
+        lab: &SambaFleet,
+        name: &str,
+        user: &str,
+        actions: &[&str],
+        journal: bool,
+    ) -> Job {
         let dir = common::scratch(name);
         let mut args = lab.cli_args();
         args.extend(["--user".to_owned(), user.to_owned()]);
         args.extend(actions.iter().map(|s| s.to_string()));
-        for (flag, file) in [
+        let files = [
             ("--password-out", "new.pw"),
             ("--journal", "journal.json"),
             ("--json", "report.json"),
-        ] {
+        ];
+        for (flag, file) in files
+            .into_iter()
+            .filter(|(f, _)| journal || *f != "--journal")
+        {
             args.push(flag.to_owned());
             args.push(dir.join(file).display().to_string());
         }
@@ -415,6 +434,119 @@ async fn without_a_journal_an_existing_password_file_is_refused() {
     lab.cleanup().await;
     let _ = ad.delete(&user.dn).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--resume REPORT` of a `Partial` run (one server refused the WinRM credentials) that applied
+/// the reset: the rerun with the same `--password-out` neither resets again nor touches the
+/// file, and flushes only the server that failed. Before that, a rerun whose `--password-out`
+/// names another, missing file says so and creates nothing (and resets nothing either); and
+/// resuming the finished job needs no `--password-out` at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_of_a_partial_run_keeps_the_applied_password() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, FAST, WINRM_PW).await;
+    let servers = lab.fleet.servers();
+    servers[1].set_wrong_credentials(true);
+    let user = ad
+        .create_user(&SambaAd::unique_name("kr"), &secret(OLD_PW))
+        .await
+        .unwrap();
+    let mut job = Job::with_files(
+        &lab,
+        "resume-partial",
+        &user.upn,
+        &["--reset-password"],
+        false,
+    );
+    let pwd_last_set = || async { ad.read_attribute(&user.dn, "pwdLastSet").await.unwrap() };
+    let recycles = |s: &LabServer| s.counters().iis.recycles;
+
+    // Run 1: the reset is applied, the second server refuses the credentials → Partial.
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 1));
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    let report = job.json("report.json");
+    assert_eq!(report["outcome"], "Partial", "{stdout}");
+    assert_eq!(report["actions"][0]["outcome"], "Applied", "{report}");
+    let stored = std::fs::read(job.file("new.pw")).unwrap();
+    let stored_text = String::from_utf8(stored.clone()).unwrap();
+    assert_eq!(bind_rc(ad, &user.upn, &stored_text).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
+    let set_by_run_1 = pwd_last_set().await;
+    assert!(set_by_run_1.is_some());
+    let after_run_1: Vec<u64> = servers.iter().map(recycles).collect();
+    assert!(after_run_1[0] > 0, "the healthy server was not flushed");
+    assert_eq!(after_run_1[1], 0, "the server with the fault was flushed");
+    job.args.extend([
+        "--resume".to_owned(),
+        job.file("report.json").display().to_string(),
+    ]);
+
+    // Run 2, fault still in force, `--password-out` naming a missing file: no reset, no file,
+    // a message that says why; still Partial.
+    let mut other = job.args.clone();
+    let at = other.iter().position(|a| a == "--password-out").unwrap();
+    other[at + 1] = job.file("other.pw").display().to_string();
+    let elsewhere = Job {
+        dir: job.dir.clone(),
+        args: other,
+    };
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| elsewhere.run_to_end(&lab, 2));
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("reset was applied by the earlier run")
+            && stdout.contains("other.pw does not exist and is NOT created"),
+        "{stdout}"
+    );
+    assert!(
+        !job.file("other.pw").exists(),
+        "a new password file was written"
+    );
+    assert_eq!(pwd_last_set().await, set_by_run_1, "run 2 reset again");
+    assert_eq!(bind_rc(ad, &user.upn, &stored_text).await, 0);
+    let after_run_2: Vec<u64> = servers.iter().map(recycles).collect();
+    assert_eq!(after_run_2, after_run_1, "run 2 flushed something");
+
+    // Run 3, fault cleared, same `--password-out`: only the failed server is flushed.
+    servers[1].set_wrong_credentials(false);
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 3));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("new.pw is left as it is"), "{stdout}");
+    assert_eq!(
+        std::fs::read(job.file("new.pw")).unwrap(),
+        stored,
+        "the password file changed"
+    );
+    assert_private(&job.file("new.pw"));
+    assert_eq!(pwd_last_set().await, set_by_run_1, "run 3 reset again");
+    assert_eq!(bind_rc(ad, &user.upn, &stored_text).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
+    let after_run_3: Vec<u64> = servers.iter().map(recycles).collect();
+    assert_eq!(
+        after_run_3[0], after_run_1[0],
+        "the proven server was flushed again"
+    );
+    assert!(after_run_3[1] > 0, "the failed server was not flushed");
+    let report = job.json("report.json");
+    assert_eq!(report["outcome"], "Revoked", "{stdout}");
+    assert_eq!(report["actions"][0]["done_earlier"], true, "{report}");
+
+    // Run 4: resuming the finished job needs no `--password-out` and does nothing.
+    let at = job.args.iter().position(|a| a == "--password-out").unwrap();
+    job.args.drain(at..at + 2);
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 4));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(job.json("report.json")["outcome"], "Revoked", "{stdout}");
+    assert_eq!(pwd_last_set().await, set_by_run_1, "run 4 reset again");
+    assert_eq!(
+        servers.iter().map(recycles).collect::<Vec<_>>(),
+        after_run_3
+    );
+
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
 }
 
 /// Reads the account on the first domain controller (what convergence reads).

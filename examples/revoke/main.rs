@@ -18,7 +18,8 @@
 //! any point, the same command run again continues the job: the stored password is reused
 //! (sent again if the reset was not confirmed; never replaced by a new one), applied actions
 //! are not repeated, proven servers are skipped. Without a journal, an existing password file
-//! is refused.
+//! is refused. `--resume REPORT` of a run that applied the reset neither resets again nor
+//! writes `--password-out` (then optional): the account keeps the password that run stored.
 //!
 //! **Logs.** `RUST_LOG` (e.g. `RUST_LOG=debug`) logs to stderr; nothing is logged by default.
 //! No password appears in the logs at any level, dependencies' TRACE included (tested by
@@ -216,13 +217,6 @@ async fn run(args: Args) -> Result<Outcome, String> {
             args.ldap_url
         ));
     }
-    if args.reset_password
-        && args.new_password_env.is_none()
-        && args.password_out.is_none()
-        && !args.dry_run
-    {
-        return Err("--reset-password generates a password: pass --password-out FILE so it is stored before the reset (or --new-password-env VAR)".into());
-    }
     if args.journal.is_some() && args.resume.is_some() {
         return Err("--journal continues the job it records; --resume is for a report of another run: pass one of them".into());
     }
@@ -250,6 +244,20 @@ async fn run(args: Args) -> Result<Outcome, String> {
         }
         (None, None) => None,
     };
+    // `--resume` of a report in which the reset was applied: the account has the password that
+    // run set (and stored); nothing is generated, written or sent.
+    let reset_done_in_resumed_report = args
+        .resume
+        .as_deref()
+        .filter(|_| earlier_report.as_ref().is_some_and(journal::reset_applied));
+    if args.reset_password
+        && args.new_password_env.is_none()
+        && args.password_out.is_none()
+        && !args.dry_run
+        && reset_done_in_resumed_report.is_none()
+    {
+        return Err("--reset-password generates a password: pass --password-out FILE so it is stored before the reset (or --new-password-env VAR)".into());
+    }
 
     let bind_pw = secrets::from_env_or_prompt(
         "EXCH_REVOKE_BIND_PASSWORD",
@@ -314,6 +322,17 @@ async fn run(args: Args) -> Result<Outcome, String> {
         &args.password_out,
     ) {
         (false, _, _) => None,
+        (true, _, _) if let Some(report) = reset_done_in_resumed_report => {
+            println!(
+                "{}",
+                secrets::reset_done_earlier_note(
+                    report,
+                    args.password_out.as_deref(),
+                    args.new_password_env.as_deref(),
+                )
+            );
+            Some(NewPassword::Generate) // planned as done earlier: never sent, never written
+        }
         (true, Some(var), _) => Some(NewPassword::Given(
             std::env::var(var)
                 .map(SecretString::from)
@@ -331,18 +350,15 @@ async fn run(args: Args) -> Result<Outcome, String> {
             }
             NewPasswordPlan::Done => Some(NewPassword::Generate), // never sent: done earlier
             NewPasswordPlan::GenerateAndStore { force } => {
-                let done = earlier_report.as_ref().is_some_and(journal::reset_applied);
                 if force {
                     println!(
                         "the journal names {} as this job's password file but it is missing or empty: a new password is generated, stored there first, then set",
                         out.display()
                     );
                 }
-                if !done || force {
-                    store_in = Some(out.clone());
-                    password_file = Some(out.clone());
-                    force_reset = force;
-                }
+                store_in = Some(out.clone());
+                password_file = Some(out.clone());
+                force_reset = force;
                 Some(NewPassword::Generate)
             }
         },

@@ -101,3 +101,29 @@ pub(crate) fn plan_new_password(
         )),
     }
 }
+
+/// What `--resume REPORT` does about the password when REPORT says the reset was applied: the
+/// account keeps the password that run set; `--password-out` is neither written nor required,
+/// `--new-password-env` is not used.
+pub(crate) fn reset_done_earlier_note(
+    report: &Path,
+    password_out: Option<&Path>,
+    new_password_env: Option<&str>,
+) -> String {
+    let mut note = format!(
+        "--resume {}: the password reset was applied by the earlier run; it is not sent again and no new password is made: the account keeps the password that run set",
+        report.display()
+    );
+    match password_out {
+        Some(f) if f.exists() => note.push_str(&format!("; {} is left as it is", f.display())),
+        Some(f) => note.push_str(&format!(
+            "; {} does not exist and is NOT created (the password is in the file the earlier run wrote; to set a new one, run without --resume)",
+            f.display()
+        )),
+        None => {}
+    }
+    if let Some(var) = new_password_env {
+        note.push_str(&format!("; {var} is not used"));
+    }
+    note
+}

@@ -1,5 +1,6 @@
-//! Shared by `tests/secrets.rs` and `tests/crash_safety.rs`: a lab fleet whose servers
-//! authenticate against the Samba AD DC, and the `revoke` example as a child process.
+//! Shared by `tests/secrets.rs`, `tests/crash_safety.rs` and `tests/hostile_remediation.rs`:
+//! an LDAPS directory and a lab fleet whose servers authenticate against the Samba AD DC, and
+//! the `revoke` example as a child process.
 #![allow(dead_code, unreachable_pub)]
 
 use exch_core::ExchangeServer;
@@ -43,6 +44,20 @@ pub fn revoke_bin() -> PathBuf {
     bin
 }
 
+/// The code under test's directory: LDAPS to the DC, bound as its administrator.
+pub async fn ldaps_directory(ad: &SambaAd) -> Arc<dyn Directory> {
+    let env = ad.env();
+    Arc::new(
+        LdapDirectory::builder()
+            .url(env.url_ldaps.clone())
+            .ca_file(env.ca_file.clone())
+            .bind(env.admin_bind.clone(), env.admin_password.clone())
+            .build()
+            .await
+            .unwrap(),
+    )
+}
+
 /// A fleet of `n` Exchange 2019 servers registered in the Samba DC, plus an LDAPS directory.
 pub struct SambaFleet {
     pub ad: &'static SambaAd,
@@ -60,15 +75,7 @@ impl SambaFleet {
         winrm_password: &str,
     ) -> SambaFleet {
         let env = ad.env();
-        let dir: Arc<dyn Directory> = Arc::new(
-            LdapDirectory::builder()
-                .url(env.url_ldaps.clone())
-                .ca_file(env.ca_file.clone())
-                .bind(env.admin_bind.clone(), env.admin_password.clone())
-                .build()
-                .await
-                .unwrap(),
-        );
+        let dir = ldaps_directory(ad).await;
         let fleet = Fleet::builder()
             .directory(dir.clone())
             .dns_domain(env.dns_domain())

@@ -36,7 +36,7 @@ fn list_problems(problems: &[(String, crate::UserProblem)]) -> String {
     let mut s: Vec<String> = problems
         .iter()
         .take(SHOWN)
-        .map(|(user, p)| format!("{user:?}: {p}"))
+        .map(|(user, p)| format!("{:?}: {p}", user_excerpt(user)))
         .collect();
     if problems.len() > SHOWN {
         s.push(format!("and {} more", problems.len() - SHOWN));
@@ -50,5 +50,42 @@ impl RemediationError {
             what: what.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// At most 80 characters of a user identifier as given (then `…`): messages name a 64 KiB
+/// identifier without repeating it.
+pub(crate) fn user_excerpt(user: &str) -> String {
+    const SHOWN: usize = 80;
+    match user.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &user[..cut]),
+        None => user.to_owned(),
+    }
+}
+
+/// [`user_excerpt`] with control characters escaped (`\0`, `\n`): for one-line summaries, so
+/// that an identifier cannot add lines of its own.
+pub(crate) fn user_line(user: &str) -> String {
+    let mut line = String::new();
+    for c in user_excerpt(user).chars() {
+        if c.is_control() {
+            line.extend(c.escape_debug());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_and_control_identifiers_are_shown_short_and_on_one_line() {
+        let long = "é".repeat(100);
+        assert_eq!(user_excerpt(&long), format!("{}…", "é".repeat(80)));
+        assert_eq!(user_excerpt("bob"), "bob");
+        assert_eq!(user_line("a\nb\0c\\d"), "a\\nb\\0c\\d");
     }
 }

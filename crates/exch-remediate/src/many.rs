@@ -322,7 +322,7 @@ impl ManyPlan {
         );
         for u in self.users.iter().filter(|u| u.problem.is_some()) {
             if let Some(p) = &u.problem {
-                let _ = writeln!(s, "  skip {}: {p}", u.user);
+                let _ = writeln!(s, "  skip {}: {p}", crate::error::user_line(&u.user));
             }
         }
         let _ = writeln!(

@@ -141,7 +141,7 @@ impl ManyReport {
             let _ = writeln!(
                 s,
                 "  user {}: {:?}: {}",
-                u.user,
+                crate::error::user_line(&u.user),
                 u.outcome,
                 u.reasons.join("; ")
             );
