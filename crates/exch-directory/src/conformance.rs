@@ -19,6 +19,12 @@
 // A test suite: a failing step panics with the error, like a test would.
 #![allow(clippy::unwrap_used)]
 
+mod bulk;
+mod combined;
+
+pub use bulk::{accounts_on_in_order, find_accounts_in_order};
+pub use combined::{disable_and_reset_flow, disable_and_reset_keeps_concurrent_change};
+
 use exch_core::ExchangeServer;
 use secrecy::{ExposeSecret, SecretString};
 

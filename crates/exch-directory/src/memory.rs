@@ -332,7 +332,11 @@ impl State {
                 self.by_sam(sam)
             }
             UserRef::Sam(sam) => self.by_sam(sam),
-            UserRef::Dn(dn) => self.user_index(dn.as_str()).into_iter().collect(),
+            UserRef::Dn(dn) => {
+                // Like LdapDirectory: a malformed DN is InvalidInput, not NotFound.
+                crate::escape::parse_dn(dn.as_str())?;
+                self.user_index(dn.as_str()).into_iter().collect()
+            }
             #[allow(unreachable_patterns)]
             _ => Vec::new(),
         })
@@ -386,8 +390,9 @@ impl State {
 ///   UPN `sam@dns.domain`, `DOMAIN\sam`, DN; not bare names, not `mail`). Like AD, a disabled
 ///   account reports [`AuthResult::AccountDisabled`] only with the right password; a wrong
 ///   password is [`AuthResult::BadCredentials`]. An empty password never logs on.
-/// * Password resets check a [`PasswordPolicy`] ([`DirectoryError::PolicyViolation`]); the old
-///   password stops working at once.
+/// * Password resets check a [`PasswordPolicy`] ([`DirectoryError::PolicyViolation`]; an
+///   empty password is [`DirectoryError::InvalidInput`]); the old password stops working at
+///   once. A malformed DN is [`DirectoryError::InvalidInput`], as in the LDAP backend.
 /// * Domain controllers: one, `DC1`, to start with; more with
 ///   [`add_domain_controller`](Self::add_domain_controller), each with a replication lag —
 ///   [`Directory::account_on`] shows a DC the state of `lag` ago. Users added with
@@ -866,6 +871,13 @@ impl Directory for InMemoryDirectory {
             .ok_or_else(|| DirectoryError::NotFound {
                 what: account.dn.to_string(),
             })?;
+        // Like LdapDirectory, whatever the policy: an empty password is a caller's mistake.
+        if new.expose_secret().is_empty() {
+            return Err(DirectoryError::InvalidInput {
+                what: format!("new password for {}", account.dn),
+                reason: "empty; use generate_password()".into(),
+            });
+        }
         let sam = s.users[i].account.sam_account_name.clone();
         if let Some(reason) = s.policy.violation(&sam, new.expose_secret()) {
             return Err(DirectoryError::PolicyViolation {
@@ -918,6 +930,7 @@ impl Directory for InMemoryDirectory {
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
         self.enter(Operation::AccountOn, &format!("{dn} on {}", dc.name))
             .await?;
+        crate::escape::parse_dn(dn.as_str())?;
         let s = self.lock();
         let d = s
             .dcs

@@ -465,3 +465,105 @@ async fn connection_is_reused_and_debug_has_no_secret() {
     );
     ad.delete(&u.dn).await.unwrap();
 }
+
+/// `n` fixture users created a few at a time, in order.
+async fn users(ad: &SambaAd, prefix: &str, n: usize) -> Vec<FixtureUser> {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|_| user(ad, prefix))
+        .buffered(8)
+        .collect()
+        .await
+}
+
+async fn delete_all(ad: &SambaAd, dns: impl IntoIterator<Item = String>) {
+    use futures::StreamExt;
+    let deleted: Vec<_> = futures::stream::iter(dns)
+        .map(|dn| async move { ad.delete(&dn).await.map_err(|e| format!("{dn}: {e}")) })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let failed: Vec<String> = deleted.into_iter().filter_map(Result::err).collect();
+    assert!(failed.is_empty(), "delete failed: {failed:?}");
+}
+
+/// find_accounts and accounts_on over 104 users (more than one chunk of 100) plus two that
+/// share a `mail`; the DC's own computer object is the non-user DN.
+#[tokio::test]
+async fn bulk_reads_in_order() {
+    let Some(ad) = ad() else { return };
+    let dir = ldaps(ad).await;
+    let t0 = std::time::Instant::now();
+    let many = users(ad, "bulk", 104).await;
+    let mail = format!("{}@lab.example.test", SambaAd::unique_name("team"));
+    let pw = SecretString::from(OLD.to_owned());
+    let mut shared = Vec::new();
+    for _ in 0..2 {
+        let u = ad
+            .create_user_with(&SambaAd::unique_name("bulkm"), &pw, Some(&mail), None)
+            .await
+            .unwrap();
+        shared.push(u.dn);
+    }
+    eprintln!(
+        "bulk_reads_in_order: 106 users created in {:?}",
+        t0.elapsed()
+    );
+    let t1 = std::time::Instant::now();
+    conformance::find_accounts_in_order(&dir, &many, &mail).await;
+    eprintln!("find_accounts_in_order: {:?}", t1.elapsed());
+    let dcs = dir.domain_controllers().await.unwrap();
+    let computer = format!(
+        "CN={},OU=Domain Controllers,{}",
+        dcs[0].name,
+        ad.env().base_dn
+    );
+    assert!(
+        ad.read_attribute(&computer, "sAMAccountName")
+            .await
+            .unwrap()
+            .is_some(),
+        "{computer} exists"
+    );
+    let t2 = std::time::Instant::now();
+    conformance::accounts_on_in_order(&dir, &dcs[0], &many, &Dn(computer)).await;
+    eprintln!("accounts_on_in_order: {:?}", t2.elapsed());
+    delete_all(ad, many.into_iter().map(|u| u.dn).chain(shared)).await;
+}
+
+#[tokio::test]
+async fn disable_and_reset_flow() {
+    let Some(ad) = ad() else { return };
+    let dir = ldaps(ad).await;
+    let u = user(ad, "dnr").await;
+    let new = exch_directory::generate_password();
+    conformance::disable_and_reset_flow(&dir, &u, &new).await;
+    assert_eq!(ad.try_bind(&u.upn, &new).await.unwrap().rc, 0);
+    ad.delete(&u.dn).await.unwrap();
+}
+
+/// As concurrent_change_is_detected, through disable_and_reset: the guarded swap from the
+/// stale value is refused and the fallback keeps the other writer's bit.
+#[tokio::test]
+async fn disable_and_reset_keeps_concurrent_change() {
+    let Some(ad) = ad() else { return };
+    let dir = ldaps(ad).await;
+    let u = user(ad, "dnrconc").await;
+    let stale = dir
+        .find_account(&UserRef::parse(&u.dn).unwrap())
+        .await
+        .unwrap();
+    ad.replace_attribute(&u.dn, "userAccountControl", "66048")
+        .await
+        .unwrap();
+    let new = exch_directory::generate_password();
+    conformance::disable_and_reset_keeps_concurrent_change(&dir, &u, &stale, &new).await;
+    assert_eq!(
+        ad.read_attribute(&u.dn, "userAccountControl")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("66048")
+    );
+    ad.delete(&u.dn).await.unwrap();
+}

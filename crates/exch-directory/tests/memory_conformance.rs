@@ -125,3 +125,54 @@ async fn domain_controllers_agree() {
     dir.add_domain_controller("DC2", std::time::Duration::ZERO);
     conformance::domain_controllers_agree(&dir, &user).await;
 }
+
+/// 120 users (more than one chunk of the LDAP backend), two more sharing a `mail`.
+fn dir_with_many() -> (InMemoryDirectory, Vec<FixtureUser>) {
+    let (dir, first) = dir_with("bulk");
+    let mut users = vec![first];
+    users.extend(
+        (1..120)
+            .map(|i| FixtureUser::create_in_memory(&dir, &format!("bulk{i:03}"), "Old-Passw0rd!")),
+    );
+    for sam in ["team1", "team2"] {
+        dir.add_user_with_mail(
+            sam,
+            &format!("{sam}@lab.example.test"),
+            "Old-Passw0rd!",
+            sam,
+            "team@lab.example.test",
+        );
+    }
+    (dir, users)
+}
+
+#[tokio::test]
+async fn find_accounts_in_order() {
+    let (dir, users) = dir_with_many();
+    conformance::find_accounts_in_order(&dir, &users, "team@lab.example.test").await;
+}
+
+#[tokio::test]
+async fn accounts_on_in_order() {
+    let (dir, users) = dir_with_many();
+    let dcs = dir.domain_controllers().await.unwrap();
+    let not_a_user = exch_directory::Dn(format!("CN=Users,{}", dir.base_dn()));
+    conformance::accounts_on_in_order(&dir, &dcs[0], &users, &not_a_user).await;
+}
+
+#[tokio::test]
+async fn disable_and_reset_flow() {
+    let (dir, user) = dir_with("bob");
+    conformance::disable_and_reset_flow(&dir, &user, &exch_directory::generate_password()).await;
+}
+
+#[tokio::test]
+async fn disable_and_reset_keeps_concurrent_change() {
+    let (dir, user) = dir_with("bob");
+    let dn = exch_directory::Dn(user.dn.clone());
+    let stale = dir.account(&dn).unwrap();
+    // Another admin sets DONT_EXPIRE_PASSWORD after we read.
+    dir.set_user_account_control(&dn, exch_directory::UserAccountControl(0x1_0200));
+    let new = exch_directory::generate_password();
+    conformance::disable_and_reset_keeps_concurrent_change(&dir, &user, &stale, &new).await;
+}

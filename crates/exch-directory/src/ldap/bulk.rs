@@ -14,11 +14,17 @@ use crate::{Account, ChangeOutcome, Directory, DirectoryError, Dn, UserRef};
 pub(super) const FIND_CHUNK: usize = 100;
 
 impl LdapDirectory {
-    /// [`Directory::disable_and_reset`]: one modify (guarded `userAccountControl` swap from
-    /// the value in `account`, plus `unicodePwd` when resetting); on any refusal the
-    /// one-action methods run instead (the modify is atomic, so nothing of it was applied
-    /// unless the connection broke mid-way, and they are idempotent), which re-read the
-    /// account and attribute each error to its action.
+    /// [`Directory::disable_and_reset`]: a read of the account, then one modify (guarded
+    /// `userAccountControl` swap from the value just read, plus `unicodePwd` when
+    /// resetting); on any refusal the one-action methods run instead (the modify is atomic,
+    /// so nothing of it was applied unless the connection broke mid-way, and they are
+    /// idempotent), which re-read the account and attribute each error to its action.
+    ///
+    /// The swap is not guarded by the `userAccountControl` in `account`: Samba accepts a
+    /// delete of a value the attribute does not hold when the added value is the current one,
+    /// so a swap from a stale enabled value to the disabled one succeeds on an account that
+    /// someone else disabled meanwhile, and the disable would be reported `Applied` instead
+    /// of `AlreadySo` (conformance `disable_and_reset_flow`).
     pub(super) async fn disable_and_reset_combined(
         &self,
         account: &Account,
@@ -31,8 +37,12 @@ impl LdapDirectory {
             // The one-action methods refuse with the precise error.
             return crate::one_at_a_time(self, account, disable, new_password).await;
         }
-        let uac = account.user_account_control;
         let url = self.inner.url.as_str();
+        let uac = match self.read_account(url, account.dn.as_str()).await {
+            Ok(current) if !current.is_disabled() => current.user_account_control,
+            // Already disabled (nothing to swap) or unreadable: the one-action methods say so.
+            _ => return crate::one_at_a_time(self, account, disable, new_password).await,
+        };
         let dn = account.dn.as_str();
         let timeout = self.timeout();
         let operation = match new_password {
@@ -71,13 +81,8 @@ impl LdapDirectory {
                     reset = new_password.is_some(),
                     "disabled (and password reset) in one modify"
                 );
-                let disabled = if uac.is_disabled() {
-                    ChangeOutcome::AlreadySo
-                } else {
-                    ChangeOutcome::Applied
-                };
                 crate::AccountChanges {
-                    disable: Some(Ok(disabled)),
+                    disable: Some(Ok(ChangeOutcome::Applied)),
                     reset_password: new_password.map(|_| Ok(ChangeOutcome::Applied)),
                 }
             }

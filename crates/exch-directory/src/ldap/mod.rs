@@ -308,9 +308,10 @@ const MAX_IDLE_LOGON_CONNECTIONS: usize = 8;
 ///   the configured server, used round robin), reused (ldap3 multiplexes requests), reopened
 ///   when it breaks; reads are retried once on a fresh connection. Every operation, connecting
 ///   included, is bounded by the builder's timeout.
-/// * [`Directory::disable_and_reset`] sends one modify per account (guarded
-///   `userAccountControl` swap from the value the caller read, + `unicodePwd`), and falls back
-///   to the one-action methods when the server refuses it (e.g. the account changed since).
+/// * [`Directory::disable_and_reset`] reads the account and sends one modify (guarded
+///   `userAccountControl` swap from the value just read, + `unicodePwd`), and falls back to
+///   the one-action methods when the account is already disabled or the server refuses the
+///   modify (e.g. the account changed in between, or the password violates the policy).
 /// * [`Directory::disable_account`] reads `userAccountControl` and writes it back with the
 ///   disable bit in one modify that deletes the old value and adds the new one: if someone
 ///   changed it in between, the delete fails and the result is
