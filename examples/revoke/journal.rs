@@ -42,21 +42,7 @@ impl Journal {
     ) -> Journal {
         let mut report = match earlier {
             Some(r) => r.clone(),
-            None => Report {
-                outcome: Outcome::Partial,
-                account: Some(plan.account.dn.clone()),
-                user: user.to_owned(),
-                started: chrono::Utc::now(),
-                elapsed: std::time::Duration::ZERO,
-                steps: Vec::new(),
-                actions: Vec::new(),
-                domain_controllers: Vec::new(),
-                servers: Vec::new(),
-                reasons: Vec::new(),
-                servers_to_retry: Vec::new(),
-                cancelled: false,
-                security: Vec::new(),
-            },
+            None => Report::begin(user, Some(plan.account.dn.clone()), Outcome::Partial),
         };
         report.outcome = Outcome::Partial;
         report.reasons = vec![INTERRUPTED.to_owned()];

@@ -175,6 +175,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report for `user`, started now, with `outcome` until steps are recorded: what
+    /// a run starts from, and what a journal of an interrupted run (see the `revoke` example)
+    /// starts from.
+    pub fn begin(user: impl Into<String>, account: Option<String>, outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            account,
+            user: user.into(),
+            started: chrono::Utc::now(),
+            elapsed: std::time::Duration::ZERO,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            domain_controllers: Vec::new(),
+            servers: Vec::new(),
+            reasons: Vec::new(),
+            servers_to_retry: Vec::new(),
+            cancelled: false,
+            security: Vec::new(),
+        }
+    }
+
     /// A short human summary (one line per server plus the outcome).
     pub fn summary(&self) -> String {
         use std::fmt::Write;

@@ -279,19 +279,8 @@ impl<'a> Run<'a> {
             started: Instant::now(),
             deadline: Deadline::new(r.deadline),
             report: Report {
-                outcome: Outcome::Failed,
-                account: None,
-                user: r.user_text.clone(),
-                started: Utc::now(),
-                elapsed: Duration::ZERO,
-                steps: Vec::new(),
-                actions: Vec::new(),
-                domain_controllers: Vec::new(),
-                servers: Vec::new(),
-                reasons: Vec::new(),
-                servers_to_retry: Vec::new(),
-                cancelled: false,
                 security: r.security_notes(r.probe.as_ref().map(|(p, _)| p.as_ref())),
+                ..Report::begin(r.user_text.clone(), None, Outcome::Failed)
             },
         }
     }
