@@ -1,7 +1,9 @@
 //! Issue 7, benchmark 4: bulk incident response — disable + reset N accounts (default 1,000)
 //! in Samba AD with the library's `RevokeMany`, against `ldapmodify` applying the same changes
 //! from one LDIF file over one connection, and `samba-tool user disable` per account (20
-//! accounts, extrapolated).
+//! accounts, extrapolated). In full mode the library also runs with `contain_first()` (every
+//! account disabled, then every password reset), and both library runs print
+//! `ManyReport::contained_after` (execute start → every account disabled).
 //!
 //! ```text
 //! export EXCH_REVOKE_AD_ENV=target/samba-ad-dev/ad.env   # or let exch-samba start one
@@ -211,7 +213,19 @@ struct LibRun {
     execute: Duration,
     change: Duration,
     converge: Duration,
+    /// `ManyReport::contained_after`.
+    contained: Option<Duration>,
     passwords: Vec<SecretString>,
+}
+
+/// What the library run does to every account.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    DisableOnly,
+    /// Disable + reset, one combined modify per account.
+    Combined,
+    /// Disable + reset with `contain_first()`: every disable, then every reset.
+    ContainFirst,
 }
 
 async fn library(
@@ -219,7 +233,7 @@ async fn library(
     acc: &Accounts,
     max_in_flight: usize,
     connections: usize,
-    reset: bool,
+    mode: Mode,
 ) -> LibRun {
     let env = ad.env();
     let dir = LdapDirectory::builder()
@@ -240,10 +254,10 @@ async fn library(
         .servers(vec![server])
         .users(acc.upns.clone())
         .disable();
-    let run = if reset {
-        run.reset_password(NewPassword::Generate)
-    } else {
-        run
+    let run = match mode {
+        Mode::DisableOnly => run,
+        Mode::Combined => run.reset_password(NewPassword::Generate),
+        Mode::ContainFirst => run.reset_password(NewPassword::Generate).contain_first(),
     };
     let run = run.max_in_flight(max_in_flight).build_many().unwrap();
     let passwords = run.new_passwords().map(|(_, p)| p.clone()).collect();
@@ -267,6 +281,7 @@ async fn library(
         execute,
         change: step(Step::ChangeDirectory),
         converge: step(Step::Converge),
+        contained: report.contained_after,
         passwords,
     }
 }
@@ -379,13 +394,17 @@ async fn measure(
     let samba = samba_pid(ad);
     let samba = samba.as_deref();
     // (a) the library.
-    let (lib, lib_samba_cpu, lib_cpu) =
-        with_cpu(samba, library(ad, acc, max_in_flight, connections, true)).await;
+    let (lib, lib_samba_cpu, lib_cpu) = with_cpu(
+        samba,
+        library(ad, acc, max_in_flight, connections, Mode::Combined),
+    )
+    .await;
     let after = read_state(ad, acc).await;
     for (i, ((uac, pls), (_, pls0))) in after.iter().zip(&before).enumerate() {
         assert!(uac & 2 != 0, "{} not disabled ({uac:#x})", acc.sams[i]);
         assert!(pls > pls0, "{}: pwdLastSet did not move", acc.sams[i]);
     }
+    assert!(lib.contained.is_some(), "no containment time");
     if !full {
         for (upn, new) in acc.upns.iter().zip(&lib.passwords) {
             let answer = ad.try_bind(upn, new).await.unwrap();
@@ -396,6 +415,15 @@ async fn measure(
         }
         println!("bulk (smoke): {n} accounts disabled with their new passwords set (bind → data 533): ok");
         return;
+    }
+
+    // (a') the library with contain_first: every disable, then every reset.
+    reenable(ad, acc);
+    let first = library(ad, acc, max_in_flight, connections, Mode::ContainFirst).await;
+    let again = read_state(ad, acc).await;
+    for (i, ((uac, pls), (_, pls0))) in again.iter().zip(&after).enumerate() {
+        assert!(uac & 2 != 0, "{} not disabled ({uac:#x})", acc.sams[i]);
+        assert!(pls > pls0, "{}: pwdLastSet did not move", acc.sams[i]);
     }
 
     // (b) ldapmodify, the same changes from one LDIF, one connection.
@@ -416,13 +444,18 @@ async fn measure(
     reenable(ad, acc);
     let tool = samba_tool_disable(ad, acc, tool_n);
     reenable(ad, acc);
-    let (lib_disable, disable_samba_cpu, _) =
-        with_cpu(samba, library(ad, acc, max_in_flight, connections, false)).await;
+    let (lib_disable, disable_samba_cpu, _) = with_cpu(
+        samba,
+        library(ad, acc, max_in_flight, connections, Mode::DisableOnly),
+    )
+    .await;
 
     let lib_total = lib.plan + lib.execute;
+    let first_total = first.plan + first.execute;
     let rows = [
         ("library RevokeMany: plan + execute", n, lib_total),
         ("library RevokeMany: execute only", n, lib.execute),
+        ("library RevokeMany contain_first", n, first_total),
         ("ldapmodify, one LDIF, one connection", n, ldapmodify_took),
     ];
     println!();
@@ -459,6 +492,24 @@ async fn measure(
         lib.plan.as_secs_f64(),
         lib.change.as_secs_f64(),
         lib.converge.as_secs_f64()
+    );
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
+    println!("containment (execute start -> every account disabled, ManyReport::contained_after):");
+    println!(
+        "  library RevokeMany (combined)      contained after {} s, execute {:.2} s",
+        secs(lib.contained),
+        lib.execute.as_secs_f64()
+    );
+    println!(
+        "  library RevokeMany contain_first   contained after {} s, execute {:.2} s, plan + execute {:.2} s{}",
+        secs(first.contained),
+        first.execute.as_secs_f64(),
+        first_total.as_secs_f64(),
+        match (lib.contained, first.contained) {
+            (Some(a), Some(b)) => format!(" ({:.1}x sooner)", a.as_secs_f64() / b.as_secs_f64()),
+            _ => String::new(),
+        }
     );
     println!(
         "CPU per account: Samba {} ms (library run), {} ms (ldapmodify run), {} ms (library disable only); bench process {} ms (library run)",

@@ -189,7 +189,8 @@ impl RemediationBuilder {
         self
     }
 
-    /// Validates the input. Nothing is contacted.
+    /// Validates the input. Nothing is contacted. Refused: [`users`](Self::users) (use
+    /// [`build_many`](Self::build_many)) and [`contain_first`](Self::contain_first).
     pub fn build(self) -> Result<Remediation, RemediationError> {
         let directory = self.directory.ok_or_else(|| {
             RemediationError::invalid("builder", "no directory: call .directory(..)")
@@ -201,6 +202,12 @@ impl RemediationBuilder {
             return Err(RemediationError::invalid(
                 "builder",
                 "several users given with .users(..): call .build_many(), not .build()",
+            ));
+        }
+        if self.many.contain_first {
+            return Err(RemediationError::invalid(
+                "contain_first",
+                "only for many users (.users([..]) and .build_many()): a one-user run already disables the account before it resets the password",
             ));
         }
         let user_text = self.user.ok_or_else(|| {

@@ -5,7 +5,10 @@
 //! The directory work runs with bounded concurrency ([`RemediationBuilder::max_in_flight`]);
 //! then convergence is awaited for every account, then **one** flush per server clears the
 //! cached logons of every user of the batch at once, then the optional probes run per user.
+//! With [`RemediationBuilder::contain_first`] the directory work runs in two phases (every
+//! account disabled, then every password reset) so that the incident is contained sooner.
 
+mod change;
 mod report;
 mod run;
 
@@ -41,6 +44,7 @@ pub(crate) struct ManyInput {
     prober: Option<Arc<dyn Prober>>,
     max_in_flight: Option<usize>,
     skip_unresolved: bool,
+    pub(crate) contain_first: bool,
 }
 
 impl fmt::Debug for ManyInput {
@@ -51,6 +55,7 @@ impl fmt::Debug for ManyInput {
             .field("old_passwords", &self.old_passwords.len())
             .field("max_in_flight", &self.max_in_flight)
             .field("skip_unresolved", &self.skip_unresolved)
+            .field("contain_first", &self.contain_first)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +96,25 @@ impl RemediationBuilder {
         self
     }
 
+    /// With [`users`](Self::users), [`disable`](Self::disable) and
+    /// [`reset_password`](Self::reset_password): contain first. The directory work runs in two
+    /// phases instead of one combined modify per account: **phase 1** disables every account
+    /// (disable-only modifies, [`max_in_flight`](Self::max_in_flight) at a time), **phase 2**
+    /// then resets every password — also for accounts whose disable failed. A disable costs
+    /// the DC a fraction of a reset (Samba: ~2 ms vs ~26 ms, the new password is hashed), so
+    /// the last account is disabled after about a tenth of the time; the whole run takes a
+    /// little longer (two modifies per account instead of one). [`ManyReport::contained_after`]
+    /// says when every account was disabled; convergence, flush, probes and outcomes are as
+    /// without it.
+    ///
+    /// Refused by [`build_many`](Self::build_many) without both actions (with one action
+    /// there is nothing to put first) and by [`build`](Self::build) (a one-user run already
+    /// disables the account before it resets the password).
+    pub fn contain_first(mut self) -> Self {
+        self.many.contain_first = true;
+        self
+    }
+
     /// With [`users`](Self::users): after the flush, log on as each listed user with their
     /// **old** password on every flushed server and require refusal. Users not listed are not
     /// probed.
@@ -109,8 +133,10 @@ impl RemediationBuilder {
     /// Validates the input of a many-user run. Nothing is contacted; user identifiers are
     /// checked by [`RevokeMany::plan`] (so that every bad one is named at once). Refused:
     /// [`user`](Self::user) together with [`users`](Self::users),
-    /// [`resume`](Self::resume) and [`probe_old_password`](Self::probe_old_password) (use
-    /// [`probe_old_passwords`](Self::probe_old_passwords)).
+    /// [`resume`](Self::resume), [`probe_old_password`](Self::probe_old_password) (use
+    /// [`probe_old_passwords`](Self::probe_old_passwords)) and
+    /// [`contain_first`](Self::contain_first) without both [`disable`](Self::disable) and
+    /// [`reset_password`](Self::reset_password).
     pub fn build_many(mut self) -> Result<RevokeMany, RemediationError> {
         let many = std::mem::take(&mut self.many);
         let generate = matches!(self.reset, Some(NewPassword::Generate));
@@ -149,6 +175,12 @@ impl RemediationBuilder {
             ));
         }
         let reset = template.actions.contains(&Action::ResetPassword);
+        if many.contain_first && !(reset && template.actions.contains(&Action::Disable)) {
+            return Err(RemediationError::invalid(
+                "contain_first",
+                "needs both .disable() and .reset_password(..): it disables every account before resetting any password",
+            ));
+        }
         let mut given: HashMap<String, SecretString> = HashMap::new();
         for (user, password) in many.passwords {
             if !reset {
@@ -195,6 +227,7 @@ impl RemediationBuilder {
             users,
             max_in_flight,
             skip_unresolved: many.skip_unresolved,
+            contain_first: many.contain_first,
             prober: many.prober,
         })
     }
@@ -251,6 +284,7 @@ pub struct RevokeMany {
     users: Vec<ManyUser>,
     max_in_flight: usize,
     skip_unresolved: bool,
+    contain_first: bool,
     prober: Option<Arc<dyn Prober>>,
 }
 
@@ -260,6 +294,7 @@ impl fmt::Debug for RevokeMany {
             .field("users", &self.users.len())
             .field("actions", &self.template.actions)
             .field("max_in_flight", &self.max_in_flight)
+            .field("contain_first", &self.contain_first)
             .field("method", &self.template.method)
             .field("strategy", &self.template.strategy)
             .field("new_passwords", &"[REDACTED]")
@@ -296,6 +331,10 @@ pub struct ManyPlan {
     pub strategy: Strategy,
     /// Accounts in directory work at once.
     pub max_in_flight: usize,
+    /// Every account disabled before any password is reset
+    /// ([`RemediationBuilder::contain_first`]).
+    #[serde(default)]
+    pub contain_first: bool,
     /// Users whose old password will be probed after the flush.
     pub probed_users: usize,
     /// The expected impact, one line per flushed server.
@@ -315,10 +354,15 @@ impl ManyPlan {
         let n = self.resolved().count();
         let _ = writeln!(
             s,
-            "Plan for {n} of {} users: {:?}, {} in flight",
+            "Plan for {n} of {} users: {:?}, {} in flight{}",
             self.users.len(),
             self.actions,
-            self.max_in_flight
+            self.max_in_flight,
+            if self.contain_first {
+                " (contain first: every account disabled, then every password reset)"
+            } else {
+                ""
+            }
         );
         for u in self.users.iter().filter(|u| u.problem.is_some()) {
             if let Some(p) = &u.problem {
@@ -540,6 +584,7 @@ impl RevokeMany {
             method: r.method.clone(),
             strategy: r.strategy,
             max_in_flight: self.max_in_flight,
+            contain_first: self.contain_first,
             probed_users: if self.prober.is_some() {
                 probed_users
             } else {
@@ -550,7 +595,8 @@ impl RevokeMany {
     }
 
     /// Runs the plan: directory changes (at most `max_in_flight` accounts at a time, one
-    /// modify per account where the backend can), convergence of every changed account, one
+    /// modify per account where the backend can, or with
+    /// [`RemediationBuilder::contain_first`] every disable, then every reset), convergence of every changed account, one
     /// flush per server, the probes. Never returns early: every failure is in the report, per
     /// user and per server. `Revoked` only when every user is.
     pub async fn execute(&self, plan: &ManyPlan) -> ManyReport {

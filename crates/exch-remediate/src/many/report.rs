@@ -105,6 +105,13 @@ pub struct ManyReport {
     pub reasons: Vec<String>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
+    /// Containment time: from the start of `execute` until the disable of every resolved
+    /// account was applied (or found already so) — when the last disable-only modify returned
+    /// with [`crate::RemediationBuilder::contain_first`], when the last combined modify
+    /// returned without it. `None` when some account's disable failed or was not attempted
+    /// (or the run does not disable).
+    #[serde(default, with = "exch_core::serde_ms::opt_duration")]
+    pub contained_after: Option<Duration>,
     /// Security checks the backends were told to skip (see [`crate::Report::security`]).
     #[serde(default)]
     pub security: Vec<String>,
@@ -134,6 +141,19 @@ impl ManyReport {
             self.elapsed.as_secs_f64(),
             self.servers.len()
         );
+        if let Some(d) = self.contained_after {
+            let _ = writeln!(
+                s,
+                "  contained: every account disabled after {:.2}s",
+                d.as_secs_f64()
+            );
+        } else if self
+            .users
+            .iter()
+            .any(|u| u.actions.iter().any(|a| a.action == crate::Action::Disable))
+        {
+            let _ = writeln!(s, "  NOT contained: not every account is disabled");
+        }
         for note in &self.security {
             let _ = writeln!(s, "  SECURITY: {note}");
         }

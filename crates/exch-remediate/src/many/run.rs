@@ -1,36 +1,20 @@
 //! `RevokeMany::execute`: change, converge, flush once, probe, report.
 
 use chrono::Utc;
-use exch_directory::{Account, DirectoryError, Dn, DomainController, UserRef};
+use exch_directory::{Account, Dn, DomainController, UserRef};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
+use super::change::{change_all, Expected};
 use super::report::{ManyReport, ServerProbes, UserRecord};
 use super::{ManyPlan, ManyUser, RevokeMany};
 use crate::deadline::{Deadline, DEADLINE_SKIP};
-use crate::report::{ActionRecord, DcRecord, ServerRecord, StepRecord};
+use crate::report::{DcRecord, ServerRecord, StepRecord};
 use crate::servers::{flush_servers, probe_server};
 use crate::{Action, Event, Outcome, ServerOutcome, Step};
 
 /// Accounts per [`exch_directory::Directory::accounts_on`] call.
 const READ_CHUNK: usize = 100;
-
-/// What every DC must show for one account.
-#[derive(Clone, Copy)]
-struct Expected {
-    disabled: bool,
-    /// `pwdLastSet` must be greater than this (the value read at plan time).
-    pwd_last_set_above: Option<i64>,
-}
-
-impl Expected {
-    fn shown_by(&self, a: &Account) -> bool {
-        (!self.disabled || a.is_disabled())
-            && self
-                .pwd_last_set_above
-                .is_none_or(|before| a.pwd_last_set.is_some_and(|v| v > before))
-    }
-}
 
 /// State of one `RevokeMany::execute`.
 pub(super) struct ManyRun<'a> {
@@ -76,6 +60,7 @@ impl<'a> ManyRun<'a> {
                 servers_to_retry: Vec::new(),
                 reasons: Vec::new(),
                 cancelled: false,
+                contained_after: None,
                 security: r.security_notes(m.prober.as_deref()),
             },
         }
@@ -135,33 +120,44 @@ impl<'a> ManyRun<'a> {
             ));
         }
 
-        // 1. Change the directory, `max_in_flight` accounts at a time.
+        // 1. Change the directory, `max_in_flight` accounts at a time (with contain_first:
+        // every disable, then every reset).
         let s = self.begin(Step::ChangeDirectory);
-        let changes: Vec<_> = work
-            .iter()
-            .map(|&(i, user, account)| self.change_one(i, user, account))
-            .collect();
-        let results: Vec<(usize, Vec<ActionRecord>, Option<Expected>)> =
-            futures::stream::iter(changes)
-                .buffer_unordered(self.m.max_in_flight)
-                .collect()
-                .await;
+        let results = change_all(self.m, self.dl, &work).await;
         let mut fully = 0;
-        for (i, actions, expected) in results {
-            if actions.iter().all(|a| a.outcome.is_some()) {
+        let mut last_disabled = Some(self.started);
+        for c in results {
+            if c.actions.iter().all(|a| a.outcome.is_some()) {
                 fully += 1;
             }
-            self.report.users[i].actions = actions;
-            self.expected[i] = expected;
+            last_disabled = last_disabled.zip(c.disabled_at).map(|(a, b)| a.max(b));
+            self.report.users[c.i].actions = c.actions;
+            self.expected[c.i] = c.expected;
+        }
+        // Contained: every resolved account of the plan is disabled (none when one is not, or
+        // when the run does not disable).
+        let disables = self.m.template.actions.contains(&Action::Disable);
+        if disables && mismatched == 0 && !work.is_empty() {
+            self.report.contained_after = last_disabled.map(|t| t - self.started);
         }
         let changed = self.expected.iter().filter(|e| e.is_some()).count();
+        let contained = match (disables, self.report.contained_after) {
+            (false, _) => String::new(),
+            (true, Some(d)) => format!("; every account disabled after {:.2}s", d.as_secs_f64()),
+            (true, None) => "; NOT every account disabled".to_owned(),
+        };
         self.step(
             Step::ChangeDirectory,
             s,
             fully == work.len() && mismatched == 0,
             format!(
-                "{fully}/{} accounts fully changed ({changed} with at least one change)",
-                self.plan.users.len()
+                "{fully}/{} accounts fully changed ({changed} with at least one change{}){contained}",
+                self.plan.users.len(),
+                if self.m.contain_first {
+                    "; contain first: every disable, then every reset"
+                } else {
+                    ""
+                }
             ),
         );
 
@@ -225,119 +221,6 @@ impl<'a> ManyRun<'a> {
             );
         }
         self.finish()
-    }
-
-    /// Applies the actions to one account (one combined modify where the backend can),
-    /// retrying transient failures one action at a time.
-    async fn change_one(
-        &self,
-        i: usize,
-        user: &ManyUser,
-        account: &Account,
-    ) -> (usize, Vec<ActionRecord>, Option<Expected>) {
-        let r = &self.m.template;
-        let disable = r.actions.contains(&Action::Disable);
-        let reset = r.actions.contains(&Action::ResetPassword);
-        let password = user.new_password.as_ref().filter(|_| reset);
-        let not_attempted = |why: &str| {
-            r.actions
-                .iter()
-                .map(|&action| ActionRecord {
-                    action,
-                    outcome: None,
-                    error: Some(why.to_owned()),
-                    done_earlier: false,
-                })
-                .collect()
-        };
-        if r.cancel.is_cancelled() {
-            return (i, not_attempted("not attempted: cancelled"), None);
-        }
-        if self.dl.expired() {
-            return (
-                i,
-                not_attempted("not attempted: the run deadline was reached"),
-                None,
-            );
-        }
-        let limit = self.dl.cap(r.timeouts.directory);
-        let changes = tokio::time::timeout(
-            limit,
-            r.directory.disable_and_reset(account, disable, password),
-        )
-        .await;
-        let (mut d, mut p) = match changes {
-            Ok(c) => (c.disable, c.reset_password),
-            Err(_) => {
-                let timeout = || {
-                    Err(DirectoryError::Timeout {
-                        operation: format!("disable and password reset of {}", account.dn),
-                        url: "(directory)".into(),
-                        after: limit,
-                    })
-                };
-                (disable.then(timeout), password.map(|_| timeout()))
-            }
-        };
-        if matches!(&d, Some(Err(e)) if e.is_transient()) {
-            d = Some(
-                self.dl
-                    .dir(r.dir_retry("disable", || r.directory.disable_account(account)))
-                    .await,
-            );
-        }
-        if let (Some(Err(e)), Some(pw)) = (&p, password) {
-            if e.is_transient() {
-                p = Some(
-                    self.dl
-                        .dir(r.dir_retry("reset password", || {
-                            r.directory.reset_password(account, pw)
-                        }))
-                        .await,
-                );
-            }
-        }
-        let mut expected = Expected {
-            disabled: false,
-            pwd_last_set_above: None,
-        };
-        let mut records = Vec::new();
-        let mut applied = false;
-        for (action, result) in [(Action::Disable, d), (Action::ResetPassword, p)] {
-            let result = match (result, action) {
-                (Some(res), _) => res,
-                (None, Action::ResetPassword) if reset => Err(DirectoryError::InvalidInput {
-                    what: "new password".into(),
-                    reason: "none given".into(),
-                }),
-                (None, _) => continue,
-            };
-            match result {
-                Ok(outcome) => {
-                    applied = true;
-                    match action {
-                        Action::Disable => expected.disabled = true,
-                        _ => expected.pwd_last_set_above = Some(account.pwd_last_set.unwrap_or(0)),
-                    }
-                    records.push(ActionRecord {
-                        action,
-                        outcome: Some(outcome),
-                        error: None,
-                        done_earlier: false,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(user = %user.text, ?action, error = %e, "directory action failed");
-                    records.push(ActionRecord {
-                        action,
-                        outcome: None,
-                        error: Some(e.to_string()),
-                        done_earlier: false,
-                    });
-                }
-            }
-        }
-        (i, records, applied.then_some(expected))
     }
 
     /// Reads every changed account on every DC until it shows the change (or the convergence

@@ -1,15 +1,12 @@
 //! `RevokeMany`: many users, bounded directory concurrency, one flush per server, one report.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use exch_core::{ExchangeServer, ExchangeVersion, ServerRoles};
 use exch_directory::{
-    Account, AccountChanges, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn,
-    DomainController, Fault, InMemoryDirectory, NewUser, Operation, UserRef,
+    Account, AuthResult, ChangeOutcome, Directory, Fault, InMemoryDirectory, NewUser, Operation,
 };
 use exch_iis::{FlushOperation, IisError, RecordingFlusher};
 use exch_remediate::{
@@ -17,7 +14,9 @@ use exch_remediate::{
     UserProblem,
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+
+mod gated;
+mod samba;
 
 fn server(name: &str) -> ExchangeServer {
     ExchangeServer::new(name, format!("{}.lab.example.test", name.to_lowercase()))
@@ -91,6 +90,12 @@ async fn every_user_revoked_with_one_flush_per_server() {
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
     assert!(report.users.iter().all(|u| u.outcome == Outcome::Revoked));
     assert!(report.users_failed.is_empty() && report.reasons.is_empty());
+    // Containment time in the default (combined) mode too: when the last modify returned.
+    let contained = report.contained_after.unwrap();
+    assert!(contained <= report.elapsed);
+    assert!(report
+        .summary()
+        .contains("contained: every account disabled after"));
 
     // One flush per (non-Edge) server for the whole batch.
     let mut flushed = flushes(&flusher);
@@ -229,6 +234,29 @@ async fn builder_refuses_contradictions() {
         .unwrap_err();
     assert!(e.to_string().contains("reset_password"), "{e}");
     assert!(!format!("{e:?}").contains("Given-Passw0rd!1"));
+    // contain_first: both actions, many users.
+    let e = base()
+        .users(users.clone())
+        .contain_first()
+        .build_many()
+        .unwrap_err();
+    assert!(e.to_string().contains("contain_first"), "{e}");
+    let e = Remediation::builder()
+        .directory(dir.clone())
+        .flusher(Arc::new(RecordingFlusher::new()))
+        .users(users.clone())
+        .reset_password(NewPassword::Generate)
+        .contain_first()
+        .build_many()
+        .unwrap_err();
+    assert!(e.to_string().contains(".disable()"), "{e}");
+    let e = base()
+        .user("u0")
+        .reset_password(NewPassword::Generate)
+        .contain_first()
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("build_many"), "{e}");
 }
 
 #[tokio::test]
@@ -341,115 +369,47 @@ async fn nothing_applied_is_failed_and_nothing_flushed() {
     assert!(report.users.iter().all(|u| u.outcome == Outcome::Failed));
 }
 
-/// Directory whose `disable_and_reset` waits for the test to release it.
-#[derive(Debug)]
-struct Gated {
-    inner: InMemoryDirectory,
-    gate: Semaphore,
-    in_flight: AtomicUsize,
-    max: AtomicUsize,
-    waiting: AtomicUsize,
-}
-
-#[async_trait]
-impl Directory for Gated {
-    async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
-        self.inner.find_account(user).await
-    }
-    async fn disable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.disable_account(a).await
-    }
-    async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.enable_account(a).await
-    }
-    async fn reset_password(
-        &self,
-        a: &Account,
-        new: &SecretString,
-    ) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.reset_password(a, new).await
-    }
-    async fn authenticate(&self, u: &str, p: &SecretString) -> Result<AuthResult, DirectoryError> {
-        self.inner.authenticate(u, p).await
-    }
-    async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
-        self.inner.exchange_servers().await
-    }
-    async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
-        self.inner.domain_controllers().await
-    }
-    async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
-        self.inner.account_on(dc, dn).await
-    }
-    async fn disable_and_reset(
-        &self,
-        a: &Account,
-        disable: bool,
-        new: Option<&SecretString>,
-    ) -> AccountChanges {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.unwrap().forget();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let out = self.inner.disable_and_reset(a, disable, new).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        out
-    }
-}
-
 #[tokio::test]
-async fn directory_work_is_bounded_by_max_in_flight() {
-    let (dir, users) = lab(10);
-    let inner = Arc::try_unwrap(dir).unwrap();
-    let gated = Arc::new(Gated {
-        inner,
-        gate: Semaphore::new(0),
-        in_flight: AtomicUsize::new(0),
-        max: AtomicUsize::new(0),
-        waiting: AtomicUsize::new(0),
-    });
-    let run = Arc::new(
-        Remediation::builder()
-            .directory(gated.clone())
-            .flusher(Arc::new(RecordingFlusher::new()))
-            .users(users)
-            .disable()
-            .reset_password(NewPassword::Generate)
-            .max_in_flight(3)
-            .timeouts(exch_remediate::Timeouts {
-                directory: Duration::from_secs(3600),
-                ..Default::default()
-            })
-            .build_many()
-            .unwrap(),
+async fn contain_first_resets_even_where_the_disable_failed() {
+    let (dir, users) = lab(3);
+    dir.fail_next(Operation::DisableAccount, 1, Fault::PermissionDenied);
+    let run = Remediation::builder()
+        .directory(dir.clone())
+        .flusher(Arc::new(RecordingFlusher::new()))
+        .users(users.clone())
+        .disable()
+        .reset_password(NewPassword::Generate)
+        .max_in_flight(1)
+        .contain_first()
+        .build_many()
+        .unwrap();
+    let report = run.execute(&run.plan().await.unwrap()).await;
+    assert_eq!(report.outcome, Outcome::Partial, "{}", report.summary());
+    // The first account's disable was refused: not contained, but its password was reset.
+    assert_eq!(report.contained_after, None);
+    assert!(
+        report.summary().contains("NOT contained"),
+        "{}",
+        report.summary()
     );
-    // `plan` and `execute` are Send: both can run on a spawned task.
-    let plan = {
-        let run = run.clone();
-        tokio::spawn(async move { run.plan().await })
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    let task = {
-        let run = run.clone();
-        tokio::spawn(async move { run.execute(&plan).await })
-    };
-    // Release one account at a time; each time, exactly 3 must be waiting (10 = 3 + 7 more).
-    for released in 0..10 {
-        while gated.waiting.load(Ordering::SeqCst) < 3.min(10 - released) {
-            tokio::task::yield_now().await;
-        }
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(gated.waiting.load(Ordering::SeqCst), 3.min(10 - released));
-        gated.gate.add_permits(1);
+    let failed = report.user(&users[0]).unwrap();
+    assert_eq!(failed.outcome, Outcome::Partial);
+    assert_eq!(failed.actions[0].action, Action::Disable);
+    assert_eq!(failed.actions[0].outcome, None);
+    assert_eq!(failed.actions[1].action, Action::ResetPassword);
+    assert_eq!(failed.actions[1].outcome, Some(ChangeOutcome::Applied));
+    assert!(
+        failed.reasons.iter().any(|r| r.contains("Disable failed")),
+        "{:?}",
+        failed.reasons
+    );
+    let new = run.new_password(&users[0]).unwrap();
+    let auth = dir.authenticate(&users[0], new).await.unwrap();
+    assert_eq!(auth, AuthResult::Success); // enabled, with the new password
+    for u in &users[1..] {
+        assert_eq!(report.user(u).unwrap().outcome, Outcome::Revoked);
     }
-    let report = task.await.unwrap();
-    assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    assert_eq!(gated.max.load(Ordering::SeqCst), 3);
+    assert_eq!(report.users_failed, vec![users[0].clone()]);
 }
 
 #[tokio::test]
@@ -468,180 +428,6 @@ async fn cancelled_before_start_changes_nothing() {
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(report.cancelled);
     assert_eq!(dir.calls(Operation::DisableAccount), 0);
-}
-
-mod samba {
-    use super::*;
-    use exch_directory::LdapDirectory;
-    use exch_samba::SambaAd;
-
-    #[tokio::test]
-    async fn revoke_many_against_samba() {
-        let Some(ad) = SambaAd::require("exch-remediate many (Samba)") else {
-            return;
-        };
-        let env = ad.env();
-        let old = SecretString::from("Old-Passw0rd!x7");
-        let mut created = Vec::new();
-        for _ in 0..4 {
-            let sam = SambaAd::unique_name("many");
-            created.push(ad.create_user(&sam, &old).await.unwrap());
-        }
-        let dir = Arc::new(
-            LdapDirectory::builder()
-                .url(&env.url_ldaps)
-                .ca_file(&env.ca_file)
-                .bind(&env.admin_bind, env.admin_password.clone())
-                .connections(2)
-                .build()
-                .await
-                .unwrap(),
-        );
-        let flusher = Arc::new(RecordingFlusher::new());
-        let mut names: Vec<String> = created.iter().map(|u| u.upn.clone()).collect();
-        names[1] = created[1].sam.clone(); // a bare sAMAccountName works too
-                                           // One account changed behind our back after the plan (DONT_EXPIRE_PASSWORD set): the
-                                           // guarded swap refuses the stale value, the fallback re-reads, no update is lost.
-        let run = Remediation::builder()
-            .directory(dir.clone())
-            .flusher(flusher.clone())
-            .servers(vec![server("EX01")])
-            .users(names.clone())
-            .disable()
-            .reset_password(NewPassword::Generate)
-            .max_in_flight(4)
-            .build_many()
-            .unwrap();
-        let plan = run.plan().await.unwrap();
-        ad.replace_attribute(&created[3].dn, "userAccountControl", "66048")
-            .await
-            .unwrap();
-        let report = run.execute(&plan).await;
-        let mut uac = Vec::new();
-        for u in &created {
-            uac.push(
-                ad.read_attribute(&u.dn, "userAccountControl")
-                    .await
-                    .unwrap(),
-            );
-            let _ = ad.delete(&u.dn).await;
-        }
-        assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-        assert_eq!(flushes(&flusher), vec!["EX01"]);
-        let uac: Vec<&str> = uac.iter().map(|v| v.as_deref().unwrap()).collect();
-        assert_eq!(uac, ["514", "514", "514", "66050"]);
-        assert!(report
-            .users
-            .iter()
-            .all(|u| u.actions[0].outcome == Some(ChangeOutcome::Applied)));
-        assert!(!serde_json::to_string(&report)
-            .unwrap()
-            .contains(run.new_password(&names[0]).unwrap().expose_secret()));
-    }
-
-    #[tokio::test]
-    async fn batched_lookups_name_bad_users_on_samba() {
-        let Some(ad) = SambaAd::require("exch-remediate many (Samba)") else {
-            return;
-        };
-        let env = ad.env();
-        let u = ad
-            .create_user(
-                &SambaAd::unique_name("many"),
-                &SecretString::from("Old-Passw0rd!x7"),
-            )
-            .await
-            .unwrap();
-        let dir = Arc::new(
-            LdapDirectory::builder()
-                .url(&env.url_ldaps)
-                .ca_file(&env.ca_file)
-                .bind(&env.admin_bind, env.admin_password.clone())
-                .build()
-                .await
-                .unwrap(),
-        );
-        let missing = format!("{}-nosuch@{}", u.sam, env.dns_domain());
-        let upper = u.upn.to_uppercase();
-        let result = Remediation::builder()
-            .directory(dir)
-            .flusher(Arc::new(RecordingFlusher::new()))
-            .servers(vec![server("EX01")])
-            .users([
-                u.upn.clone(),
-                missing.clone(),
-                upper.clone(),
-                "Administrator".into(),
-            ])
-            .disable()
-            .build_many()
-            .unwrap()
-            .plan()
-            .await;
-        let uac = ad
-            .read_attribute(&u.dn, "userAccountControl")
-            .await
-            .unwrap();
-        let _ = ad.delete(&u.dn).await;
-        let Err(RemediationError::UnresolvedUsers { problems, .. }) = result else {
-            panic!("expected UnresolvedUsers, got {result:?}");
-        };
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert_eq!(problems[0].0, missing);
-        assert!(matches!(problems[0].1, UserProblem::NotFound { .. }));
-        assert_eq!(problems[1].0, upper);
-        assert!(matches!(&problems[1].1, UserProblem::Duplicate { of, .. } if of == &u.upn));
-        assert_eq!(uac.as_deref(), Some("512"));
-    }
-
-    #[tokio::test]
-    async fn new_password_is_set_and_account_disabled_on_samba() {
-        let Some(ad) = SambaAd::require("exch-remediate many (Samba)") else {
-            return;
-        };
-        let env = ad.env();
-        let old = SecretString::from("Old-Passw0rd!x7");
-        let u = ad
-            .create_user(&SambaAd::unique_name("many"), &old)
-            .await
-            .unwrap();
-        let dir = Arc::new(
-            LdapDirectory::builder()
-                .url(&env.url_ldaps)
-                .ca_file(&env.ca_file)
-                .bind(&env.admin_bind, env.admin_password.clone())
-                .build()
-                .await
-                .unwrap(),
-        );
-        let run = Remediation::builder()
-            .directory(dir)
-            .flusher(Arc::new(RecordingFlusher::new()))
-            .servers(vec![server("EX01")])
-            .users([u.upn.clone()])
-            .disable()
-            .reset_password(NewPassword::Generate)
-            .build_many()
-            .unwrap();
-        let report = run.execute(&run.plan().await.unwrap()).await;
-        let uac = ad
-            .read_attribute(&u.dn, "userAccountControl")
-            .await
-            .unwrap();
-        let old_bind = ad.try_bind(&u.upn, &old).await.unwrap();
-        let new_bind = ad
-            .try_bind(&u.upn, run.new_password(&u.upn).unwrap())
-            .await
-            .unwrap();
-        let _ = ad.delete(&u.dn).await;
-        assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-        assert_eq!(uac.as_deref(), Some("514"));
-        assert_eq!(old_bind.rc, 49);
-        assert!(old_bind.text.contains("52e"), "{}", old_bind.text);
-        // The new password is right (only the disable refuses it): data 533.
-        assert_eq!(new_bind.rc, 49);
-        assert!(new_bind.text.contains("533"), "{}", new_bind.text);
-    }
 }
 
 #[tokio::test]
