@@ -19,6 +19,9 @@ pub use admin::{AdUser, BindAnswer};
 pub const AD_ENV_VAR: &str = "EXCH_REVOKE_AD_ENV";
 /// Environment variable that turns "Samba not available" from a skip into a failure.
 pub const REQUIRE_VAR: &str = "EXCH_REVOKE_REQUIRE_SAMBA";
+/// Environment variable (`=1`) that forbids starting a DC: without [`AD_ENV_VAR`] the Samba
+/// suites then skip (or fail under [`REQUIRE_VAR`]) instead of starting `target/samba-ad-auto`.
+pub const NO_START_VAR: &str = "EXCH_REVOKE_NO_SAMBA_START";
 
 /// A harness failure: what failed and what to do.
 #[derive(Debug, Clone, thiserror::Error)]

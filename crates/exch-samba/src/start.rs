@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{AdEnv, SambaAd, SambaError, AD_ENV_VAR};
+use crate::{AdEnv, SambaAd, SambaError, AD_ENV_VAR, NO_START_VAR};
 
 /// `Ok(Ok(ad))`: a DC; `Ok(Err(reason))`: none available (skip); `Err`: configured but broken.
 pub(crate) fn locate() -> Result<Result<SambaAd, String>, SambaError> {
@@ -21,6 +21,11 @@ pub(crate) fn locate() -> Result<Result<SambaAd, String>, SambaError> {
             }
             return Ok(Ok(ad));
         }
+    }
+    if std::env::var(NO_START_VAR).is_ok_and(|v| v == "1") {
+        return Ok(Err(format!(
+            "{NO_START_VAR}=1 forbids starting one and {AD_ENV_VAR} is not set"
+        )));
     }
     if find_program("samba").is_none() {
         return Ok(Err(format!(
