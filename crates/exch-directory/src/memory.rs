@@ -267,6 +267,8 @@ struct State {
     servers: Vec<ExchangeServer>,
     dcs: Vec<Dc>,
     faults: HashMap<Operation, FaultPlan>,
+    /// Writes whose answer is lost after they were applied (see `lose_answer_next`).
+    lost_answers: HashMap<Operation, usize>,
     latency: HashMap<Operation, Duration>,
     calls: HashMap<Operation, usize>,
     usn: u64,
@@ -468,6 +470,7 @@ impl InMemoryDirectory {
                 servers: Vec::new(),
                 dcs: Vec::new(),
                 faults: HashMap::new(),
+                lost_answers: HashMap::new(),
                 latency: HashMap::new(),
                 calls: HashMap::new(),
                 usn: 1000,
@@ -756,6 +759,37 @@ impl InMemoryDirectory {
         );
     }
 
+    /// The next `times` successful calls of a write `operation` (disable, enable, reset) are
+    /// **applied**, then fail with [`DirectoryError::Timeout`] as if the answer had been lost
+    /// on the way back: the case where a caller cannot know whether its change happened.
+    pub fn lose_answer_next(&self, operation: Operation, times: usize) {
+        self.lock().lost_answers.insert(operation, times);
+    }
+
+    /// After a write was applied: the injected lost answer, if one is planned.
+    fn answer(
+        &self,
+        op: Operation,
+        object: &str,
+        outcome: ChangeOutcome,
+    ) -> Result<ChangeOutcome, DirectoryError> {
+        let mut s = self.lock();
+        match s.lost_answers.get_mut(&op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(DirectoryError::Timeout {
+                    operation: format!(
+                        "{} ({object}): answer lost after the change was applied",
+                        op.name()
+                    ),
+                    url: URL.into(),
+                    after: Duration::ZERO,
+                })
+            }
+            _ => Ok(outcome),
+        }
+    }
+
     /// Every call of `operation` waits `latency` (on the `tokio` clock) before it runs.
     pub fn set_latency(&self, operation: Operation, latency: Duration) {
         self.lock().latency.insert(operation, latency);
@@ -843,13 +877,15 @@ impl Directory for InMemoryDirectory {
     async fn disable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {
         self.enter(Operation::DisableAccount, account.dn.as_str())
             .await?;
-        self.set_disabled(account, true)
+        let outcome = self.set_disabled(account, true)?;
+        self.answer(Operation::DisableAccount, account.dn.as_str(), outcome)
     }
 
     async fn enable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {
         self.enter(Operation::EnableAccount, account.dn.as_str())
             .await?;
-        self.set_disabled(account, false)
+        let outcome = self.set_disabled(account, false)?;
+        self.answer(Operation::EnableAccount, account.dn.as_str(), outcome)
     }
 
     async fn reset_password(
@@ -888,7 +924,12 @@ impl Directory for InMemoryDirectory {
         s.users[i].password = new.clone();
         s.users[i].account.pwd_last_set = Some(filetime_now());
         s.touch(i);
-        Ok(ChangeOutcome::Applied)
+        drop(s);
+        self.answer(
+            Operation::ResetPassword,
+            account.dn.as_str(),
+            ChangeOutcome::Applied,
+        )
     }
 
     async fn authenticate(

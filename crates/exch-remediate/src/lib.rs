@@ -12,6 +12,7 @@ mod probe;
 mod report;
 mod run;
 mod servers;
+mod writes;
 
 pub use builder::RemediationBuilder;
 pub use error::RemediationError;

@@ -559,6 +559,10 @@ impl Run<'_> {
                     }),
                 },
             };
+            let result = match result {
+                Ok(outcome) => Ok(outcome),
+                Err(e) => crate::writes::after_failed_write(self.r, dl, account, action, e).await,
+            };
             match result {
                 Ok(outcome) => {
                     tracing::info!(?action, ?outcome, "directory action done");
@@ -586,7 +590,7 @@ impl Run<'_> {
                     self.push_action(ActionRecord {
                         action,
                         outcome: None,
-                        error: Some(e.to_string()),
+                        error: Some(e),
                         done_earlier: false,
                     });
                 }

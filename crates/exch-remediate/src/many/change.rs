@@ -194,6 +194,10 @@ async fn change_one(
             }),
             (None, _) => continue,
         };
+        let result = match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => crate::writes::after_failed_write(r, dl, account, action, e).await,
+        };
         match result {
             Ok(outcome) => {
                 applied = true;
@@ -213,7 +217,7 @@ async fn change_one(
                 records.push(ActionRecord {
                     action,
                     outcome: None,
-                    error: Some(e.to_string()),
+                    error: Some(e),
                     done_earlier: false,
                 });
             }
