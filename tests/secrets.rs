@@ -428,6 +428,11 @@ async fn no_password_in_cli_output() {
         stdout.contains("SECURITY") && stderr.contains("SECURITY"),
         "{stdout}"
     );
+    // The probes go to the lab's http:// URLs: named before the run starts and in the report.
+    assert!(
+        stderr.contains("SECURITY: probe:") && stdout.contains("SECURITY: probe:"),
+        "{stderr}"
+    );
     let generated = std::fs::read_to_string(&pw_file).unwrap();
     assert_eq!(
         ad.try_bind(&user.upn, &secret(&generated))

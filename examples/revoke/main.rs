@@ -304,7 +304,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         winrm = winrm.endpoint(name, url);
     }
     let flusher = Arc::new(winrm.build().map_err(|e| e.to_string())?);
-    let security = [directory.security_notes(), flusher.security_notes()].concat();
+    let mut security = [directory.security_notes(), flusher.security_notes()].concat();
     for note in &security {
         eprintln!("SECURITY: {note}");
     }
@@ -410,6 +410,10 @@ async fn run(args: Args) -> Result<Outcome, String> {
         let mut prober = HttpProber::new()?;
         for (name, url) in pairs(&args.http_base, "--http-base")? {
             prober = prober.base_url(name, url);
+        }
+        for note in exch_remediate::Prober::security_notes(&prober) {
+            eprintln!("SECURITY: {note}");
+            security.push(note);
         }
         b = b.probe_old_password(Arc::new(prober), old);
     }
