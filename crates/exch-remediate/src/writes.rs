@@ -28,9 +28,11 @@ pub(crate) async fn after_failed_write(
     let again = UserRef::Dn(account.dn.clone());
     let now = match dl.dir(r.dir(r.directory.find_account(&again))).await {
         Ok(now) => now,
-        Err(e) => return Err(format!(
+        Err(e) => {
+            return Err(format!(
             "{error}; whether it was applied is unknown: the account could not be read again ({e})"
-        )),
+        ))
+        }
     };
     match action {
         Action::Disable if now.is_disabled() => {
