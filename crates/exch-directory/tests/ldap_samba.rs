@@ -62,14 +62,24 @@ async fn user(ad: &SambaAd, prefix: &str) -> FixtureUser {
     }
 }
 
-#[tokio::test]
-async fn find_by_every_form() {
-    let Some(ad) = ad() else { return };
-    let dir = ldaps(ad).await;
-    let u = user(ad, "find").await;
-    conformance::find_by_every_form(&dir, &u).await;
-    ad.delete(&u.dn).await.unwrap();
+/// A conformance case on one fresh user over LDAPS: the test skips without a DC, and the user
+/// is deleted afterwards.
+macro_rules! one_user_case {
+    ($name:ident, $prefix:literal, |$ad:ident, $dir:ident, $u:ident| $body:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some($ad) = ad() else { return };
+            let $dir = ldaps($ad).await;
+            let $u = user($ad, $prefix).await;
+            $body.await;
+            $ad.delete(&$u.dn).await.unwrap();
+        }
+    };
 }
+
+one_user_case!(find_by_every_form, "find", |ad, dir, u| {
+    conformance::find_by_every_form(&dir, &u)
+});
 
 #[tokio::test]
 async fn ambiguous_mail() {
@@ -96,32 +106,17 @@ async fn ambiguous_mail() {
     ad.delete(&b.dn).await.unwrap();
 }
 
-#[tokio::test]
-async fn injection_finds_nothing() {
-    let Some(ad) = ad() else { return };
-    let dir = ldaps(ad).await;
-    let u = user(ad, "inj").await;
-    conformance::injection_finds_nothing(&dir, &u, &ad.env().base_dn).await;
-    ad.delete(&u.dn).await.unwrap();
-}
+one_user_case!(injection_finds_nothing, "inj", |ad, dir, u| {
+    conformance::injection_finds_nothing(&dir, &u, &ad.env().base_dn)
+});
 
-#[tokio::test]
-async fn disable_enable_idempotent() {
-    let Some(ad) = ad() else { return };
-    let dir = ldaps(ad).await;
-    let u = user(ad, "dis").await;
-    conformance::disable_enable_idempotent(&dir, &u).await;
-    ad.delete(&u.dn).await.unwrap();
-}
+one_user_case!(disable_enable_idempotent, "dis", |ad, dir, u| {
+    conformance::disable_enable_idempotent(&dir, &u)
+});
 
-#[tokio::test]
-async fn logon_name_forms() {
-    let Some(ad) = ad() else { return };
-    let dir = ldaps(ad).await;
-    let u = user(ad, "logon").await;
-    conformance::logon_name_forms(&dir, &u).await;
-    ad.delete(&u.dn).await.unwrap();
-}
+one_user_case!(logon_name_forms, "logon", |ad, dir, u| {
+    conformance::logon_name_forms(&dir, &u)
+});
 
 /// Logons reuse idle connections (one bind each, no new TLS handshake): a connection last bound
 /// as one user must judge the next user's password on its own, in every order, also when many
