@@ -125,6 +125,26 @@ pub enum DirectoryError {
     },
 }
 
+/// The one match for `user` among `found`, else `NotFound` or `Ambiguous` (naming up to three
+/// of the matches' DNs): the rule every backend applies to a search.
+pub(crate) fn exactly_one<'a, T>(
+    user: &crate::UserRef,
+    found: &'a [T],
+    dn: impl Fn(&T) -> String,
+) -> Result<&'a T, DirectoryError> {
+    match found {
+        [] => Err(DirectoryError::NotFound {
+            what: user.to_string(),
+        }),
+        [one] => Ok(one),
+        many => Err(DirectoryError::Ambiguous {
+            what: user.to_string(),
+            count: many.len(),
+            examples: many.iter().take(3).map(dn).collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
 impl DirectoryError {
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {

@@ -715,35 +715,23 @@ impl InMemoryDirectory {
 
     /// Changes the replication lag of DC `name`; returns whether it exists.
     pub fn set_replication_lag(&self, name: &str, lag: Duration) -> bool {
-        let mut s = self.lock();
-        match s
-            .dcs
-            .iter_mut()
-            .find(|d| d.dc.name.eq_ignore_ascii_case(name))
-        {
-            Some(d) => {
-                d.lag = lag;
-                true
-            }
-            None => false,
-        }
+        self.with_dc(name, |d| d.lag = lag)
     }
 
     /// Makes DC `name` unreachable (or reachable again) for [`Directory::account_on`];
     /// returns whether it exists.
     pub fn set_dc_reachable(&self, name: &str, reachable: bool) -> bool {
+        self.with_dc(name, |d| d.reachable = reachable)
+    }
+
+    /// Applies `change` to DC `name` (case-insensitive); whether it exists.
+    fn with_dc(&self, name: &str, change: impl FnOnce(&mut Dc)) -> bool {
         let mut s = self.lock();
-        match s
+        let dc = s
             .dcs
             .iter_mut()
-            .find(|d| d.dc.name.eq_ignore_ascii_case(name))
-        {
-            Some(d) => {
-                d.reachable = reachable;
-                true
-            }
-            None => false,
-        }
+            .find(|d| d.dc.name.eq_ignore_ascii_case(name));
+        dc.map(change).is_some()
     }
 
     /// The next `times` calls of `operation` fail with `fault` (replacing an earlier plan for
@@ -856,22 +844,8 @@ impl Directory for InMemoryDirectory {
             .await?;
         let s = self.lock();
         let found = s.matches(user)?;
-        match found.as_slice() {
-            [] => Err(DirectoryError::NotFound {
-                what: user.to_string(),
-            }),
-            [i] => Ok(s.users[*i].account.clone()),
-            many => Err(DirectoryError::Ambiguous {
-                what: user.to_string(),
-                count: many.len(),
-                examples: many
-                    .iter()
-                    .take(3)
-                    .map(|&i| s.users[i].account.dn.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }),
-        }
+        let i = crate::error::exactly_one(user, &found, |&i| s.users[i].account.dn.to_string())?;
+        Ok(s.users[*i].account.clone())
     }
 
     async fn disable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {

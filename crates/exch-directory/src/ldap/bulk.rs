@@ -261,20 +261,6 @@ pub(super) fn pick(
     entries: &[&SearchEntry],
     url: &str,
 ) -> Result<Account, DirectoryError> {
-    match entries {
-        [] => Err(DirectoryError::NotFound {
-            what: user.to_string(),
-        }),
-        [one] => account_from(one, url),
-        many => Err(DirectoryError::Ambiguous {
-            what: user.to_string(),
-            count: many.len(),
-            examples: many
-                .iter()
-                .take(3)
-                .map(|e| e.dn.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        }),
-    }
+    let one = crate::error::exactly_one(user, entries, |e| e.dn.clone())?;
+    account_from(one, url)
 }
