@@ -125,7 +125,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "directory": lab.kind,
         "time_scale": args.time_scale,
         "winrm": {
-            "auth": "Basic",
+            "auth": "NTLM (Negotiate), message encryption required, as Windows at its defaults; Basic refused",
             "user": fleet.winrm_user(),
             "password": fleet.winrm_password().expose_secret(),
         },

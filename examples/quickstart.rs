@@ -46,8 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut prober = HttpProber::new()?;
     let mut flusher = WinRmFlusher::builder()
-        .auth(WinRmAuth::Basic)
-        .allow_unencrypted_basic(true) // the lab speaks plain HTTP on loopback
+        .auth(WinRmAuth::Ntlm)
         .credentials("LAB\\svc-revoke", winrm_password);
     for s in fleet.servers() {
         prober = prober.base_url(s.name(), s.base_url());
@@ -55,6 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let flusher = Arc::new(flusher.build()?);
     let servers = fleet.exchange_servers();
+    println!(
+        "WinRM: {} (as a Windows server at its defaults requires)",
+        flusher.method_for(&servers[0])
+    );
 
     let logon = |label: &'static str| {
         let (prober, servers, password) = (prober.clone(), servers.clone(), password.clone());

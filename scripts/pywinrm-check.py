@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
 """Runs commands against a WinRM endpoint with pywinrm (an independent client implementation).
 
-Usage: pywinrm-check.py <url> <user> <password>
+Usage: pywinrm-check.py <url> <user> <password> [--transport ntlm|basic|negotiate]
+                        [--encryption auto|always|never] [--ca <ca.pem>]
+
+Default: NTLM with message encryption always (what Windows at its defaults needs). With an
+https:// URL and --ca, the server certificate is validated against that CA.
 Prints one JSON document: {"ps": {...}, "cmd": {...}} with status_code, std_out, std_err of
-run_ps (a PowerShell script) and run_cmd (iisreset /status). Exit code 3 if pywinrm is missing.
+run_ps (a PowerShell script) and run_cmd (iisreset /status); or, when the server refuses,
+{"error": "<message>", "kind": "unauthorized" | "transport" | "other"} with exit code 2.
+Exit code 3 if pywinrm is missing.
 """
+import argparse
 import json
 import sys
 
 try:
     import winrm
+    from winrm.exceptions import InvalidCredentialsError, WinRMTransportError
 except ImportError:
     print(json.dumps({"error": "pywinrm not installed"}))
     sys.exit(3)
@@ -24,16 +32,38 @@ def result(r):
 
 
 def main():
-    url, user, password = sys.argv[1:4]
-    session = winrm.Session(url, auth=(user, password), transport="basic",
-                            operation_timeout_sec=5, read_timeout_sec=10)
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("user")
+    p.add_argument("password")
+    p.add_argument("--transport", default="ntlm")
+    p.add_argument("--encryption", default="always")
+    p.add_argument("--ca", default=None)
+    a = p.parse_args()
+    kwargs = dict(auth=(a.user, a.password), transport=a.transport,
+                  message_encryption=a.encryption,
+                  operation_timeout_sec=5, read_timeout_sec=10)
+    if a.ca:
+        kwargs.update(server_cert_validation="validate", ca_trust_path=a.ca)
+    session = winrm.Session(a.url, **kwargs)
     script = ("$result = @()\n"
               "foreach ($pool in @(Get-ChildItem -Path 'IIS:\\AppPools')) { $result += $pool.Name }\n"
               "ConvertTo-Json -InputObject ([pscustomobject]@{ pools = @($result) }) -Compress\n")
-    out = {
-        "ps": result(session.run_ps(script)),
-        "cmd": result(session.run_cmd("iisreset", ["/status"])),
-    }
+    try:
+        out = {
+            "ps": result(session.run_ps(script)),
+            "cmd": result(session.run_cmd("iisreset", ["/status"])),
+            "ps_error": result(session.run_ps("Get-Item -Path 'C:\\does\\not\\exist'")),
+        }
+    except InvalidCredentialsError as e:
+        print(json.dumps({"error": str(e), "kind": "unauthorized"}))
+        sys.exit(2)
+    except WinRMTransportError as e:
+        print(json.dumps({"error": str(e), "kind": "transport"}))
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - report any refusal as JSON
+        print(json.dumps({"error": "%s: %s" % (type(e).__name__, e), "kind": "other"}))
+        sys.exit(2)
     print(json.dumps(out))
 
 

@@ -45,8 +45,7 @@ struct Wiring {
 fn wire(fleet: &Fleet) -> Wiring {
     let mut prober = HttpProber::new().unwrap();
     let mut flusher = WinRmFlusher::builder()
-        .auth(WinRmAuth::Basic)
-        .allow_unencrypted_basic(true)
+        .auth(WinRmAuth::Ntlm)
         .timeout(Duration::from_secs(20))
         .credentials("LAB\\svc-revoke", secret("Lab-WinRM-Pass-1"));
     for s in fleet.servers() {
@@ -148,12 +147,10 @@ async fn run_case(act: Act, strategy: Strategy) {
         "{act:?} {strategy:?}\n{}",
         report.summary()
     );
-    // The lab's opt-outs are named: Basic over plain HTTP for WinRM, and probes over http://.
+    // WinRM runs as Windows' defaults require (NTLM, sealed): no opt-out to name. The only
+    // note left is the prober's: probes over http:// (the lab's IIS endpoints are plain HTTP).
     assert!(
-        report
-            .security
-            .iter()
-            .any(|n| n.contains("allow_unencrypted_basic"))
+        !report.security.iter().any(|n| n.starts_with("WinRM"))
             && report.security.iter().any(|n| n.starts_with("probe:")),
         "{:?}",
         report.security

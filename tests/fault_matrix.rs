@@ -489,8 +489,7 @@ async fn run_on(
 ) -> Result<Row, String> {
     let mut prober = HttpProber::new().unwrap();
     let mut flusher = WinRmFlusher::builder()
-        .auth(WinRmAuth::Basic)
-        .allow_unencrypted_basic(true)
+        .auth(WinRmAuth::Ntlm)
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(1))
         .credentials(WINRM_USER, secret(WINRM_PASSWORD));

@@ -130,8 +130,7 @@ async fn soak_200_remediations_with_random_faults() {
     // Clients for the whole soak, as a long-running embedder holds them.
     let wire = || {
         let mut flusher = WinRmFlusher::builder()
-            .auth(WinRmAuth::Basic)
-            .allow_unencrypted_basic(true)
+            .auth(WinRmAuth::Ntlm)
             .timeout(PER_SERVER)
             .receive_timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_secs(1))

@@ -108,14 +108,13 @@ pub(crate) async fn in_memory_fleet(
     (fleet, dir)
 }
 
-/// A `WinRmFlusher` (Basic over loopback HTTP) for `endpoints` (server name, WinRM URL).
+/// A `WinRmFlusher` (NTLM with message encryption over loopback HTTP, as Windows' defaults require) for `endpoints` (server name, WinRM URL).
 pub(crate) fn flusher(
     endpoints: impl IntoIterator<Item = (String, String)>,
     password: &SecretString,
 ) -> Arc<WinRmFlusher> {
     let mut b = WinRmFlusher::builder()
-        .auth(WinRmAuth::Basic)
-        .allow_unencrypted_basic(true)
+        .auth(WinRmAuth::Ntlm)
         .timeout(Duration::from_secs(60))
         .credentials(WINRM_USER, password.clone());
     for (name, url) in endpoints {

@@ -112,7 +112,8 @@ struct Args {
     /// WinRM port (default 5985, or 5986 with --winrm-https).
     #[arg(long)]
     winrm_port: Option<u16>,
-    /// CA certificate for WinRM over HTTPS.
+    /// CA certificate (PEM) that issued the WinRM HTTPS certificates (your enterprise CA);
+    /// when given, only it is trusted.
     #[arg(long, value_name = "PEM")]
     winrm_ca_file: Option<PathBuf>,
     /// Accept any WinRM certificate (named in the output; do not use in production).
@@ -423,6 +424,13 @@ async fn run(args: Args) -> Result<Outcome, String> {
     let remediation = b.build().map_err(|e| e.to_string())?;
     let plan = remediation.plan().await.map_err(|e| e.to_string())?;
     println!("{}", plan.summary());
+    for planned in plan.flushed_servers() {
+        println!(
+            "  WinRM {}: {}",
+            planned.server.name,
+            flusher.method_for(&planned.server)
+        );
+    }
     if args.dry_run {
         if let Some(path) = &args.json {
             std::fs::write(

@@ -23,12 +23,35 @@ pub enum IisError {
         source: Option<Source>,
     },
     /// WinRM refused the credentials (HTTP 401).
-    #[error("{server}: WinRM refused the credentials of {user}; check the user, the password and the auth method (Basic/NTLM/Kerberos)")]
+    #[error("{server}: WinRM refused the credentials of {user} ({reason}); check the user, the password and the auth method (NTLM/Kerberos/Basic)")]
     Unauthenticated {
         /// Server name.
         server: String,
         /// The user name (never the password).
         user: String,
+        /// What the server or the security package said, e.g. "wrong user or password".
+        reason: String,
+    },
+    /// The server offers none of the authentication methods the client is set to use.
+    /// exch-iis never falls back to a weaker method on its own.
+    #[error("{server}: WinRM offers {} but not {wanted}; choose a method the server accepts (WinRmAuth / --winrm-auth) or enable {wanted} on the server", if offered.is_empty() { "no authentication method".to_owned() } else { offered.join(", ") })]
+    AuthMethodUnavailable {
+        /// Server name.
+        server: String,
+        /// The schemes the server's `WWW-Authenticate` headers named.
+        offered: Vec<String>,
+        /// The method the client was set to use.
+        wanted: String,
+    },
+    /// The TLS connection failed, most often because the server's certificate is not trusted.
+    #[error("{server}: TLS with {endpoint} failed: {detail}; if the certificate comes from your enterprise CA, pass that CA with ca_file (--winrm-ca-file)")]
+    Tls {
+        /// Server name.
+        server: String,
+        /// Endpoint URL.
+        endpoint: String,
+        /// What rustls said.
+        detail: String,
     },
     /// The operation did not finish in time.
     #[error("{server}: {operation} timed out after {after:?}")]
@@ -107,6 +130,8 @@ impl IisError {
         match self {
             IisError::Unreachable { server, .. }
             | IisError::Unauthenticated { server, .. }
+            | IisError::AuthMethodUnavailable { server, .. }
+            | IisError::Tls { server, .. }
             | IisError::Timeout { server, .. }
             | IisError::PoolNotFound { server, .. }
             | IisError::CommandFailed { server, .. }
@@ -131,9 +156,32 @@ impl IisError {
                 detail: detail.clone(),
                 source: None,
             },
-            IisError::Unauthenticated { server, user } => IisError::Unauthenticated {
+            IisError::Unauthenticated {
+                server,
+                user,
+                reason,
+            } => IisError::Unauthenticated {
                 server: server.clone(),
                 user: user.clone(),
+                reason: reason.clone(),
+            },
+            IisError::AuthMethodUnavailable {
+                server,
+                offered,
+                wanted,
+            } => IisError::AuthMethodUnavailable {
+                server: server.clone(),
+                offered: offered.clone(),
+                wanted: wanted.clone(),
+            },
+            IisError::Tls {
+                server,
+                endpoint,
+                detail,
+            } => IisError::Tls {
+                server: server.clone(),
+                endpoint: endpoint.clone(),
+                detail: detail.clone(),
             },
             IisError::Timeout {
                 server,

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+mod clixml;
 pub mod conformance;
 mod error;
 pub mod parse;

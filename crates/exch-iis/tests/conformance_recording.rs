@@ -66,6 +66,7 @@ async fn configured_errors_and_failing_pools() {
             IisError::Unauthenticated {
                 server: "EX2".into(),
                 user: "LAB\\winrm".into(),
+                reason: "wrong user or password".into(),
             },
         );
     let r = flusher.flush(&s, &FlushMethod::default()).await.unwrap();

@@ -1,6 +1,8 @@
 //! `WinRmFlusher`'s shell driving against a minimal scripted WS-Man responder on loopback:
 //! round trips, `w:TimedOut` re-polls, shell deletion after errors and after the deadline, and
-//! HTTP 401. (The full behaviour runs against the lab in `winrm_lab.rs`.)
+//! HTTP 401. The responder speaks Basic over plain HTTP (the explicit opt-in) so that these
+//! tests are about the shell, not the security layer; authentication and message encryption
+//! run against the lab in its Windows-default mode in `winrm_lab.rs`.
 
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
@@ -152,7 +154,8 @@ async fn responder(script: Script) -> (String, Arc<Mutex<Log>>) {
                     let (status, text) =
                         answer(&script, &log, &polls, &String::from_utf8_lossy(&body)).await;
                     let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
+                        "HTTP/1.1 {status} X\r\n{}Content-Type: application/soap+xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
+                        if status == 401 { "WWW-Authenticate: Basic realm=\"WSMAN\"\r\n" } else { "" },
                         text.len()
                     );
                     if w.write_all(resp.as_bytes()).await.is_err() {

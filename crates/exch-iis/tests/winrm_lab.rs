@@ -24,8 +24,7 @@ async fn fleet(specs: Vec<ServerSpec>) -> Fleet {
 
 fn flusher_with(fleet: &Fleet, password: SecretString, timeout: Duration) -> WinRmFlusher {
     let mut b = WinRmFlusher::builder()
-        .auth(WinRmAuth::Basic)
-        .allow_unencrypted_basic(true)
+        .auth(WinRmAuth::Ntlm)
         .credentials(fleet.winrm_user(), password)
         .timeout(timeout)
         .receive_timeout(Duration::from_secs(1));
@@ -57,11 +56,19 @@ async fn recycle_catalog_pools_on_2010_2016_2019() {
             .server(&server.name)
             .map(|s| s.counters().winrm_requests)
             .unwrap_or(0);
+        let client_before = f.http_requests_total();
         let report = f.flush(&server, &FlushMethod::default()).await.unwrap();
         let after = fleet
             .server(&server.name)
             .map(|s| s.counters().winrm_requests)
             .unwrap_or(0);
+        // A new NTLM session: two empty-bodied handshake legs, then the 4 sealed round trips.
+        assert_eq!(
+            f.http_requests_total() - client_before,
+            after - before,
+            "client and server disagree on HTTP requests"
+        );
+        assert_eq!(after - before, u64::from(report.round_trips) + 2);
         let want = catalog::default_pools(&server);
         assert_eq!(
             report.pools.len(),
@@ -86,11 +93,11 @@ async fn recycle_catalog_pools_on_2010_2016_2019() {
         );
         let lab = fleet.server(&server.name).unwrap();
         assert_eq!(lab.winrm_stats().open_shells, 0, "shell left open");
-        assert_eq!(
-            u64::from(report.round_trips),
-            after - before,
-            "client and server disagree"
-        );
+        // The same server again: the authenticated session is reused, no handshake.
+        let again = f.flush(&server, &FlushMethod::default()).await.unwrap();
+        let after_again = lab.counters().winrm_requests;
+        assert_eq!(after_again - after, u64::from(again.round_trips));
+        assert_eq!(again.round_trips, 4);
         eprintln!(
             "{}: {} pools in {:?}, {} WinRM round trips",
             server.name,

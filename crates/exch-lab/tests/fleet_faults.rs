@@ -15,6 +15,7 @@ const PW: &str = "Dave-Passw0rd!";
 
 async fn fleet(dir: &InMemoryDirectory, extra: ServerSpec) -> Fleet {
     Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(dir.clone()))
         .registrar(dir.clone())
         .servers(2, ServerSpec::exchange_2019("EX"))
@@ -68,12 +69,14 @@ async fn servers_are_registered_and_listed() {
 #[tokio::test]
 async fn duplicate_names_and_missing_directory_are_refused() {
     let err = Fleet::builder()
+        .winrm_basic_over_http()
         .server(ServerSpec::exchange_2019("EX01"))
         .build()
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no directory"), "{err}");
     let err = Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(directory()))
         .server(ServerSpec::exchange_2019("EX01"))
         .server(ServerSpec::exchange_2019("ex01"))

@@ -20,6 +20,7 @@ async fn lab(spec: ServerSpec, clock: LabClock) -> (InMemoryDirectory, Fleet) {
     let dir = InMemoryDirectory::new();
     dir.add_user("alice", "alice@lab.example.test", PW);
     let fleet = Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(dir.clone()))
         .server(spec)
         .clock(clock)

@@ -21,6 +21,7 @@ async fn lab(timing: IisTiming) -> Fleet {
     let dir = InMemoryDirectory::new();
     dir.add_user("carol", USER, PW);
     Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(dir))
         .server(ServerSpec::exchange_2019("EX01").timing(timing))
         .build()

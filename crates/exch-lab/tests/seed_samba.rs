@@ -30,6 +30,7 @@ async fn ldap(ad: &SambaAd) -> Arc<dyn Directory> {
 
 async fn fleet(ad: &'static SambaAd, dir: Arc<dyn Directory>) -> Fleet {
     Fleet::builder()
+        .winrm_basic_over_http()
         .directory(dir)
         .dns_domain(ad.env().dns_domain())
         .registrar(move |s: ExchangeServer| async move {

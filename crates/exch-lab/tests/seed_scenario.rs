@@ -16,6 +16,7 @@ use fleet_support::{basic, Seen};
 
 async fn fleet(dir: &InMemoryDirectory) -> Fleet {
     Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(dir.clone()))
         .registrar(dir.clone())
         .servers(2, ServerSpec::exchange_2019("EX"))
@@ -65,6 +66,7 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
     let dir = InMemoryDirectory::new();
     dir.add_user("gina", "gina@lab.example.test", "Gina-Passw0rd!");
     let fleet = Fleet::builder()
+        .winrm_basic_over_http()
         .directory(Arc::new(dir.clone()))
         .server(ServerSpec::exchange_2019("EX01"))
         .build()

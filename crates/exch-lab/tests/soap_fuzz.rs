@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use exch_lab::ps::{run_script_with_limits, Limits};
-use exch_lab::winrm::{WinRmConfig, WinRmService};
+use exch_lab::winrm::{LabAuth, WinRmConfig, WinRmService};
 use proptest::prelude::*;
 use winrm_support::FakeHost;
 
@@ -39,7 +39,7 @@ fn lab() -> &'static (tokio::runtime::Runtime, SocketAddr, reqwest::Client) {
         let addr = rt.block_on(async {
             let service = WinRmService::new(
                 Arc::new(FakeHost::exchange()),
-                WinRmConfig::new(USER, PASSWORD.to_string().into()),
+                WinRmConfig::new(USER, PASSWORD.to_string().into()).with_auth(LabAuth::BasicOverHttp),
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

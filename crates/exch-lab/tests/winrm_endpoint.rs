@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exch_lab::winrm::{WinRmConfig, WinRmService};
+use exch_lab::winrm::{LabAuth, WinRmConfig, WinRmService};
 use winrm_rs::{
     AuthMethod, SoapError, WinrmClient, WinrmConfig as ClientConfig, WinrmCredentials, WinrmError,
 };
@@ -28,7 +28,7 @@ async fn serve_with(host: FakeHost, config: WinRmConfig) -> (SocketAddr, WinRmSe
 }
 
 async fn serve(host: FakeHost) -> (SocketAddr, WinRmService) {
-    serve_with(host, WinRmConfig::new(USER, PASSWORD.to_string().into())).await
+    serve_with(host, WinRmConfig::new(USER, PASSWORD.to_string().into()).with_auth(LabAuth::BasicOverHttp)).await
 }
 
 fn client(addr: SocketAddr, password: &str, op_timeout: u64) -> WinrmClient {

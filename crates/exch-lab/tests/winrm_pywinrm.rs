@@ -1,63 +1,209 @@
-//! Cross-check with an independent client: pywinrm (Python) runs commands against the endpoint.
-//! Skipped (with a message) when pywinrm is not installed, unless `EXCH_REVOKE_REQUIRE_PYWINRM=1`.
+//! Cross-check with independent clients: pywinrm and pypsrp (Python, NTLM and MS-WSMV
+//! encryption from pyspnego) against the endpoint in its default, Windows-like mode; Basic
+//! and unencrypted bodies are refused; HTTPS with the lab CA works.
+//! Skipped (with a message) when the packages are not installed, unless
+//! `EXCH_REVOKE_REQUIRE_PYWINRM=1`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod winrm_support;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use exch_lab::winrm::{WinRmConfig, WinRmService};
+use exch_lab::fleet::{Fleet, ServerSpec};
+use exch_lab::winrm::tls::CertSignature;
+use exch_lab::winrm::{WinRmConfig, WinRmConnection, WinRmService};
 use winrm_support::FakeHost;
 
-fn pywinrm_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import winrm"])
+const USER: &str = "lab\\admin";
+const PASSWORD: &str = "Py-pass'1";
+
+fn available(module: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("EXCH_REVOKE_REQUIRE_PYWINRM").as_deref() == Ok("1") {
+            panic!("{module} is required (EXCH_REVOKE_REQUIRE_PYWINRM=1) but `python3 -c 'import {module}'` fails; python3 -m pip install pywinrm pypsrp pyspnego");
+        }
+        println!("SKIPPED: python module {module} not installed; run scripts/test.sh");
+    }
+    ok
 }
 
-#[tokio::test]
-async fn pywinrm_runs_powershell_and_cmd() {
-    if !pywinrm_available() {
-        if std::env::var("EXCH_REVOKE_REQUIRE_PYWINRM").as_deref() == Ok("1") {
-            panic!("pywinrm is required (EXCH_REVOKE_REQUIRE_PYWINRM=1) but `python3 -c 'import winrm'` fails");
-        }
-        println!("SKIPPED: pywinrm not installed; run scripts/test.sh");
-        return;
-    }
-    let service = WinRmService::new(
-        Arc::new(FakeHost::exchange()),
-        WinRmConfig::new("lab\\admin", "Py-pass'1".to_string().into()),
-    );
+async fn serve(config: WinRmConfig) -> (SocketAddr, WinRmService) {
+    let service = WinRmService::new(Arc::new(FakeHost::exchange()), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = service.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = service
+        .router()
+        .into_make_service_with_connect_info::<WinRmConnection>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, service)
+}
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pywinrm-check.py");
+/// Runs `script` (under scripts/) with `args`: (exit code, JSON printed).
+async fn run(script: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(script);
     let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(format!("http://{addr}/wsman"))
-        .arg("lab\\admin")
-        .arg("Py-pass'1")
+        .arg(path)
+        .args(args)
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pywinrm failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn assert_ran(json: &serde_json::Value) {
     assert_eq!(json["ps"]["status_code"], 0, "{json}");
     let pools: serde_json::Value =
         serde_json::from_str(json["ps"]["std_out"].as_str().unwrap().trim()).unwrap();
     assert_eq!(pools["pools"][1], "MSExchangeOWAAppPool");
     assert_eq!(json["cmd"]["status_code"], 0, "{json}");
     assert!(json["cmd"]["std_out"].as_str().unwrap().contains("W3SVC"));
+    // pywinrm decodes the CLIXML stderr (progress record dropped, error text kept).
+    assert_ne!(json["ps_error"]["status_code"], 0, "{json}");
+    let err = json["ps_error"]["std_err"].as_str().unwrap();
+    assert!(!err.contains("CLIXML") && !err.contains("<Objs"), "{err}");
+    assert!(err.contains("Get-Item"), "{err}");
+}
+
+#[tokio::test]
+async fn pywinrm_ntlm_with_encryption_runs_powershell_and_cmd() {
+    if !available("winrm") {
+        return;
+    }
+    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
+    let url = format!("http://{addr}/wsman");
+    let (code, json) = run("pywinrm-check.py", &[&url, USER, PASSWORD]).await;
+    assert_eq!(code, 0, "{json}");
+    assert_ran(&json);
     let stats = service.counters().snapshot();
-    assert_eq!((stats.create, stats.delete, stats.open_shells), (2, 2, 0));
+    assert_eq!((stats.create, stats.delete, stats.open_shells), (3, 3, 0));
+    assert!(stats.auth_challenges >= 1, "{stats:?}");
+    assert_eq!(stats.plaintext_refused, 0, "{stats:?}");
+}
+
+#[tokio::test]
+async fn pywinrm_basic_is_refused_by_default() {
+    if !available("winrm") {
+        return;
+    }
+    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
+    let url = format!("http://{addr}/wsman");
+    let (code, json) = run(
+        "pywinrm-check.py",
+        &[&url, USER, PASSWORD, "--transport", "basic", "--encryption", "never"],
+    )
+    .await;
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["kind"], "unauthorized", "{json}");
+    let stats = service.counters().snapshot();
+    assert_eq!((stats.create, stats.command), (0, 0), "{stats:?}");
+    assert!(stats.unauthorized >= 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn pywinrm_ntlm_without_encryption_is_refused() {
+    if !available("winrm") {
+        return;
+    }
+    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
+    let url = format!("http://{addr}/wsman");
+    let (code, json) = run(
+        "pywinrm-check.py",
+        &[&url, USER, PASSWORD, "--encryption", "never"],
+    )
+    .await;
+    assert_eq!(code, 2, "{json}");
+    let stats = service.counters().snapshot();
+    assert_eq!((stats.create, stats.command), (0, 0), "{stats:?}");
+    assert!(stats.plaintext_refused >= 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn pywinrm_ntlm_with_a_wrong_password_is_refused() {
+    if !available("winrm") {
+        return;
+    }
+    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
+    let url = format!("http://{addr}/wsman");
+    let (code, json) = run("pywinrm-check.py", &[&url, USER, "wrong-password"]).await;
+    assert_eq!(code, 2, "{json}");
+    assert_eq!(json["kind"], "unauthorized", "{json}");
+    let stats = service.counters().snapshot();
+    assert_eq!(stats.create, 0, "{stats:?}");
+}
+
+#[tokio::test]
+async fn pypsrp_winrs_with_ntlm_and_encryption_runs_cmd_and_powershell() {
+    if !available("pypsrp") {
+        return;
+    }
+    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
+    let url = format!("http://{addr}/wsman");
+    let (code, json) = run("pypsrp-check.py", &[&url, USER, PASSWORD]).await;
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["cmd"]["status_code"], 0, "{json}");
+    assert!(json["cmd"]["std_out"].as_str().unwrap().contains("W3SVC"));
+    assert_eq!(json["ps"]["status_code"], 0, "{json}");
+    assert!(
+        json["ps"]["std_out"].as_str().unwrap().contains("Started"),
+        "{json}"
+    );
+    let stats = service.counters().snapshot();
+    assert!(stats.create >= 2 && stats.open_shells == 0, "{stats:?}");
+    assert!(stats.auth_challenges >= 1, "{stats:?}");
+}
+
+async fn pywinrm_over_https(signature: CertSignature) {
+    let directory = exch_directory::InMemoryDirectory::new();
+    let fleet = Fleet::builder()
+        .directory(Arc::new(directory))
+        .server(ServerSpec::exchange_2019("EX01"))
+        .winrm_credentials(USER, PASSWORD.to_string().into())
+        .winrm_https_signature(signature)
+        .build()
+        .await
+        .unwrap();
+    let server = &fleet.servers()[0];
+    let ca = std::env::temp_dir().join(format!("exch-lab-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, fleet.winrm_ca_pem().unwrap()).unwrap();
+    let url = server.winrm_https_url().unwrap();
+    let ca = ca.to_str().unwrap();
+    // `auto`: plain SOAP inside TLS (what pywinrm does over https); `always`: encrypted
+    // anyway, which Windows accepts too.
+    for encryption in ["auto", "always"] {
+        let (code, json) = run(
+            "pywinrm-check.py",
+            &[&url, USER, PASSWORD, "--ca", ca, "--encryption", encryption],
+        )
+        .await;
+        assert_eq!(code, 0, "{signature:?} {encryption}: {json}");
+        assert_eq!(json["cmd"]["status_code"], 0, "{json}");
+        assert!(json["cmd"]["std_out"].as_str().unwrap().contains("W3SVC"));
+    }
+    let stats = server.winrm_stats();
+    assert!(stats.create >= 6 && stats.auth_challenges >= 2, "{stats:?}");
+    assert_eq!(stats.plaintext_refused, 0, "{stats:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn pywinrm_over_https_trusting_the_lab_ca() {
+    if !available("winrm") {
+        return;
+    }
+    pywinrm_over_https(CertSignature::EcdsaP256Sha256).await;
+    pywinrm_over_https(CertSignature::EcdsaP384Sha384).await;
 }

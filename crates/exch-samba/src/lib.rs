@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod kerberos;
 mod start;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 
 pub use admin::{AdUser, BindAnswer};
+pub use kerberos::HttpService;
 
 /// Environment variable naming an `ad.env` file of a running DC.
 pub const AD_ENV_VAR: &str = "EXCH_REVOKE_AD_ENV";
@@ -59,6 +61,13 @@ pub struct AdEnv {
     pub domain: String,
     /// The `ad.env` file these values came from.
     pub file: PathBuf,
+    /// `AD_DIR`: the DC's state directory (`etc/smb.conf`, `keytabs/`); `None` in old files.
+    pub dir: Option<PathBuf>,
+    /// `AD_KRB5_CONF`: a `krb5.conf` naming the KDC by IP (for `KRB5_CONFIG=… kinit`);
+    /// `None` when the DC was started without a KDC (older script).
+    pub krb5_conf: Option<PathBuf>,
+    /// `AD_KDC`: `127.0.0.1:88` (TCP and UDP); `None` without a KDC.
+    pub kdc: Option<String>,
 }
 
 impl fmt::Debug for AdEnv {
@@ -71,6 +80,7 @@ impl fmt::Debug for AdEnv {
             .field("admin_bind", &self.admin_bind)
             .field("admin_password", &"[REDACTED]")
             .field("file", &self.file)
+            .field("kdc", &self.kdc)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +135,9 @@ impl AdEnv {
             realm,
             domain,
             file: path.to_owned(),
+            dir: vars.get("AD_DIR").map(PathBuf::from),
+            krb5_conf: vars.get("AD_KRB5_CONF").map(PathBuf::from),
+            kdc: vars.get("AD_KDC").map(|v| v.to_string()),
         })
     }
 
@@ -266,6 +279,7 @@ mod tests {
         )
         .unwrap();
         let env = AdEnv::from_file(&f).unwrap();
+        assert_eq!(env.kdc, None);
         assert_eq!(env.realm, "LAB.EXAMPLE.TEST");
         assert_eq!(env.domain, "LAB");
         assert_eq!(env.dns_domain(), "lab.example.test");

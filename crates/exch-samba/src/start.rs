@@ -40,7 +40,7 @@ pub(crate) fn locate() -> Result<Result<SambaAd, String>, SambaError> {
     start_own().map(Ok)
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.canonicalize().unwrap_or(root)
 }

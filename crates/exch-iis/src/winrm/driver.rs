@@ -1,14 +1,18 @@
 //! One PowerShell invocation over one WinRM shell: Create, Command, Receive (re-polled on
-//! `w:TimedOut`), Delete — and the mapping of winrm-rs errors to [`IisError`].
+//! `w:TimedOut`), Delete — on one authenticated session — and the mapping of transport errors
+//! to [`IisError`].
 
-use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use winrm_rs::{SoapError, WinrmClient, WinrmError};
 
+use super::envelope::Envelopes;
+use super::reply;
+use super::transport::auth::AuthErrorKind;
+use super::transport::{Session, Transport, WsmanError};
+use super::Endpoint;
 use crate::error::clip;
 use crate::IisError;
 
@@ -23,8 +27,7 @@ const MAX_OUTPUT: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) server: String,
-    pub(crate) endpoint: String,
-    pub(crate) host: String,
+    pub(crate) endpoint: Endpoint,
     pub(crate) user: String,
 }
 
@@ -35,10 +38,12 @@ pub(crate) struct ScriptRun {
 }
 
 /// Deletes the shell when dropped while armed: covers a cancelled future and a deadline that
-/// expired mid-operation. Runs in the background, bounded by `cleanup_timeout`.
+/// expired mid-operation. Runs in the background on a session of its own, bounded by
+/// `cleanup_timeout`.
 struct ShellGuard {
-    client: Arc<WinrmClient>,
-    host: String,
+    transport: Arc<Transport>,
+    endpoint: Endpoint,
+    envelopes: Arc<Envelopes>,
     shell: Arc<Mutex<Option<String>>>,
     cleanup_timeout: Duration,
     armed: bool,
@@ -53,32 +58,41 @@ impl Drop for ShellGuard {
         let (Some(shell), Ok(rt)) = (shell, tokio::runtime::Handle::try_current()) else {
             return;
         };
-        let client = Arc::clone(&self.client);
-        let host = self.host.clone();
+        let transport = Arc::clone(&self.transport);
+        let endpoint = self.endpoint.clone();
+        let envelopes = Arc::clone(&self.envelopes);
         let limit = self.cleanup_timeout;
         rt.spawn(async move {
-            match tokio::time::timeout(limit, client.delete_shell(&host, &shell)).await {
-                Ok(Ok(())) => {
-                    tracing::debug!(%host, %shell, "deleted WinRM shell in the background")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%host, %shell, error = %e, "could not delete WinRM shell")
-                }
+            let host = endpoint.host.clone();
+            let work = async {
+                let mut s = transport.session(&endpoint).await?;
+                transport.post(&mut s, &envelopes.delete(&shell)).await?;
+                transport.give_back(s);
+                Ok::<_, WsmanError>(())
+            };
+            match tokio::time::timeout(limit, work).await {
+                Ok(Ok(())) => tracing::debug!(%host, %shell, "deleted WinRM shell in the background"),
+                Ok(Err(e)) => tracing::warn!(%host, %shell, error = %e, "could not delete WinRM shell"),
                 Err(_) => tracing::warn!(%host, %shell, "deleting WinRM shell timed out"),
             }
         });
     }
 }
 
-fn is_timed_out(e: &WinrmError) -> bool {
-    matches!(e, WinrmError::Soap(SoapError::Fault { code, reason })
+fn is_timed_out(e: &WsmanError) -> bool {
+    matches!(e, WsmanError::Fault { code, reason }
         if code.ends_with("TimedOut") || code.contains(TIMED_OUT_CODE) || reason.contains(TIMED_OUT_CODE))
 }
 
-/// Runs `script` on `target` and returns its stdout; every failure names the server.
+fn soap<T>(r: Result<T, String>) -> Result<T, WsmanError> {
+    r.map_err(|e| WsmanError::Protocol(format!("unexpected WS-Management reply: {e}")))
+}
+
+/// Runs `command` on `target` and returns its stdout; every failure names the server.
 pub(crate) async fn run_script(
-    client: Arc<WinrmClient>,
+    transport: Arc<Transport>,
     target: &Target,
+    envelopes: Arc<Envelopes>,
     operation: &'static str,
     command: &[String],
     deadline_after: Duration,
@@ -88,34 +102,43 @@ pub(crate) async fn run_script(
     let round_trips = AtomicU32::new(0);
     let shell_cell: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let mut guard = ShellGuard {
-        client: Arc::clone(&client),
-        host: target.host.clone(),
+        transport: Arc::clone(&transport),
+        endpoint: target.endpoint.clone(),
+        envelopes: Arc::clone(&envelopes),
         shell: Arc::clone(&shell_cell),
         cleanup_timeout,
         armed: true,
     };
-    let host = target.host.as_str();
+    let mut slot: Option<Session> = None;
+    let t = &transport;
+    let env = &envelopes;
 
     let work = async {
+        let session = match slot.take() {
+            Some(s) => slot.insert(s),
+            None => slot.insert(t.session(&target.endpoint).await?),
+        };
         round_trips.fetch_add(1, Ordering::Relaxed);
-        let shell = client.create_shell(host).await?;
+        let answer = t.post(session, &env.create()).await?;
+        let shell = soap(reply::shell_id(&answer))?;
         if let Ok(mut cell) = shell_cell.lock() {
             *cell = Some(shell.clone());
         }
         tracing::debug!(%shell, "shell created");
         let (program, args) = command
             .split_first()
-            .ok_or_else(|| WinrmError::Transfer("empty command line (exch-iis bug)".into()))?;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            .ok_or_else(|| WsmanError::Protocol("empty command line (exch-iis bug)".into()))?;
         round_trips.fetch_add(1, Ordering::Relaxed);
-        let command_id = client.execute_command(host, &shell, program, &args).await?;
+        let answer = t.post(session, &env.command(&shell, program, args)).await?;
+        let command_id = soap(reply::command_id(&answer))?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut exit_code = None;
         loop {
             round_trips.fetch_add(1, Ordering::Relaxed);
-            match client.receive_output(host, &shell, &command_id).await {
-                Ok(out) => {
+            match t.post(session, &env.receive(&shell, &command_id)).await {
+                Ok(answer) => {
+                    let out = soap(reply::receive(&answer))?;
                     stdout.extend_from_slice(&out.stdout);
                     stderr.extend_from_slice(&out.stderr);
                     if out.exit_code.is_some() {
@@ -123,8 +146,8 @@ pub(crate) async fn run_script(
                     }
                     if stdout.len() + stderr.len() > MAX_OUTPUT {
                         round_trips.fetch_add(1, Ordering::Relaxed);
-                        let _ = client.signal_terminate(host, &shell, &command_id).await;
-                        return Err(WinrmError::Transfer(format!(
+                        let _ = t.post(session, &env.terminate(&shell, &command_id)).await;
+                        return Err(WsmanError::Protocol(format!(
                             "the script printed more than {MAX_OUTPUT} bytes"
                         )));
                     }
@@ -138,7 +161,7 @@ pub(crate) async fn run_script(
                 Err(e) => return Err(e),
             }
         }
-        Ok::<_, WinrmError>((stdout, stderr, exit_code))
+        Ok::<_, WsmanError>((stdout, stderr, exit_code))
     };
 
     let outcome = tokio::time::timeout_at(deadline, work).await;
@@ -153,22 +176,35 @@ pub(crate) async fn run_script(
         }
         Ok(r) => r,
     };
-    // Delete the shell inline (counted), also after an error. The guard stays armed until the
-    // Delete has been answered, so a caller that gives up meanwhile still gets it deleted.
+    // Delete the shell inline (counted), also after an error, on the same session when it is
+    // still good. The guard stays armed until the Delete has been answered, so a caller that
+    // gives up meanwhile still gets it deleted.
     let shell = shell_cell.lock().ok().and_then(|s| s.clone());
     if let Some(shell) = shell {
         round_trips.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(cleanup_timeout, client.delete_shell(host, &shell)).await {
+        let delete = async {
+            let mut s = match slot.take().filter(Session::is_healthy) {
+                Some(s) => s,
+                None => t.session(&target.endpoint).await?,
+            };
+            let r = t.post(&mut s, &env.delete(&shell)).await;
+            slot = Some(s);
+            r.map(|_| ())
+        };
+        match tokio::time::timeout(cleanup_timeout, delete).await {
             Ok(Ok(())) => tracing::debug!(%shell, "shell deleted"),
             Ok(Err(e)) => tracing::warn!(%shell, error = %e, "could not delete WinRM shell"),
             Err(_) => tracing::warn!(%shell, "deleting WinRM shell timed out"),
         }
     }
     guard.armed = false;
+    if let Some(s) = slot.take() {
+        transport.give_back(s);
+    }
     let (stdout, stderr, exit_code) =
         result.map_err(|e| map_error(e, target, operation, deadline_after))?;
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let stderr = crate::clixml::readable(&String::from_utf8_lossy(&stderr));
     match exit_code {
         Some(0) => Ok(ScriptRun {
             stdout,
@@ -186,72 +222,57 @@ pub(crate) async fn run_script(
     }
 }
 
-fn chain(e: &dyn StdError) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
-/// Maps a winrm-rs error to the crate's kinds (the winrm-rs error only as `source`).
+/// Maps a transport error to the crate's kinds (the underlying error only as `source`).
 pub(crate) fn map_error(
-    e: WinrmError,
+    e: WsmanError,
     target: &Target,
     operation: &str,
     limit: Duration,
 ) -> IisError {
     let server = target.server.clone();
+    let endpoint = target.endpoint.url();
     match e {
-        WinrmError::Http(h) if h.is_timeout() => IisError::Timeout {
+        WsmanError::Http(h) if h.is_timeout() => IisError::Timeout {
             server,
             operation: operation.to_string(),
             after: limit,
         },
-        WinrmError::Http(h) => IisError::Unreachable {
-            server,
-            endpoint: target.endpoint.clone(),
-            detail: chain(&h),
-            source: Some(Box::new(h)),
-        },
-        WinrmError::Timeout(_) => IisError::Timeout {
-            server,
-            operation: operation.to_string(),
-            after: limit,
-        },
-        WinrmError::AuthFailed(msg)
-            if msg.starts_with("HTTP 401")
-                || msg.starts_with("NTLM authentication rejected")
-                || msg.contains("WWW-Authenticate") =>
-        {
-            IisError::Unauthenticated {
+        e @ (WsmanError::Connect(_) | WsmanError::ConnectTimeout(_) | WsmanError::Http(_)) => {
+            IisError::Unreachable {
                 server,
-                user: target.user.clone(),
+                endpoint,
+                detail: e.to_string(),
+                source: Some(Box::new(e)),
             }
         }
-        WinrmError::AuthFailed(msg) => IisError::Protocol {
+        WsmanError::Tls(io) => IisError::Tls {
             server,
-            detail: clip(&format!(
-                "the WinRM endpoint {} answered {msg}",
-                target.endpoint
-            )),
-            source: None,
+            endpoint,
+            detail: io.to_string(),
         },
-        WinrmError::Soap(SoapError::Fault { code, reason }) => IisError::Fault {
+        WsmanError::Refused(reason) => IisError::Unauthenticated {
+            server,
+            user: target.user.clone(),
+            reason,
+        },
+        WsmanError::NoAllowedMethod { offered, wanted } => IisError::AuthMethodUnavailable {
+            server,
+            offered,
+            wanted: wanted.to_owned(),
+        },
+        WsmanError::Auth(a) if a.kind == AuthErrorKind::Settings => IisError::InvalidInput {
+            what: "credentials".into(),
+            reason: a.detail,
+        },
+        WsmanError::Fault { code, reason } => IisError::Fault {
             server,
             code,
             message: clip(&reason),
         },
         other => IisError::Protocol {
             server,
-            detail: clip(&other.to_string()),
-            source: Some(Box::new(other)),
+            detail: clip(&format!("{endpoint}: {other}")),
+            source: None,
         },
     }
 }

@@ -5,15 +5,17 @@
 //! means "nothing yet" and is polled again, as MS-WSMV requires), Delete. That is **4 WS-Man
 //! round trips** per operation when the script finishes within one Receive; each extra
 //! `TimedOut` poll adds one. Signal is only sent to abort a runaway command (deleting the shell
-//! ends a finished one). With NTLM every request also carries the handshake legs winrm-rs needs
-//! (over HTTP winrm-rs caches the sealed session, so only the first request does); they are not
-//! counted in [`FlushReport::round_trips`].
+//! ends a finished one). A new NTLM session costs two more HTTP requests (the empty-bodied
+//! handshake legs); they are not counted in [`FlushReport::round_trips`] but in
+//! [`WinRmFlusher::http_requests_total`]. Authenticated sessions are reused across operations.
 //!
 //! The shell is always deleted: inline after success or error, in the background when the
 //! deadline expired or the caller dropped the future.
 
-mod clients;
 mod driver;
+mod envelope;
+mod reply;
+pub(crate) mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,9 +26,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use exch_core::{AppPool, ExchangeServer};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tracing::Instrument;
-use winrm_rs::{AuthMethod, WinrmClient, WinrmConfig, WinrmCredentials};
 
 use crate::{
     catalog, parse, script, AppPoolState, CacheFlusher, FlushMethod, FlushReport, IisError,
@@ -39,15 +40,23 @@ use driver::{run_script, Target};
 #[non_exhaustive]
 pub enum WinRmAuth {
     /// HTTP Basic: the password travels on every request; only over HTTPS unless
-    /// [`WinRmFlusherBuilder::allow_unencrypted_basic`] says otherwise.
+    /// [`WinRmFlusherBuilder::allow_unencrypted_basic`] says otherwise. Off on Windows
+    /// servers at their defaults.
     Basic,
-    /// NTLMv2 (the default); over HTTP the SOAP bodies are sealed.
+    /// NTLMv2 under `Negotiate` (the default, on at Windows' defaults). Over HTTP every SOAP
+    /// body is sealed (MS-WSMV message encryption); over HTTPS the handshake carries the
+    /// channel binding of the server's certificate.
     #[default]
     Ntlm,
-    /// Kerberos (SPNEGO) with the ticket of the running process (`kinit`); the SPN is
-    /// `HTTP/<host>`. Needs the crate feature `kerberos`.
-    #[cfg(feature = "kerberos")]
-    Kerberos,
+}
+
+impl fmt::Display for WinRmAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WinRmAuth::Basic => "Basic",
+            WinRmAuth::Ntlm => "NTLM",
+        })
+    }
 }
 
 /// Builds a [`WinRmFlusher`].
@@ -122,12 +131,10 @@ impl WinRmFlusherBuilder {
         self
     }
 
-    /// A PEM file with the CA that issued the WinRM certificates.
-    ///
-    /// **Not supported by winrm-rs 1.1**, which verifies certificates against the built-in
-    /// Mozilla roots only: [`build`](Self::build) refuses it with [`IisError::InvalidInput`]
-    /// rather than silently ignoring it. Use certificates from a public CA, or (lab, trusted
-    /// network) [`danger_accept_invalid_certs`](Self::danger_accept_invalid_certs).
+    /// A PEM file with the CA that issued the WinRM certificates (an enterprise CA, as
+    /// usual in a domain). When given, HTTPS trusts **only** the certificates in this file;
+    /// without it, the system trust store. Read by [`build`](Self::build): a missing or
+    /// unreadable file is an [`IisError::InvalidInput`] there.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
         self
@@ -186,15 +193,19 @@ impl WinRmFlusherBuilder {
             what: what.to_string(),
             reason,
         };
-        if let Some(ca) = &self.ca_file {
+        if self.ca_file.is_some() && self.accept_invalid_certs {
             return Err(invalid(
                 "ca_file",
-                format!(
-                    "{} cannot be used: winrm-rs 1.1 verifies WinRM certificates only against the built-in Mozilla roots; use a certificate from a public CA, or danger_accept_invalid_certs(true) on a trusted network",
-                    ca.display()
-                ),
+                "both ca_file and danger_accept_invalid_certs are set; drop danger_accept_invalid_certs (the CA file is what makes HTTPS safe)".into(),
             ));
         }
+        let trust = match &self.ca_file {
+            Some(path) => transport::Trust::CaPem(
+                transport::read_ca_pem(path).map_err(|reason| invalid("ca_file", reason))?,
+            ),
+            None if self.accept_invalid_certs => transport::Trust::AcceptAny,
+            None => transport::Trust::System,
+        };
         let needs_password = self.auth_needs_password();
         let (user, password) = match (self.user, self.password) {
             (Some(u), Some(p)) if !u.trim().is_empty() => (u, p),
@@ -226,21 +237,36 @@ impl WinRmFlusherBuilder {
                 "Basic authentication over http:// sends the password in the clear; use https(true), NTLM, or allow_unencrypted_basic(true) for a lab".into(),
             ));
         }
+        let any_https = self.https || endpoints.values().any(|e| e.https);
+        let tls = if any_https {
+            Some(transport::tls_config(&trust).map_err(|reason| invalid("ca_file", reason))?)
+        } else {
+            None
+        };
+        if self.auth == WinRmAuth::Ntlm {
+            transport::auth::ntlm_username(&user).map_err(|e| invalid("credentials", e.detail))?;
+        }
         let secs = |d: Duration| d.as_secs().max(1);
+        let transport = transport::Transport::new(transport::Settings {
+            auth: self.auth,
+            user: user.clone(),
+            password,
+            connect_timeout: self.connect_timeout,
+            tls,
+        });
         Ok(WinRmFlusher {
             inner: Arc::new(Inner {
                 auth: self.auth,
                 https: self.https,
                 port: default_port,
                 accept_invalid_certs: self.accept_invalid_certs,
+                ca_file: self.ca_file,
                 timeout: self.timeout,
                 receive_timeout_secs: secs(self.receive_timeout.min(self.timeout)),
-                connect_timeout_secs: secs(self.connect_timeout),
                 cleanup_timeout: self.cleanup_timeout,
                 user,
-                password,
                 endpoints,
-                clients: clients::ClientCache::default(),
+                transport: Arc::new(transport),
                 round_trips_total: AtomicU64::new(0),
             }),
         })
@@ -249,17 +275,19 @@ impl WinRmFlusherBuilder {
     fn auth_needs_password(&self) -> bool {
         match self.auth {
             WinRmAuth::Basic | WinRmAuth::Ntlm => true,
-            #[cfg(feature = "kerberos")]
-            WinRmAuth::Kerberos => false,
         }
     }
 }
 
+/// Where a server's WinRM is reached, and the host name its service principal names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
-    https: bool,
-    host: String,
-    port: u16,
+pub(crate) struct Endpoint {
+    pub(crate) https: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `HTTP/<spn_host>` is the service principal: the server's FQDN from the directory, also
+    /// when [`WinRmFlusherBuilder::endpoint`] maps the server to another address.
+    pub(crate) spn_host: String,
 }
 
 impl Endpoint {
@@ -276,7 +304,7 @@ impl Endpoint {
             None => (rest, ""),
         };
         if !(path.is_empty() || path == "/wsman" || path == "/wsman/") {
-            return Err("winrm-rs always posts to /wsman; other paths are not supported".into());
+            return Err("the WinRM path is /wsman; other paths are not supported".into());
         }
         if authority.contains('@') {
             return Err("credentials do not belong in the URL".into());
@@ -299,10 +327,16 @@ impl Endpoint {
             None if https => 5986,
             None => 5985,
         };
-        Ok(Endpoint { https, host, port })
+        let spn_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        Ok(Endpoint {
+            https,
+            host,
+            port,
+            spn_host,
+        })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}:{}/wsman", self.host, self.port)
     }
@@ -313,17 +347,14 @@ struct Inner {
     https: bool,
     port: u16,
     accept_invalid_certs: bool,
+    ca_file: Option<PathBuf>,
     timeout: Duration,
     receive_timeout_secs: u64,
-    connect_timeout_secs: u64,
     cleanup_timeout: Duration,
     user: String,
-    password: SecretString,
     endpoints: HashMap<String, Endpoint>,
-    /// One winrm-rs client per endpoint: winrm-rs keeps one NTLM session per client behind a
-    /// lock held across requests, so sharing a client would serialize servers. Bounded, see
-    /// [`clients`].
-    clients: clients::ClientCache,
+    /// Connections, authentication and sealing; keeps idle authenticated sessions.
+    transport: Arc<transport::Transport>,
     round_trips_total: AtomicU64,
 }
 
@@ -358,6 +389,7 @@ impl fmt::Debug for WinRmFlusher {
             .field("https", &i.https)
             .field("port", &i.port)
             .field("accept_invalid_certs", &i.accept_invalid_certs)
+            .field("ca_file", &i.ca_file)
             .field("timeout", &i.timeout)
             .field("user", &i.user)
             .field("password", &"[REDACTED]")
@@ -377,6 +409,45 @@ impl WinRmFlusher {
         self.inner.round_trips_total.load(Ordering::Relaxed)
     }
 
+    /// HTTP requests sent so far: the WS-Man round trips plus the authentication handshake
+    /// legs (two per new NTLM connection).
+    pub fn http_requests_total(&self) -> u64 {
+        self.inner
+            .transport
+            .counters
+            .http_requests
+            .load(Ordering::Relaxed)
+    }
+
+    /// TCP connections opened so far (one per authenticated session).
+    pub fn connections_total(&self) -> u64 {
+        self.inner
+            .transport
+            .counters
+            .connections
+            .load(Ordering::Relaxed)
+    }
+
+    /// Authenticated connections kept idle for reuse now (at most 64, all servers).
+    pub fn idle_connections(&self) -> usize {
+        self.inner.transport.idle_sessions()
+    }
+
+    /// How this flusher authenticates to `server` and protects the traffic, in words (for
+    /// reports: "NTLM over HTTP, message encryption", "NTLM over HTTPS, channel binding", …).
+    pub fn method_for(&self, server: &ExchangeServer) -> String {
+        let https = self
+            .endpoint_for(server)
+            .map(|e| e.https)
+            .unwrap_or(self.inner.https);
+        match (self.inner.auth, https) {
+            (WinRmAuth::Ntlm, false) => "NTLM over HTTP, message encryption".into(),
+            (WinRmAuth::Ntlm, true) => "NTLM over HTTPS, channel binding".into(),
+            (WinRmAuth::Basic, true) => "Basic over HTTPS".into(),
+            (WinRmAuth::Basic, false) => "Basic over plain HTTP (insecure)".into(),
+        }
+    }
+
     /// The explicit endpoint of `server`, else `http(s)://{fqdn}:{port}/wsman` once the FQDN
     /// (from the directory, so untrusted) has been checked to be a plain host name.
     fn endpoint_for(&self, server: &ExchangeServer) -> Result<Endpoint, IisError> {
@@ -386,7 +457,11 @@ impl WinRmFlusher {
             .get(&server.name.to_ascii_lowercase())
             .or_else(|| i.endpoints.get(&server.fqdn.to_ascii_lowercase()));
         if let Some(ep) = explicit {
-            return Ok(ep.clone());
+            let mut ep = ep.clone();
+            if server.url_host().is_ok() {
+                ep.spn_host = server.fqdn.clone();
+            }
+            return Ok(ep);
         }
         let host = server.url_host().map_err(|e| IisError::InvalidInput {
             what: format!("server {}", e.server),
@@ -396,70 +471,8 @@ impl WinRmFlusher {
             https: i.https,
             host: host.to_owned(),
             port: i.port,
+            spn_host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
         })
-    }
-
-    fn client_for(
-        &self,
-        server: &ExchangeServer,
-        ep: &Endpoint,
-    ) -> Result<Arc<WinrmClient>, IisError> {
-        let i = &self.inner;
-        let key = ep.url();
-        let auth_method = match i.auth {
-            WinRmAuth::Basic => AuthMethod::Basic,
-            WinRmAuth::Ntlm => AuthMethod::Ntlm,
-            #[cfg(feature = "kerberos")]
-            WinRmAuth::Kerberos => AuthMethod::Kerberos,
-        };
-        let config = WinrmConfig {
-            port: ep.port,
-            use_tls: ep.https,
-            // A plain http:// endpoint has no TLS to verify; saying so keeps reqwest from
-            // loading and parsing every system CA certificate for each client, which its
-            // platform verifier does even when no TLS connection is ever made (see `clients`).
-            accept_invalid_certs: i.accept_invalid_certs || !ep.https,
-            connect_timeout_secs: i.connect_timeout_secs,
-            operation_timeout_secs: i.receive_timeout_secs,
-            auth_method,
-            max_retries: 0,
-            ..WinrmConfig::default()
-        };
-        // NTLM wants the domain apart; Basic sends the name as given.
-        let (domain, user) = match (i.auth, i.user.split_once('\\')) {
-            (WinRmAuth::Ntlm, Some((d, u))) => (d.to_string(), u.to_string()),
-            _ => (String::new(), i.user.clone()),
-        };
-        let creds = WinrmCredentials {
-            username: user,
-            password: SecretString::from(i.password.expose_secret().to_string()),
-            domain,
-        };
-        let plain_http = !ep.https && !i.accept_invalid_certs;
-        i.clients
-            .get_or_build(&key, move || {
-                if plain_http {
-                    // Mutes winrm-rs's "TLS certificate verification disabled" warning, which
-                    // is untrue for plain HTTP (`security_notes` still names Basic over HTTP).
-                    let quiet = tracing::subscriber::NoSubscriber::default();
-                    tracing::subscriber::with_default(quiet, || WinrmClient::new(config, creds))
-                } else {
-                    WinrmClient::new(config, creds)
-                }
-            })
-            .map_err(|e| match e {
-                clients::BuildError::Winrm(e) => IisError::Unreachable {
-                    server: server.name.clone(),
-                    endpoint: key.clone(),
-                    detail: format!("cannot set up the HTTP client: {e}"),
-                    source: Some(Box::new(e)),
-                },
-                clients::BuildError::Internal(detail) => IisError::Protocol {
-                    server: server.name.clone(),
-                    detail,
-                    source: None,
-                },
-            })
     }
 
     async fn run(
@@ -469,18 +482,21 @@ impl WinRmFlusher {
         script_text: &str,
     ) -> Result<driver::ScriptRun, IisError> {
         let ep = self.endpoint_for(server)?;
-        let client = self.client_for(server, &ep)?;
+        let envelopes = Arc::new(envelope::Envelopes {
+            to: ep.url(),
+            timeout_secs: self.inner.receive_timeout_secs,
+        });
         let target = Target {
             server: server.name.clone(),
-            endpoint: ep.url(),
-            host: ep.host.clone(),
+            endpoint: ep,
             user: self.inner.user.clone(),
         };
-        let span = tracing::info_span!("winrm", server = %server.name, operation, endpoint = %target.endpoint);
+        let span = tracing::info_span!("winrm", server = %server.name, operation, endpoint = %envelopes.to);
         let command = script::command_line(script_text);
         let result = run_script(
-            client,
+            Arc::clone(&self.inner.transport),
             &target,
+            envelopes,
             operation,
             &command,
             self.inner.timeout,

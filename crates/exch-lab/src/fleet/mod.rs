@@ -5,6 +5,12 @@
 //! [`IisServer`]. Servers are registered in the directory through a [`Registrar`] so that
 //! discovery finds them.
 //!
+//! WinRM is as strict as Windows at its defaults ([`LabAuth::Negotiate`]: NTLM, encrypted
+//! bodies on HTTP, no Basic); [`FleetBuilder::winrm_basic_over_http`] is the explicit opt-in
+//! of Basic over plain HTTP. [`FleetBuilder::winrm_https`] gives every server a second,
+//! HTTPS listener (Windows' 5986) with a certificate from a lab CA made for this fleet
+//! ([`Fleet::winrm_ca_pem`], [`LabServer::winrm_https_url`]).
+//!
 //! ```no_run
 //! # async fn demo(directory: std::sync::Arc<dyn exch_directory::Directory>) -> Result<(), exch_lab::fleet::FleetError> {
 //! use exch_lab::fleet::{Fleet, ServerSpec};
@@ -47,8 +53,10 @@ pub use server::{LabServer, ServerCounters, ServerSpec};
 
 use crate::clock::LabClock;
 use crate::model::IisServer;
-use listener::{bind, Serving};
-use server::ServerShared;
+use crate::winrm::tls::{CertSignature, LabCa};
+use crate::winrm::LabAuth;
+use listener::{bind, Serving, TlsSettings};
+use server::{HttpsListener, ServerShared};
 
 /// DNS domain of the simulated servers unless [`FleetBuilder::dns_domain`] says otherwise.
 pub const DEFAULT_DNS_DOMAIN: &str = "lab.example.test";
@@ -70,6 +78,14 @@ pub enum FleetError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// The lab CA or a server certificate could not be made.
+    #[error("cannot set up HTTPS for {server}: {detail}")]
+    Tls {
+        /// Server name.
+        server: String,
+        /// Why.
+        detail: String,
     },
     /// Registering a server in the directory failed.
     #[error("cannot register {server} in the directory: {detail}")]
@@ -126,6 +142,8 @@ pub struct FleetBuilder {
     winrm_password: SecretString,
     clock: LabClock,
     dns_domain: String,
+    winrm_auth: LabAuth,
+    https: Option<CertSignature>,
 }
 
 impl std::fmt::Debug for FleetBuilder {
@@ -133,6 +151,8 @@ impl std::fmt::Debug for FleetBuilder {
         f.debug_struct("FleetBuilder")
             .field("servers", &self.specs.len())
             .field("winrm_user", &self.winrm_user)
+            .field("winrm_auth", &self.winrm_auth)
+            .field("https", &self.https)
             .finish_non_exhaustive()
     }
 }
@@ -166,10 +186,40 @@ impl FleetBuilder {
         self
     }
 
-    /// The credentials the WinRM endpoints accept (HTTP Basic).
+    /// The credentials the WinRM endpoints accept (NTLM by default; Basic with
+    /// [`FleetBuilder::winrm_basic_over_http`]).
     pub fn winrm_credentials(mut self, user: impl Into<String>, password: SecretString) -> Self {
         self.winrm_user = user.into();
         self.winrm_password = password;
+        self
+    }
+
+    /// Insecure opt-in: the WinRM endpoints accept HTTP Basic with plain-text bodies over
+    /// plain HTTP (Windows with `Basic = true`, `AllowUnencrypted = true`) instead of the
+    /// default NTLM with message encryption.
+    pub fn winrm_basic_over_http(self) -> Self {
+        self.winrm_auth(LabAuth::BasicOverHttp)
+    }
+
+    /// How the WinRM endpoints authenticate (default [`LabAuth::Negotiate`]).
+    pub fn winrm_auth(mut self, auth: LabAuth) -> Self {
+        self.winrm_auth = auth;
+        self
+    }
+
+    /// Every server also listens for HTTPS (`https://127.0.0.1:PORT/wsman`, see
+    /// [`LabServer::winrm_https_url`]) with a certificate for its FQDN, `localhost` and
+    /// 127.0.0.1, issued by a CA made for this fleet ([`Fleet::winrm_ca_pem`]); ECDSA P-256
+    /// with SHA-256 unless [`FleetBuilder::winrm_https_signature`] says otherwise.
+    pub fn winrm_https(mut self, on: bool) -> Self {
+        self.https = on.then(|| self.https.unwrap_or_default());
+        self
+    }
+
+    /// HTTPS as with [`FleetBuilder::winrm_https`], certificates signed with `signature`
+    /// (e.g. [`CertSignature::EcdsaP384Sha384`] for channel bindings hashed with SHA-384).
+    pub fn winrm_https_signature(mut self, signature: CertSignature) -> Self {
+        self.https = Some(signature);
         self
     }
 
@@ -213,6 +263,14 @@ impl FleetBuilder {
         let credentials = winrm_glue::Credentials {
             user: self.winrm_user.clone(),
             password: self.winrm_password.clone(),
+            auth: self.winrm_auth,
+        };
+        let ca = match self.https {
+            Some(signature) => Some(LabCa::new(signature).map_err(|e| FleetError::Tls {
+                server: "(lab CA)".into(),
+                detail: e.to_string(),
+            })?),
+            None => None,
         };
         let mut servers = Vec::with_capacity(self.specs.len());
         for spec in self.specs {
@@ -222,6 +280,7 @@ impl FleetBuilder {
                 &self.clock,
                 &self.dns_domain,
                 &credentials,
+                ca.as_ref(),
             )
             .await?;
             servers.push(server);
@@ -231,6 +290,8 @@ impl FleetBuilder {
             clock: self.clock,
             winrm_user: self.winrm_user,
             winrm_password: self.winrm_password,
+            winrm_auth: self.winrm_auth,
+            ca,
             directory,
         };
         if let Some(registrar) = self.registrar {
@@ -256,6 +317,7 @@ async fn start_server(
     clock: &LabClock,
     dns_domain: &str,
     credentials: &winrm_glue::Credentials,
+    ca: Option<&LabCa>,
 ) -> Result<LabServer, FleetError> {
     let fqdn = format!("{}.{dns_domain}", spec.name.to_ascii_lowercase());
     let mut exchange = ExchangeServer::new(spec.name.clone(), fqdn.clone())
@@ -286,12 +348,50 @@ async fn start_server(
         })?
         .port();
     let open = Arc::new(AtomicUsize::new(0));
+    let bind_error = |port| {
+        let server = spec.name.clone();
+        move |source| FleetError::Bind {
+            server,
+            port,
+            source,
+        }
+    };
+    let https = match ca {
+        None => None,
+        Some(ca) => {
+            let tls_error = |e: crate::winrm::tls::TlsSetupError| FleetError::Tls {
+                server: spec.name.clone(),
+                detail: e.to_string(),
+            };
+            let cert = ca.issue(&fqdn).map_err(tls_error)?;
+            let tls = TlsSettings {
+                acceptor: tokio_rustls::TlsAcceptor::from(cert.server_config().map_err(tls_error)?),
+                end_point_hash: cert.end_point_hash().into(),
+            };
+            let tls_listener = bind(0).await.map_err(bind_error(0))?;
+            let port = tls_listener.local_addr().map_err(bind_error(0))?.port();
+            let serving = if spec.faults.unreachable {
+                drop(tls_listener);
+                None
+            } else {
+                Some(
+                    Serving::start(tls_listener, router.clone(), Arc::clone(&open), Some(&tls))
+                        .map_err(bind_error(port))?,
+                )
+            };
+            Some(HttpsListener {
+                port,
+                tls,
+                serving: tokio::sync::Mutex::new(serving),
+            })
+        }
+    };
     let serving = if spec.faults.unreachable {
         // Keep the port number, listen on nothing: connections are refused.
         drop(listener);
         None
     } else {
-        Some(Serving::start(listener, router.clone(), Arc::clone(&open)))
+        Some(Serving::start(listener, router.clone(), Arc::clone(&open), None).map_err(bind_error(port))?)
     };
     let server = LabServer {
         shared: Arc::new(ServerShared {
@@ -302,6 +402,7 @@ async fn start_server(
             open,
             router,
             serving: tokio::sync::Mutex::new(serving),
+            https,
             closing: std::sync::Mutex::new(Vec::new()),
         }),
     };
@@ -317,6 +418,8 @@ pub struct Fleet {
     clock: LabClock,
     winrm_user: String,
     winrm_password: SecretString,
+    winrm_auth: LabAuth,
+    ca: Option<LabCa>,
     directory: Arc<dyn Directory>,
 }
 
@@ -341,6 +444,8 @@ impl Fleet {
             winrm_password: SecretString::from("Lab-WinRM-1".to_owned()),
             clock: LabClock::real(),
             dns_domain: DEFAULT_DNS_DOMAIN.to_owned(),
+            winrm_auth: LabAuth::default(),
+            https: None,
         }
     }
 
@@ -392,6 +497,25 @@ impl Fleet {
         &self.winrm_password
     }
 
+    /// How the WinRM endpoints authenticate.
+    pub fn winrm_auth(&self) -> LabAuth {
+        self.winrm_auth
+    }
+
+    /// The lab CA's certificate (PEM) that issued the servers' HTTPS certificates, if the
+    /// fleet was built with [`FleetBuilder::winrm_https`]: what a client trusts.
+    pub fn winrm_ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(LabCa::pem)
+    }
+
+    /// Server name → HTTPS WinRM URL (empty without [`FleetBuilder::winrm_https`]).
+    pub fn https_endpoints(&self) -> BTreeMap<String, String> {
+        self.servers
+            .iter()
+            .filter_map(|s| Some((s.name().to_owned(), s.winrm_https_url()?)))
+            .collect()
+    }
+
     /// Stops every listener and waits (up to 5 s per server) for open connections to close.
     pub async fn shutdown(&self) {
         self.shutdown_within(Duration::from_secs(5)).await;
@@ -410,6 +534,13 @@ impl Drop for Fleet {
             if let Ok(mut serving) = server.shared.serving.try_lock() {
                 if let Some(s) = serving.take() {
                     s.signal_stop();
+                }
+            }
+            if let Some(https) = &server.shared.https {
+                if let Ok(mut serving) = https.serving.try_lock() {
+                    if let Some(s) = serving.take() {
+                        s.signal_stop();
+                    }
                 }
             }
         }

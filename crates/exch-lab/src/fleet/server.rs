@@ -10,7 +10,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
 use super::faults::Faults;
-use super::listener::{bind, Serving};
+use super::listener::{bind, Serving, TlsSettings};
 use super::FleetError;
 use crate::model::{IisCounters, IisServer, IisTiming};
 use crate::winrm::{WinRmService, WinRmStats};
@@ -124,8 +124,12 @@ pub struct ServerCounters {
     pub iis: IisCounters,
     /// HTTP requests that reached `/wsman` (including refused and faulted ones).
     pub winrm_requests: u64,
-    /// WinRM requests refused with 401.
+    /// WinRM requests answered 401 (every one, handshake legs included).
     pub winrm_unauthorized: u64,
+    /// WinRM 401s that carried an NTLM CHALLENGE (one per authenticated connection).
+    pub winrm_auth_challenges: u64,
+    /// WinRM requests refused because their SOAP body was not encrypted.
+    pub winrm_plaintext_refused: u64,
     /// SOAP faults the WinRM endpoint sent (injected or not).
     pub winrm_faults: u64,
     /// WinRM shells open right now.
@@ -143,8 +147,18 @@ pub(crate) struct ServerShared {
     pub(crate) router: axum::Router,
     /// `None` while unreachable.
     pub(crate) serving: AsyncMutex<Option<Serving>>,
+    /// The HTTPS listener (WinRM's 5986), if the fleet has one.
+    pub(crate) https: Option<HttpsListener>,
     /// Serve tasks that were closed and may still finish open connections.
     pub(crate) closing: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A server's HTTPS listener: its port, TLS settings, and serve task (`None` while
+/// unreachable).
+pub(crate) struct HttpsListener {
+    pub(crate) port: u16,
+    pub(crate) tls: TlsSettings,
+    pub(crate) serving: AsyncMutex<Option<Serving>>,
 }
 
 /// A handle on one running simulated server. Cheap to clone.
@@ -183,6 +197,19 @@ impl LabServer {
         format!("http://127.0.0.1:{}/wsman", self.shared.port)
     }
 
+    /// `https://127.0.0.1:PORT/wsman` of its HTTPS listener (certificate from the fleet's lab
+    /// CA, see [`super::Fleet::winrm_ca_pem`]), if the fleet was built with
+    /// [`super::FleetBuilder::winrm_https`].
+    pub fn winrm_https_url(&self) -> Option<String> {
+        self.https_port()
+            .map(|port| format!("https://127.0.0.1:{port}/wsman"))
+    }
+
+    /// The port of its HTTPS listener, if any.
+    pub fn https_port(&self) -> Option<u16> {
+        self.shared.https.as_ref().map(|h| h.port)
+    }
+
     /// `http://127.0.0.1:PORT` — prefix of `/owa`, `/EWS/Exchange.asmx`, ….
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.shared.port)
@@ -200,6 +227,8 @@ impl LabServer {
             iis: self.shared.iis.counters(),
             winrm_requests: winrm.requests,
             winrm_unauthorized: winrm.unauthorized,
+            winrm_auth_challenges: winrm.auth_challenges,
+            winrm_plaintext_refused: winrm.plaintext_refused,
             winrm_faults: winrm.faults,
             open_shells: winrm.open_shells,
             open_connections: self.shared.open.load(Ordering::SeqCst),
@@ -244,9 +273,26 @@ impl LabServer {
         self.set_unreachable(faults.unreachable).await
     }
 
-    /// Closes the port (connections are refused when this returns) or listens again on it.
+    /// Closes the ports (connections are refused when this returns) or listens again on
+    /// them (HTTP and, if any, HTTPS).
     pub async fn set_unreachable(&self, unreachable: bool) -> Result<(), FleetError> {
-        let mut serving = self.shared.serving.lock().await;
+        self.toggle(&self.shared.serving, self.shared.port, None, unreachable)
+            .await?;
+        if let Some(https) = &self.shared.https {
+            self.toggle(&https.serving, https.port, Some(&https.tls), unreachable)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn toggle(
+        &self,
+        slot: &AsyncMutex<Option<Serving>>,
+        port: u16,
+        tls: Option<&TlsSettings>,
+        unreachable: bool,
+    ) -> Result<(), FleetError> {
+        let mut serving = slot.lock().await;
         match (unreachable, serving.is_some()) {
             (true, true) => {
                 if let Some(s) = serving.take() {
@@ -255,18 +301,21 @@ impl LabServer {
                 }
             }
             (false, false) => {
-                let listener = bind(self.shared.port)
-                    .await
-                    .map_err(|source| FleetError::Bind {
-                        server: self.name().to_owned(),
-                        port: self.shared.port,
-                        source,
-                    })?;
-                *serving = Some(Serving::start(
-                    listener,
-                    self.shared.router.clone(),
-                    Arc::clone(&self.shared.open),
-                ));
+                let bind_error = |source| FleetError::Bind {
+                    server: self.name().to_owned(),
+                    port,
+                    source,
+                };
+                let listener = bind(port).await.map_err(bind_error)?;
+                *serving = Some(
+                    Serving::start(
+                        listener,
+                        self.shared.router.clone(),
+                        Arc::clone(&self.shared.open),
+                        tls,
+                    )
+                    .map_err(bind_error)?,
+                );
             }
             _ => {}
         }
@@ -343,6 +392,12 @@ impl LabServer {
         if let Some(s) = self.shared.serving.lock().await.take() {
             let task = s.close().await;
             crate::clock::lock(&self.shared.closing).push(task);
+        }
+        if let Some(https) = &self.shared.https {
+            if let Some(s) = https.serving.lock().await.take() {
+                let task = s.close().await;
+                crate::clock::lock(&self.shared.closing).push(task);
+            }
         }
         let tasks: Vec<_> = crate::clock::lock(&self.shared.closing).drain(..).collect();
         for mut task in tasks {

@@ -7,13 +7,14 @@ use secrecy::SecretString;
 use super::faults::Faults;
 use crate::host::IisHost;
 use crate::model::IisServer;
-use crate::winrm::{WinRmConfig, WinRmFaults, WinRmService};
+use crate::winrm::{LabAuth, WinRmConfig, WinRmFaults, WinRmService};
 
-/// The Basic credentials a server's WinRM endpoint accepts.
+/// The credentials a server's WinRM endpoint accepts, and how.
 #[derive(Clone)]
 pub(crate) struct Credentials {
     pub(crate) user: String,
     pub(crate) password: SecretString,
+    pub(crate) auth: LabAuth,
 }
 
 /// The WinRM endpoint of one server, running scripts against its IIS model.
@@ -22,7 +23,8 @@ pub(crate) fn winrm_service(
     machine: &str,
     credentials: &Credentials,
 ) -> WinRmService {
-    let mut config = WinRmConfig::new(credentials.user.clone(), credentials.password.clone());
+    let mut config = WinRmConfig::new(credentials.user.clone(), credentials.password.clone())
+        .with_auth(credentials.auth);
     config.machine = machine.to_owned();
     let host: Arc<dyn IisHost> = Arc::new(iis);
     WinRmService::new(host, config)

@@ -85,8 +85,16 @@ pub(crate) fn plan(command: &str, arguments: &[String]) -> Plan {
         line.push(' ');
         line.push_str(a);
     }
+    // cmd.exe refuses a command line longer than 8191 characters (UTF-16 units), before
+    // anything runs.
+    if line.encode_utf16().count() > MAX_CMD_LINE {
+        return failed("The command line is too long.\r\n".to_owned());
+    }
     plan_line(&line, 0)
 }
+
+/// The longest command line cmd.exe accepts (characters).
+pub(crate) const MAX_CMD_LINE: usize = 8191;
 
 fn not_recognized(name: &str) -> Plan {
     failed(format!(
@@ -189,6 +197,22 @@ fn plan_powershell(args: &[String]) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_lines_over_8191_characters_fail_like_cmd() {
+        let ok = "x".repeat(MAX_CMD_LINE - "powershell -EncodedCommand ".len());
+        assert!(!matches!(
+            plan("powershell", &["-EncodedCommand".into(), ok.clone()]),
+            Plan::Done(ref o) if o.stderr.contains("too long")
+        ));
+        match plan("powershell", &["-EncodedCommand".into(), format!("{ok}x")]) {
+            Plan::Done(out) => {
+                assert_eq!(out.exit_code, 1);
+                assert_eq!(out.stderr, "The command line is too long.\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn enc(s: &str) -> String {
         let b: Vec<u8> = s.encode_utf16().flat_map(u16::to_le_bytes).collect();

@@ -1,6 +1,19 @@
-//! The lab's WinRM endpoint: `POST /wsman` with HTTP Basic auth, serving the
+//! The lab's WinRM endpoint: `POST /wsman`, serving the
 //! `http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd` resource per MS-WSMV.
 //!
+//! - Authentication ([`LabAuth`]), by default as Windows Server at its defaults: a 401 offers
+//!   `WWW-Authenticate: Negotiate` and `Kerberos` (no Basic); NTLM tokens are accepted under
+//!   `Negotiate` or `NTLM`; the NTLM context belongs to the TCP connection (the CHALLENGE and
+//!   the AUTHENTICATE must come on one connection; a new connection starts unauthenticated).
+//!   On plain HTTP every SOAP body must be MS-WSMV-encrypted (`multipart/encrypted`, see
+//!   `encryption.rs`) and every reply and fault is encrypted; a plain-text body is refused with
+//!   401 (what Windows does with `AllowUnencrypted = false` on an NTLM connection: the client
+//!   sees its credentials "rejected"; counted in [`WinRmStats::plaintext_refused`]). An
+//!   empty-bodied POST with the handshake header is answered 401 + CHALLENGE, then 200 with
+//!   an empty body. Over TLS ([`tls`], [`WinRmConnection::tls`]) plain SOAP is accepted and the
+//!   NTLM channel binding is checked (`Relaxed`). [`LabAuth::BasicOverHttp`] is the explicit,
+//!   insecure opt-in of Basic with plain bodies. The connection context comes from serving the
+//!   router with `into_make_service_with_connect_info::<WinRmConnection>()`.
 //! - Create / Command / Receive / Signal (`terminate`, `ctrl_c`) / Delete (and Send, accepted
 //!   and ignored). Requests are parsed by namespace (any prefixes, with or without `<?xml?>`,
 //!   `OptionSet` anywhere, one `Arguments` element or several).
@@ -18,8 +31,10 @@
 //! - Commands: `powershell[.exe] [-NoProfile] [-NonInteractive] [-ExecutionPolicy X]
 //!   -EncodedCommand <base64 UTF-16LE>` (also `-enc`, `-e`, `-ec`, `-Command …`), `iisreset …`,
 //!   `appcmd …` and `cmd /c …` around them. They run asynchronously ([`crate::ps`]); bad base64
-//!   or an unknown program fails on stderr with exit code 1 (not a fault). stderr is plain text,
-//!   not CLIXML.
+//!   or an unknown program fails on stderr with exit code 1 (not a fault); so does a command
+//!   line longer than cmd.exe's 8191 characters ("The command line is too long."). PowerShell's
+//!   stderr is CLIXML (`#< CLIXML`, a progress record on every run, one `<S S="Error">` per
+//!   error line), as `powershell.exe` writes it under WinRM; native programs write plain text.
 //! - Faults can be injected at run time through [`WinRmFaultsHandle`] (401, SOAP fault on
 //!   Command, `w:TimedOut` Receives, delay, hang until cleared, non-zero exit, malformed
 //!   stdout); [`WinRmCounters`] counts requests, actions, open shells and commands, and
@@ -29,34 +44,49 @@
 //! # use std::sync::Arc;
 //! # use exch_lab::winrm::{WinRmConfig, WinRmService};
 //! # async fn demo(host: Arc<dyn exch_lab::host::IisHost>) -> std::io::Result<()> {
+//! use exch_lab::winrm::WinRmConnection;
 //! let service = WinRmService::new(host, WinRmConfig::new("lab\\admin", "Passw0rd!".into()));
 //! let counters = service.counters();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! tokio::spawn(async move { axum::serve(listener, service.router()).await });
+//! let app = service
+//!     .router()
+//!     .into_make_service_with_connect_info::<WinRmConnection>();
+//! tokio::spawn(async move { axum::serve(listener, app).await });
 //! # let _ = counters; Ok(()) }
 //! ```
 
+mod auth;
+mod clixml;
 mod cmdline;
+mod conn;
+mod encryption;
+mod ntlm;
 mod shell;
 mod soap;
+pub mod tls;
+
+pub use auth::{LabAuth, Mechanism};
+pub use conn::WinRmConnection;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body as HttpBody;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::host::IisHost;
 use crate::ps::{self, Limits, ScriptOutput};
+use auth::{Acceptor, AuthRefusal, Credentials, Step};
 use cmdline::Plan;
+use conn::ContextState;
 use shell::{lock, CommandEntry, Received, Shells};
 use soap::{Body, Fault, Request};
 
@@ -142,7 +172,8 @@ impl WinRmFaultsHandle {
 /// Configuration of one endpoint.
 #[derive(Debug, Clone)]
 pub struct WinRmConfig {
-    /// The accepted user name (compared case-insensitively, like Windows).
+    /// The accepted user name (compared case-insensitively, like Windows): `DOMAIN\\user`
+    /// (NTLM: that domain only), `user` or `user@dns.domain` (NTLM: any domain).
     pub user: String,
     /// The accepted password.
     pub password: SecretString,
@@ -161,6 +192,8 @@ pub struct WinRmConfig {
     pub max_commands_per_shell: usize,
     /// Guards of the PowerShell interpreter.
     pub script_limits: Limits,
+    /// How clients authenticate (default [`LabAuth::Negotiate`], as Windows).
+    pub auth: LabAuth,
 }
 
 impl WinRmConfig {
@@ -176,7 +209,14 @@ impl WinRmConfig {
             max_shells: 64,
             max_commands_per_shell: 16,
             script_limits: Limits::default(),
+            auth: LabAuth::default(),
         }
+    }
+
+    /// Sets how clients authenticate ([`LabAuth::BasicOverHttp`] is the insecure opt-in).
+    pub fn with_auth(mut self, auth: LabAuth) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -185,6 +225,8 @@ impl WinRmConfig {
 pub struct WinRmCounters {
     requests: AtomicU64,
     unauthorized: AtomicU64,
+    auth_challenges: AtomicU64,
+    plaintext_refused: AtomicU64,
     create: AtomicU64,
     command: AtomicU64,
     receive: AtomicU64,
@@ -201,8 +243,15 @@ pub struct WinRmCounters {
 pub struct WinRmStats {
     /// HTTP requests received (authenticated or not).
     pub requests: u64,
-    /// Requests refused with 401.
+    /// Requests answered 401, every one: no or bad credentials, the first leg of a handshake
+    /// (also in `auth_challenges`), plain text refused (also in `plaintext_refused`).
     pub unauthorized: u64,
+    /// 401s that carried a handshake token (NTLM CHALLENGE): one per connection that
+    /// authenticates, the cost of a handshake in "requests per flush".
+    pub auth_challenges: u64,
+    /// Requests whose SOAP body came in plain text where encryption is required (plain HTTP,
+    /// [`LabAuth::Negotiate`]): refused with 401, nothing ran.
+    pub plaintext_refused: u64,
     /// Create requests.
     pub create: u64,
     /// Command requests.
@@ -230,6 +279,8 @@ impl WinRmCounters {
         WinRmStats {
             requests: g(&self.requests),
             unauthorized: g(&self.unauthorized),
+            auth_challenges: g(&self.auth_challenges),
+            plaintext_refused: g(&self.plaintext_refused),
             create: g(&self.create),
             command: g(&self.command),
             receive: g(&self.receive),
@@ -271,6 +322,7 @@ impl std::fmt::Debug for WinRmService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WinRmService")
             .field("user", &self.inner.config.user)
+            .field("auth", &self.inner.config.auth)
             .field("counters", &self.inner.counters.snapshot())
             .finish_non_exhaustive()
     }
@@ -291,7 +343,10 @@ impl WinRmService {
         }
     }
 
-    /// The axum router serving `POST /wsman`.
+    /// The axum router serving `POST /wsman`. With [`LabAuth::Negotiate`] serve it with
+    /// `.into_make_service_with_connect_info::<WinRmConnection>()` (or under the fleet), so
+    /// that the security context is bound to the TCP connection; without that every
+    /// request is answered 500, saying so.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/wsman", post(handle))
@@ -311,11 +366,18 @@ impl WinRmService {
 
 const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
-fn soap_response(status: StatusCode, xml: String) -> Response {
-    (status, [(header::CONTENT_TYPE, SOAP_CONTENT_TYPE)], xml).into_response()
+/// Room for the MIME framing and the signature around an encrypted envelope.
+const ENCRYPTION_OVERHEAD: usize = 4096;
+
+/// How the reply to an authenticated request is sent.
+enum Channel {
+    /// Plain SOAP (Basic opt-in, or TLS).
+    Plain,
+    /// MS-WSMV encrypted with the connection's context.
+    Sealed(WinRmConnection),
 }
 
-fn unauthorized() -> Response {
+fn basic_challenge() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Basic realm=\"WSMAN\"")],
@@ -324,69 +386,266 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-fn authorized(inner: &Inner, headers: &HeaderMap, faults: &WinRmFaults) -> bool {
-    if faults.wrong_credentials {
-        return false;
-    }
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, b64)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
-    }
-    let Some(decoded) = B64
-        .decode(b64.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-    else {
-        return false;
-    };
-    let Some((user, password)) = decoded.split_once(':') else {
-        return false;
-    };
-    user.eq_ignore_ascii_case(&inner.config.user)
-        && password == inner.config.password.expose_secret()
+/// A 401 offering what Windows offers at its defaults.
+fn negotiate_challenge(inner: &Inner) -> Response {
+    inc(&inner.counters.unauthorized);
+    let mut response = StatusCode::UNAUTHORIZED.into_response();
+    let h = response.headers_mut();
+    h.append(header::WWW_AUTHENTICATE, "Negotiate".parse().expect("static"));
+    h.append(header::WWW_AUTHENTICATE, "Kerberos".parse().expect("static"));
+    response
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: HttpBody) -> Response {
+fn basic_authorized(inner: &Inner, headers: &HeaderMap) -> bool {
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(auth::parse_authorization)
+    {
+        Some(Credentials::Basic { user, password }) => {
+            auth::basic_ok(&user, &password, &inner.config.user, &inner.config.password)
+        }
+        _ => false,
+    }
+}
+
+/// The connection's authentication for this request: `Ok(true)` when the request itself
+/// completed a handshake, `Ok(false)` when the connection was authenticated already.
+fn negotiate(
+    inner: &Inner,
+    conn: &WinRmConnection,
+    headers: &HeaderMap,
+    faults: &WinRmFaults,
+) -> Result<bool, Response> {
+    let mut state = lock(&conn.state);
+    if faults.wrong_credentials {
+        // As if the account's password had changed: no handshake succeeds and contexts
+        // established before are dropped.
+        *state = ContextState::None;
+        return Err(negotiate_challenge(inner));
+    }
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| auth::parse_authorization(v.to_str().unwrap_or("")));
+    let (scheme, token) = match credentials {
+        None => {
+            return match &*state {
+                ContextState::Established { .. } => Ok(false),
+                _ => {
+                    *state = ContextState::None;
+                    Err(negotiate_challenge(inner))
+                }
+            };
+        }
+        Some(Credentials::Token { scheme, token }) => (scheme, token),
+        Some(other) => {
+            tracing::debug!(credentials = ?other, "WinRM: scheme not accepted");
+            *state = ContextState::None;
+            return Err(negotiate_challenge(inner));
+        }
+    };
+    let refuse = |state: &mut ContextState, why: AuthRefusal| {
+        tracing::debug!(?why, "WinRM: authentication refused");
+        *state = ContextState::None;
+        Err(negotiate_challenge(inner))
+    };
+    let Some(auth::Mechanism::Ntlm) = auth::mechanism_of(scheme, &token) else {
+        return refuse(&mut state, AuthRefusal::BadToken);
+    };
+    let mut acceptor: Box<dyn Acceptor> = match (ntlm::message_type(&token), std::mem::take(&mut *state)) {
+        (Some(1), _) => Box::new(ntlm::NtlmAcceptor::new(
+            ntlm::Account::new(&inner.config.user, inner.config.password.clone()),
+            conn.tls_binding(),
+        )),
+        (_, ContextState::Handshake(acceptor)) => acceptor,
+        _ => return refuse(&mut state, AuthRefusal::OutOfSequence),
+    };
+    match acceptor.step(&token) {
+        Ok(Step::Continue(reply)) => {
+            *state = ContextState::Handshake(acceptor);
+            inc(&inner.counters.unauthorized);
+            inc(&inner.counters.auth_challenges);
+            let value = format!("{} {}", scheme.name(), B64.encode(reply));
+            let mut response = StatusCode::UNAUTHORIZED.into_response();
+            if let Ok(v) = value.parse() {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            Err(response)
+        }
+        Ok(Step::Done { user }) => {
+            tracing::debug!(connection = conn.id(), %user, "WinRM: NTLM authenticated");
+            *state = ContextState::Established { acceptor, user };
+            Ok(true)
+        }
+        Err(why) => refuse(&mut state, why),
+    }
+}
+
+async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Response {
     inc(&inner.counters.requests);
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<WinRmConnection>>()
+        .map(|c| c.0.clone());
     let mut faults = inner.faults.get();
     if faults.hang_after_accept {
         inner.faults.hang_while_set().await;
         faults = inner.faults.get();
     }
-    if !authorized(&inner, &headers, &faults) {
-        inc(&inner.counters.unauthorized);
-        return unauthorized();
-    }
     let limit = inner.config.max_envelope_size;
+    let read_limit = limit + ENCRYPTION_OVERHEAD;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Read the body first, also for a 401: a connection whose request body is left unread
+    // cannot carry the next leg of the handshake.
     let bytes = match declared {
-        Some(n) if n > limit as u64 => None,
-        _ => axum::body::to_bytes(body, limit).await.ok(),
+        Some(n) if n > read_limit as u64 => None,
+        _ => axum::body::to_bytes(body, read_limit).await.ok(),
+    };
+    let channel = match inner.config.auth {
+        LabAuth::BasicOverHttp => {
+            if faults.wrong_credentials || !basic_authorized(&inner, &headers) {
+                inc(&inner.counters.unauthorized);
+                return basic_challenge();
+            }
+            Channel::Plain
+        }
+        LabAuth::Negotiate => {
+            let Some(conn) = conn else {
+                tracing::error!("WinRM endpoint served without WinRmConnection connect info");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the lab's WinRM router must be served with into_make_service_with_connect_info::<WinRmConnection>()",
+                )
+                    .into_response();
+            };
+            let handshake = match negotiate(&inner, &conn, &headers, &faults) {
+                Ok(h) => h,
+                Err(response) => return response,
+            };
+            if bytes.as_ref().is_some_and(|b| b.is_empty()) {
+                // The client's empty-bodied authentication request (or a keep-alive probe).
+                tracing::trace!(handshake, "WinRM: empty-bodied request answered 200");
+                return StatusCode::OK.into_response();
+            }
+            let encrypted = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(encryption::encrypted_boundary)
+                .is_some();
+            // Over TLS the body may be plain (TLS protects it) or encrypted anyway (pywinrm
+            // with `message_encryption='always'`): Windows accepts both, and answers in kind.
+            if conn.is_tls() && !encrypted {
+                Channel::Plain
+            } else {
+                Channel::Sealed(conn)
+            }
+        }
     };
     if let Some(d) = faults.response_delay {
         tokio::time::sleep(d).await;
     }
     let Some(bytes) = bytes else {
         inc(&inner.counters.other);
-        let f = Fault::sender(
-            "w:EncodingLimit",
-            2150858790,
-            format!("The WS-Management service cannot process the request because the request envelope is larger than the maximum envelope size ({limit} bytes)."),
-        );
-        return fault(&inner, &f, None);
+        return reply(&inner, &channel, fault_reply(&inner, &envelope_limit(limit), None));
     };
-    let req = match std::str::from_utf8(&bytes) {
+    let plain = match &channel {
+        Channel::Plain => Ok(bytes),
+        Channel::Sealed(conn) => unseal(&inner, conn, &headers, &bytes),
+    };
+    let plain = match plain {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if plain.len() > limit {
+        inc(&inner.counters.other);
+        return reply(&inner, &channel, fault_reply(&inner, &envelope_limit(limit), None));
+    }
+    let out = process(&inner, &plain, &faults).await;
+    reply(&inner, &channel, out)
+}
+
+fn envelope_limit(limit: usize) -> Fault {
+    Fault::sender(
+        "w:EncodingLimit",
+        2150858790,
+        format!("The WS-Management service cannot process the request because the request envelope is larger than the maximum envelope size ({limit} bytes)."),
+    )
+}
+
+/// The plaintext of an encrypted request; a plain-text body on a connection that must
+/// encrypt is refused with 401 (and the context dropped), an undecryptable one with 400.
+fn unseal(
+    inner: &Inner,
+    conn: &WinRmConnection,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Bytes, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = encryption::encrypted_boundary(content_type) else {
+        // AllowUnencrypted = false: Windows answers an NTLM client that sends a plain body
+        // with 401 (pywinrm/pypsrp report the credentials as rejected).
+        inc(&inner.counters.plaintext_refused);
+        *lock(&conn.state) = ContextState::None;
+        return Err(negotiate_challenge(inner));
+    };
+    let parts = encryption::decode(body, &boundary).map_err(|why| {
+        tracing::debug!(why, "WinRM: malformed encrypted body");
+        StatusCode::BAD_REQUEST.into_response()
+    })?;
+    let mut state = lock(&conn.state);
+    let ContextState::Established { acceptor, .. } = &mut *state else {
+        drop(state);
+        return Err(negotiate_challenge(inner));
+    };
+    let mut plain = Vec::new();
+    for part in parts {
+        let Some(p) = acceptor.unseal(&part.header, &part.sealed) else {
+            tracing::debug!("WinRM: a message failed to decrypt or verify");
+            return Err(StatusCode::BAD_REQUEST.into_response());
+        };
+        plain.extend_from_slice(&p);
+    }
+    Ok(Bytes::from(plain))
+}
+
+/// A reply (status + SOAP), encrypted when the channel says so.
+fn reply(inner: &Inner, channel: &Channel, (status, xml): (StatusCode, String)) -> Response {
+    match channel {
+        Channel::Plain => soap_response(status, xml),
+        Channel::Sealed(conn) => {
+            let sealed = match &mut *lock(&conn.state) {
+                ContextState::Established { acceptor, .. } => acceptor.seal(xml.as_bytes()),
+                _ => None,
+            };
+            let Some((header, sealed)) = sealed else {
+                tracing::warn!("WinRM: the connection's context is gone; reply not sent");
+                return negotiate_challenge(inner);
+            };
+            (
+                status,
+                [(header::CONTENT_TYPE, encryption::content_type())],
+                encryption::encode(&header, &sealed, xml.len()),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn soap_response(status: StatusCode, xml: String) -> Response {
+    (status, [(header::CONTENT_TYPE, SOAP_CONTENT_TYPE)], xml).into_response()
+}
+
+/// Parses and runs one plain SOAP request: (HTTP status, envelope).
+async fn process(inner: &Inner, bytes: &[u8], faults: &WinRmFaults) -> (StatusCode, String) {
+    let req = match std::str::from_utf8(bytes) {
         Ok(text) => soap::parse_request(text),
         Err(_) => Err(Fault::sender(
             "w:SchemaValidationError",
@@ -398,20 +657,20 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: HttpB
         Ok(r) => r,
         Err(f) => {
             inc(&inner.counters.other);
-            return fault(&inner, &f, None);
+            return fault_reply(inner, &f, None);
         }
     };
     let relates = req.message_id.clone();
-    match dispatch(&inner, req, &faults).await {
-        Ok(xml) => soap_response(StatusCode::OK, xml),
-        Err(f) => fault(&inner, &f, relates.as_deref()),
+    match dispatch(inner, req, faults).await {
+        Ok(xml) => (StatusCode::OK, xml),
+        Err(f) => fault_reply(inner, &f, relates.as_deref()),
     }
 }
 
-fn fault(inner: &Inner, f: &Fault, relates_to: Option<&str>) -> Response {
+fn fault_reply(inner: &Inner, f: &Fault, relates_to: Option<&str>) -> (StatusCode, String) {
     inc(&inner.counters.faults);
     tracing::debug!(subcode = f.subcode, code = f.wsman_code, "WinRM fault");
-    soap_response(
+    (
         StatusCode::INTERNAL_SERVER_ERROR,
         soap::fault_envelope(f, relates_to, &inner.config.machine),
     )
@@ -678,12 +937,18 @@ fn start(inner: &Inner, entry: &Arc<CommandEntry>, plan: Plan, faults: &WinRmFau
     let (exit_fault, malformed_output) = (faults.command_exit, faults.malformed_output);
     let handle = tokio::spawn(async move {
         if let Some(code) = exit_fault {
-            task_entry.finish(failed_powershell(code));
+            let mut out = failed_powershell(code);
+            out.stderr = clixml::powershell_stderr(&out.stderr);
+            task_entry.finish(out);
             return;
         }
         let out: ScriptOutput = match plan {
             Plan::Done(out) => out,
-            Plan::Script(script) => ps::run_script_with_limits(&*host, &script, limits).await,
+            Plan::Script(script) => {
+                let mut out = ps::run_script_with_limits(&*host, &script, limits).await;
+                out.stderr = clixml::powershell_stderr(&out.stderr);
+                out
+            }
             Plan::Native { program, args } => ps::run_native_command(&*host, &program, &args)
                 .await
                 .unwrap_or_else(|| ScriptOutput {
