@@ -13,13 +13,18 @@ pub(crate) fn readable(stderr: &str) -> String {
         let after = &rest[start + 6..];
         let Some(q) = after.find('"') else { break };
         let stream = &after[..q];
-        let Some(gt) = after[q..].find('>') else { break };
+        let Some(gt) = after[q..].find('>') else {
+            break;
+        };
         let body_start = q + gt + 1;
         let Some(end) = after[body_start..].find("</S>") else {
             break;
         };
         let text = &after[body_start..body_start + end];
-        if matches!(stream, "Error" | "Warning" | "Verbose" | "Debug" | "Information") {
+        if matches!(
+            stream,
+            "Error" | "Warning" | "Verbose" | "Debug" | "Information"
+        ) {
             out.push_str(&unescape(text));
         }
         rest = &after[body_start + end + 4..];

@@ -71,8 +71,12 @@ impl Drop for ShellGuard {
                 Ok::<_, WsmanError>(())
             };
             match tokio::time::timeout(limit, work).await {
-                Ok(Ok(())) => tracing::debug!(%host, %shell, "deleted WinRM shell in the background"),
-                Ok(Err(e)) => tracing::warn!(%host, %shell, error = %e, "could not delete WinRM shell"),
+                Ok(Ok(())) => {
+                    tracing::debug!(%host, %shell, "deleted WinRM shell in the background")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%host, %shell, error = %e, "could not delete WinRM shell")
+                }
                 Err(_) => tracing::warn!(%host, %shell, "deleting WinRM shell timed out"),
             }
         });

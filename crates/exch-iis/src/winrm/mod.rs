@@ -48,6 +48,14 @@ pub enum WinRmAuth {
     /// channel binding of the server's certificate.
     #[default]
     Ntlm,
+    /// Kerberos (on at Windows' defaults), under the `Kerberos` HTTP scheme, for the service
+    /// principal `HTTP/<server FQDN from the directory>`. The ticket is obtained from the KDC
+    /// set with [`WinRmFlusherBuilder::kdc`] using the password of
+    /// [`credentials`](WinRmFlusherBuilder::credentials) (the user as `user@REALM`); a `kinit`
+    /// credential cache is not used. Over HTTP every SOAP body is sealed with the Kerberos
+    /// session key (MS-WSMV message encryption); mutual authentication is required. Never
+    /// falls back to NTLM.
+    Kerberos,
 }
 
 impl fmt::Display for WinRmAuth {
@@ -55,6 +63,7 @@ impl fmt::Display for WinRmAuth {
         f.write_str(match self {
             WinRmAuth::Basic => "Basic",
             WinRmAuth::Ntlm => "NTLM",
+            WinRmAuth::Kerberos => "Kerberos",
         })
     }
 }
@@ -74,6 +83,7 @@ pub struct WinRmFlusherBuilder {
     user: Option<String>,
     password: Option<SecretString>,
     endpoints: Vec<(String, String)>,
+    kdc: Option<String>,
 }
 
 impl fmt::Debug for WinRmFlusherBuilder {
@@ -88,6 +98,7 @@ impl fmt::Debug for WinRmFlusherBuilder {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("endpoints", &self.endpoints)
+            .field("kdc", &self.kdc)
             .finish()
     }
 }
@@ -108,6 +119,7 @@ impl Default for WinRmFlusherBuilder {
             user: None,
             password: None,
             endpoints: Vec::new(),
+            kdc: None,
         }
     }
 }
@@ -180,6 +192,13 @@ impl WinRmFlusherBuilder {
         self
     }
 
+    /// The Kerberos KDC (a domain controller), `host` or `host:port` (default port 88), used
+    /// with [`WinRmAuth::Kerberos`].
+    pub fn kdc(mut self, kdc: impl Into<String>) -> Self {
+        self.kdc = Some(kdc.into());
+        self
+    }
+
     /// Reaches `server` (its name or FQDN, case-insensitive) at `url`, e.g.
     /// `http://127.0.0.1:49152/wsman`, instead of `http(s)://<fqdn>:<port>/wsman`.
     pub fn endpoint(mut self, server: impl Into<String>, url: impl Into<String>) -> Self {
@@ -243,9 +262,27 @@ impl WinRmFlusherBuilder {
         } else {
             None
         };
-        if self.auth == WinRmAuth::Ntlm {
-            transport::auth::ntlm_username(&user).map_err(|e| invalid("credentials", e.detail))?;
+        match self.auth {
+            WinRmAuth::Ntlm => {
+                transport::auth::ntlm_username(&user)
+                    .map_err(|e| invalid("credentials", e.detail))?;
+            }
+            WinRmAuth::Kerberos => {
+                transport::auth::kerberos_username(&user)
+                    .map_err(|e| invalid("credentials", e.detail))?;
+            }
+            WinRmAuth::Basic => {}
         }
+        let kdc = match (self.auth, &self.kdc) {
+            (WinRmAuth::Kerberos, None) => {
+                return Err(invalid(
+                    "kdc",
+                    "Kerberos needs the KDC: kdc(\"dc1.corp.example\") (a domain controller of the user's realm)".into(),
+                ))
+            }
+            (_, Some(k)) => Some(parse_kdc(k).map_err(|reason| invalid("kdc", reason))?),
+            (_, None) => None,
+        };
         let secs = |d: Duration| d.as_secs().max(1);
         let transport = transport::Transport::new(transport::Settings {
             auth: self.auth,
@@ -253,6 +290,7 @@ impl WinRmFlusherBuilder {
             password,
             connect_timeout: self.connect_timeout,
             tls,
+            kdc,
         });
         Ok(WinRmFlusher {
             inner: Arc::new(Inner {
@@ -274,12 +312,31 @@ impl WinRmFlusherBuilder {
 
     fn auth_needs_password(&self) -> bool {
         match self.auth {
-            WinRmAuth::Basic | WinRmAuth::Ntlm => true,
+            WinRmAuth::Basic | WinRmAuth::Ntlm | WinRmAuth::Kerberos => true,
         }
     }
 }
 
 /// Where a server's WinRM is reached, and the host name its service principal names.
+/// `host` or `host:port` of a KDC → `host:port`.
+fn parse_kdc(kdc: &str) -> Result<String, String> {
+    let kdc = kdc.trim();
+    let kdc = kdc
+        .strip_prefix("tcp://")
+        .unwrap_or(kdc)
+        .trim_end_matches('/');
+    let (host, port) = match kdc.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port in {kdc:?}"))?,
+        ),
+        _ => (kdc, 88),
+    };
+    exch_core::check_host_name(host).map_err(|r| format!("bad KDC host {host:?}: {r}"))?;
+    Ok(format!("{host}:{port}"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) https: bool,
@@ -327,7 +384,10 @@ impl Endpoint {
             None if https => 5986,
             None => 5985,
         };
-        let spn_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let spn_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         Ok(Endpoint {
             https,
             host,
@@ -445,6 +505,8 @@ impl WinRmFlusher {
             (WinRmAuth::Ntlm, true) => "NTLM over HTTPS, channel binding".into(),
             (WinRmAuth::Basic, true) => "Basic over HTTPS".into(),
             (WinRmAuth::Basic, false) => "Basic over plain HTTP (insecure)".into(),
+            (WinRmAuth::Kerberos, false) => "Kerberos over HTTP, message encryption".into(),
+            (WinRmAuth::Kerberos, true) => "Kerberos over HTTPS".into(),
         }
     }
 
@@ -471,7 +533,10 @@ impl WinRmFlusher {
             https: i.https,
             host: host.to_owned(),
             port: i.port,
-            spn_host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            spn_host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
         })
     }
 

@@ -72,7 +72,12 @@ fn walk(xml: &str, mut f: impl FnMut(&[Vec<u8>], Ev<'_, '_>)) -> Result<(), Stri
             }
             Ok(Event::Eof) => return Ok(()),
             Ok(_) => {}
-            Err(e) => return Err(format!("malformed XML at {}: {e}", reader.buffer_position())),
+            Err(e) => {
+                return Err(format!(
+                    "malformed XML at {}: {e}",
+                    reader.buffer_position()
+                ))
+            }
         }
     }
 }

@@ -1,15 +1,26 @@
 //! The client side of the authentication handshake and of message sealing, on top of the
 //! pure-Rust SSPI implementation of the `sspi` crate.
 //!
-//! NTLM runs as raw NTLM tokens under the `Negotiate` HTTP scheme, which is what a Windows
-//! WinRM service at its defaults accepts (and what pywinrm/pyspnego send). The context belongs
-//! to one TCP connection (see [`super::conn`]); sealing uses NTLMv2 session security with
-//! 128-bit keys and sequence numbers, so messages must be sealed and unsealed in order.
+//! - NTLM runs as raw NTLM tokens under the `Negotiate` HTTP scheme, which is what a Windows
+//!   WinRM service at its defaults accepts (and what pywinrm/pyspnego send).
+//! - Kerberos runs under the `Kerberos` HTTP scheme (GSS-framed AP-REQ, mutual authentication
+//!   checked on the AP-REP of the 200 reply), with a ticket the client gets itself from the KDC
+//!   with the password (sspi 0.23 cannot read a `kinit` credential cache). There is no
+//!   fallback to NTLM.
+//!
+//! A context belongs to one TCP connection (see [`super::conn`]); sealing uses sequence
+//! numbers, so messages must be sealed and unsealed in order.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use sspi::network_client::NetworkClient;
 use sspi::{
-    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation,
-    EncryptionFlags, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl,
+    AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, Credentials, CredentialsBuffers,
+    DataRepresentation, EncryptionFlags, ErrorKind, Kerberos, KerberosConfig, NetworkProtocol,
+    NetworkRequest, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl,
     Username,
 };
 
@@ -29,6 +40,10 @@ pub(crate) enum AuthErrorKind {
     Settings,
     /// The server's token or sealed message does not check out.
     Protocol,
+    /// The KDC refused the credentials (wrong password, unknown or disabled user).
+    Refused,
+    /// The KDC cannot be reached.
+    KdcUnreachable,
 }
 
 impl AuthError {
@@ -38,19 +53,86 @@ impl AuthError {
             detail: format!("{what}: {e}"),
         }
     }
+
+    fn settings(detail: String) -> AuthError {
+        AuthError {
+            kind: AuthErrorKind::Settings,
+            detail,
+        }
+    }
 }
 
-/// One step of the handshake: the token to send, and whether the context is complete once
-/// the server accepts it.
+/// One step of the handshake: the token to send (empty: nothing more to send), and whether
+/// the context is complete.
 pub(crate) struct Step {
     pub(crate) token: Vec<u8>,
     pub(crate) complete: bool,
 }
 
+/// The KDC, reached over TCP (RFC 4120 7.2.2). Blocking: Kerberos steps run on
+/// `spawn_blocking`.
+#[derive(Debug, Clone)]
+pub(crate) struct KdcClient {
+    pub(crate) timeout: Duration,
+}
+
+fn kdc_unreachable(msg: String) -> sspi::Error {
+    sspi::Error::new(ErrorKind::NoAuthenticatingAuthority, msg)
+}
+
+impl NetworkClient for KdcClient {
+    fn send(&self, req: &NetworkRequest) -> sspi::Result<Vec<u8>> {
+        const MAX_REPLY: usize = 1 << 20;
+        if req.protocol != NetworkProtocol::Tcp {
+            return Err(kdc_unreachable(format!(
+                "only tcp:// KDCs are supported, not {}",
+                req.url
+            )));
+        }
+        let host = req.url.host_str().unwrap_or_default();
+        let port = req.url.port().unwrap_or(88);
+        let fail = |e: &dyn std::fmt::Display| kdc_unreachable(format!("KDC {host}:{port}: {e}"));
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| fail(&e))?
+            .next()
+            .ok_or_else(|| fail(&"no address"))?;
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| fail(&e))?;
+        s.set_read_timeout(Some(self.timeout))
+            .map_err(|e| fail(&e))?;
+        s.set_write_timeout(Some(self.timeout))
+            .map_err(|e| fail(&e))?;
+        // sspi hands over the request with its 4-byte length prefix and wants the reply
+        // with its prefix too.
+        s.write_all(&req.data).map_err(|e| fail(&e))?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).map_err(|e| fail(&e))?;
+        let n = u32::from_be_bytes(len) as usize;
+        if n > MAX_REPLY {
+            return Err(fail(&format!("a reply of {n} bytes")));
+        }
+        let mut out = vec![0u8; 4 + n];
+        out[..4].copy_from_slice(&len);
+        s.read_exact(&mut out[4..]).map_err(|e| fail(&e))?;
+        Ok(out)
+    }
+}
+
+enum Mech {
+    Ntlm {
+        ntlm: Box<Ntlm>,
+        creds: <Ntlm as SspiImpl>::CredentialsHandle,
+    },
+    Kerberos {
+        krb: Box<Kerberos>,
+        creds: Option<CredentialsBuffers>,
+        kdc: KdcClient,
+    },
+}
+
 /// A client security context (one per connection).
 pub(crate) struct ClientContext {
-    ntlm: Ntlm,
-    creds: <Ntlm as SspiImpl>::CredentialsHandle,
+    mech: Mech,
     target: String,
 }
 
@@ -68,10 +150,103 @@ pub(crate) fn ntlm_username(user: &str) -> Result<Username, AuthError> {
         Some((domain, account)) => Username::new(account, Some(domain)),
         None => Username::parse(user),
     };
-    parsed.map_err(|e| AuthError {
-        kind: AuthErrorKind::Settings,
-        detail: format!("user name {user:?} cannot be used for NTLM: {e}; write it as DOMAIN\\user or user@domain"),
+    parsed.map_err(|e| {
+        AuthError::settings(format!(
+            "user name {user:?} cannot be used for NTLM: {e}; write it as DOMAIN\\user or user@domain"
+        ))
     })
+}
+
+/// Checks a Kerberos user name: `user@REALM` (the UPN), since the realm is not the NetBIOS
+/// domain of `DOMAIN\user`.
+pub(crate) fn kerberos_username(user: &str) -> Result<Username, AuthError> {
+    let bad = |why: &str| {
+        AuthError::settings(format!(
+            "user name {user:?} cannot be used for Kerberos: {why}; write it as user@REALM (the UPN, e.g. svc-revoke@corp.example)"
+        ))
+    };
+    match user.split_once('@') {
+        Some((account, realm)) if !account.is_empty() && realm.contains('.') => {
+            Username::parse(user).map_err(|e| bad(&e.to_string()))
+        }
+        _ => Err(bad("no realm")),
+    }
+}
+
+fn ntlm_flags() -> ClientRequestFlags {
+    ClientRequestFlags::CONFIDENTIALITY
+        | ClientRequestFlags::INTEGRITY
+        | ClientRequestFlags::ALLOCATE_MEMORY
+}
+
+fn kerberos_flags() -> ClientRequestFlags {
+    ClientRequestFlags::MUTUAL_AUTH
+        | ClientRequestFlags::INTEGRITY
+        | ClientRequestFlags::CONFIDENTIALITY
+        | ClientRequestFlags::SEQUENCE_DETECT
+        | ClientRequestFlags::REPLAY_DETECT
+}
+
+/// What a KDC or Kerberos error means for the admin.
+fn kerberos_error(e: sspi::Error, target: &str) -> AuthError {
+    let text = e.description.to_ascii_lowercase();
+    let refused = |detail: &str| AuthError {
+        kind: AuthErrorKind::Refused,
+        detail: detail.to_owned(),
+    };
+    match e.error_type {
+        ErrorKind::NoAuthenticatingAuthority => AuthError {
+            kind: AuthErrorKind::KdcUnreachable,
+            detail: format!("cannot reach the KDC: {}", e.description),
+        },
+        _ if text.contains("pre-authentication") => {
+            refused("the KDC refused the password (Kerberos pre-authentication failed)")
+        }
+        _ if text.contains("client not found") => {
+            refused("the KDC does not know the user (client not found in the realm)")
+        }
+        _ if text.contains("revoked") => {
+            refused("the KDC says the account is disabled, locked or expired")
+        }
+        _ if text.contains("server not found") => AuthError {
+            kind: AuthErrorKind::Refused,
+            detail: format!(
+                "the KDC knows no service principal {target}; register it (setspn -S {target} <server account>) or reach the server by the name the directory gives it"
+            ),
+        },
+        ErrorKind::TimeSkew => refused(
+            "clock skew: this machine, the KDC and the server must agree within 5 minutes (check NTP)",
+        ),
+        _ => AuthError::protocol("Kerberos", e),
+    }
+}
+
+fn seal_with<C: Sspi>(ctx: &mut C, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AuthError> {
+    let trailer = ctx
+        .query_context_sizes()
+        .map_err(|e| AuthError::protocol("context sizes", e))?
+        .security_trailer as usize;
+    let mut header = vec![0u8; trailer];
+    let mut data = plain.to_vec();
+    let mut buffers = [
+        SecurityBufferRef::token_buf(header.as_mut_slice()),
+        SecurityBufferRef::data_buf(data.as_mut_slice()),
+    ];
+    ctx.encrypt_message(EncryptionFlags::empty(), &mut buffers)
+        .map_err(|e| AuthError::protocol("sealing the request", e))?;
+    Ok((buffers[0].data().to_vec(), buffers[1].data().to_vec()))
+}
+
+fn unseal_with<C: Sspi>(ctx: &mut C, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+    let mut header = header.to_vec();
+    let mut data = sealed.to_vec();
+    let mut buffers = [
+        SecurityBufferRef::token_buf(header.as_mut_slice()),
+        SecurityBufferRef::data_buf(data.as_mut_slice()),
+    ];
+    ctx.decrypt_message(&mut buffers)
+        .map_err(|e| AuthError::protocol("the sealed reply does not unseal", e))?;
+    Ok(buffers[1].data().to_vec())
 }
 
 impl ClientContext {
@@ -83,7 +258,7 @@ impl ClientContext {
         target_host: &str,
         channel_binding: Option<&[u8]>,
     ) -> Result<ClientContext, AuthError> {
-        let mut ntlm = Ntlm::new();
+        let mut ntlm = Box::new(Ntlm::new());
         if let Some(cb) = channel_binding {
             ntlm.set_channel_bindings(cb);
         }
@@ -95,94 +270,140 @@ impl ClientContext {
             .acquire_credentials_handle()
             .with_credential_use(CredentialUse::Outbound)
             .with_auth_data(&identity)
-            .execute(&mut ntlm)
-            .map_err(|e| AuthError {
-                kind: AuthErrorKind::Settings,
-                detail: format!("cannot set up NTLM: {e}"),
-            })?;
+            .execute(&mut *ntlm)
+            .map_err(|e| AuthError::settings(format!("cannot set up NTLM: {e}")))?;
         Ok(ClientContext {
-            ntlm,
-            creds: acquired.credentials_handle,
+            mech: Mech::Ntlm {
+                ntlm,
+                creds: acquired.credentials_handle,
+            },
             target: format!("HTTP/{target_host}"),
         })
     }
 
+    /// A fresh Kerberos context for `user` (`user@REALM`) towards `HTTP/<target_host>`, with
+    /// tickets from the KDC at `kdc` (`host:port`).
+    pub(crate) fn kerberos(
+        user: &str,
+        password: &SecretString,
+        target_host: &str,
+        kdc: &str,
+        kdc_timeout: Duration,
+    ) -> Result<ClientContext, AuthError> {
+        let identity = AuthIdentity {
+            username: kerberos_username(user)?,
+            password: password.expose_secret().to_owned().into(),
+        };
+        let creds = CredentialsBuffers::try_from(Credentials::AuthIdentity(identity))
+            .map_err(|e| AuthError::settings(format!("cannot set up Kerberos: {e}")))?;
+        let config =
+            KerberosConfig::new_with_kdc_url(&format!("tcp://{kdc}"), "exch-revoke".into());
+        let krb = Kerberos::new_client_from_config(config)
+            .map_err(|e| AuthError::settings(format!("cannot set up Kerberos: {e}")))?;
+        Ok(ClientContext {
+            mech: Mech::Kerberos {
+                krb: Box::new(krb),
+                creds: Some(creds),
+                kdc: KdcClient {
+                    timeout: kdc_timeout,
+                },
+            },
+            target: format!("HTTP/{target_host}"),
+        })
+    }
+
+    /// Whether a step may talk to the network (the KDC): run it on `spawn_blocking`.
+    pub(crate) fn blocking(&self) -> bool {
+        matches!(self.mech, Mech::Kerberos { .. })
+    }
+
     /// The HTTP authentication scheme.
     pub(crate) fn scheme(&self) -> &'static str {
-        "Negotiate"
+        match self.mech {
+            Mech::Ntlm { .. } => "Negotiate",
+            Mech::Kerberos { .. } => "Kerberos",
+        }
     }
 
     /// The MS-WSMV encryption protocol string.
     pub(crate) fn protocol(&self) -> &'static str {
-        framing::SPNEGO_PROTOCOL
+        match self.mech {
+            Mech::Ntlm { .. } => framing::SPNEGO_PROTOCOL,
+            Mech::Kerberos { .. } => framing::KERBEROS_PROTOCOL,
+        }
+    }
+
+    /// The mechanism's name, for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self.mech {
+            Mech::Ntlm { .. } => "NTLM",
+            Mech::Kerberos { .. } => "Kerberos",
+        }
     }
 
     /// Feeds the server's token (none on the first call) and returns ours.
     pub(crate) fn step(&mut self, input: Option<&[u8]>) -> Result<Step, AuthError> {
-        let mut input = vec![SecurityBuffer::new(
+        let mut inbuf = vec![SecurityBuffer::new(
             input.map(<[u8]>::to_vec).unwrap_or_default(),
             BufferType::Token,
         )];
         let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
-        let mut builder = self
-            .ntlm
-            .initialize_security_context()
-            .with_credentials_handle(&mut self.creds)
-            .with_context_requirements(
-                ClientRequestFlags::CONFIDENTIALITY
-                    | ClientRequestFlags::INTEGRITY
-                    | ClientRequestFlags::ALLOCATE_MEMORY,
-            )
-            .with_target_data_representation(DataRepresentation::Native)
-            .with_target_name(&self.target)
-            .with_input(&mut input)
-            .with_output(&mut output);
-        let result = self
-            .ntlm
-            .initialize_security_context_impl(&mut builder)
-            .and_then(|mut g| g.resolve_to_result())
-            .map_err(|e| AuthError::protocol("the server's NTLM challenge was not accepted", e))?;
+        let target = self.target.clone();
+        let status = match &mut self.mech {
+            Mech::Ntlm { ntlm, creds } => {
+                let mut builder = ntlm
+                    .initialize_security_context()
+                    .with_credentials_handle(creds)
+                    .with_context_requirements(ntlm_flags())
+                    .with_target_data_representation(DataRepresentation::Native)
+                    .with_target_name(&target)
+                    .with_input(&mut inbuf)
+                    .with_output(&mut output);
+                ntlm.initialize_security_context_impl(&mut builder)
+                    .and_then(|mut g| g.resolve_to_result())
+                    .map_err(|e| {
+                        AuthError::protocol("the server's NTLM challenge was not accepted", e)
+                    })?
+                    .status
+            }
+            Mech::Kerberos { krb, creds, kdc } => {
+                let mut builder = krb
+                    .initialize_security_context()
+                    .with_credentials_handle(creds)
+                    .with_context_requirements(kerberos_flags())
+                    .with_target_data_representation(DataRepresentation::Native)
+                    .with_target_name(&target)
+                    .with_input(&mut inbuf)
+                    .with_output(&mut output);
+                krb.initialize_security_context_impl(&mut builder)
+                    .and_then(|mut g| g.resolve_with_client(&*kdc))
+                    .map_err(|e| kerberos_error(e, &target))?
+                    .status
+            }
+        };
         let token = std::mem::take(&mut output[0].buffer);
         let complete = !matches!(
-            result.status,
+            status,
             SecurityStatus::ContinueNeeded | SecurityStatus::CompleteAndContinue
         );
         Ok(Step { token, complete })
     }
 
-    /// Seals `plain`: returns the security header (NTLM signature) and the ciphertext.
+    /// Seals `plain`: returns the security header (NTLM signature, Kerberos wrap token
+    /// header) and the ciphertext.
     pub(crate) fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), AuthError> {
-        let trailer = self
-            .ntlm
-            .query_context_sizes()
-            .map_err(|e| AuthError::protocol("NTLM context sizes", e))?
-            .security_trailer as usize;
-        let mut header = vec![0u8; trailer];
-        let mut data = plain.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(header.as_mut_slice()),
-            SecurityBufferRef::data_buf(data.as_mut_slice()),
-        ];
-        self.ntlm
-            .encrypt_message(EncryptionFlags::empty(), &mut buffers)
-            .map_err(|e| AuthError::protocol("sealing the request", e))?;
-        let header = buffers[0].data().to_vec();
-        let sealed = buffers[1].data().to_vec();
-        Ok((header, sealed))
+        match &mut self.mech {
+            Mech::Ntlm { ntlm, .. } => seal_with(&mut **ntlm, plain),
+            Mech::Kerberos { krb, .. } => seal_with(&mut **krb, plain),
+        }
     }
 
     /// Unseals a reply sealed by the server's side of this context.
     pub(crate) fn unseal(&mut self, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
-        let mut header = header.to_vec();
-        let mut data = sealed.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(header.as_mut_slice()),
-            SecurityBufferRef::data_buf(data.as_mut_slice()),
-        ];
-        self.ntlm
-            .decrypt_message(&mut buffers)
-            .map_err(|e| AuthError::protocol("the sealed reply does not unseal", e))?;
-        Ok(buffers[1].data().to_vec())
+        match &mut self.mech {
+            Mech::Ntlm { ntlm, .. } => unseal_with(&mut **ntlm, header, sealed),
+            Mech::Kerberos { krb, .. } => unseal_with(&mut **krb, header, sealed),
+        }
     }
 }
 
@@ -223,7 +444,9 @@ mod tests {
             .with_target_data_representation(DataRepresentation::Native)
             .with_input(&mut input)
             .with_output(&mut output);
-        let r = ntlm.accept_security_context_impl(builder)?.resolve_to_result()?;
+        let r = ntlm
+            .accept_security_context_impl(builder)?
+            .resolve_to_result()?;
         if matches!(
             r.status,
             SecurityStatus::CompleteNeeded | SecurityStatus::CompleteAndContinue
@@ -258,7 +481,10 @@ mod tests {
         for msg in ["<s:Envelope>one</s:Envelope>", "two", ""] {
             let (header, sealed) = client.seal(msg.as_bytes()).unwrap();
             assert_eq!(header.len(), 16);
-            assert!(msg.is_empty() || sealed != msg.as_bytes(), "sealed, not plain");
+            assert!(
+                msg.is_empty() || sealed != msg.as_bytes(),
+                "sealed, not plain"
+            );
             let mut h = header.clone();
             let mut d = sealed.clone();
             let mut bufs = [
@@ -274,9 +500,13 @@ mod tests {
                 SecurityBufferRef::token_buf(h.as_mut_slice()),
                 SecurityBufferRef::data_buf(d.as_mut_slice()),
             ];
-            srv.encrypt_message(EncryptionFlags::empty(), &mut bufs).unwrap();
+            srv.encrypt_message(EncryptionFlags::empty(), &mut bufs)
+                .unwrap();
             let (h, d) = (bufs[0].data().to_vec(), bufs[1].data().to_vec());
-            assert_eq!(client.unseal(&h, &d).unwrap(), format!("re:{msg}").as_bytes());
+            assert_eq!(
+                client.unseal(&h, &d).unwrap(),
+                format!("re:{msg}").as_bytes()
+            );
             last = (h, d);
         }
         // A replayed reply is refused (sequence numbers); the session is then unusable.

@@ -17,6 +17,8 @@
 
 /// The protocol of SPNEGO (NTLM or Kerberos under `Negotiate`) session encryption.
 pub(crate) const SPNEGO_PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
+/// The protocol of the `Kerberos` scheme's session encryption.
+pub(crate) const KERBEROS_PROTOCOL: &str = "application/HTTP-Kerberos-session-encrypted";
 
 const BOUNDARY: &[u8] = b"--Encrypted Boundary";
 const OCTET_STREAM: &[u8] = b"\tContent-Type: application/octet-stream\r\n";
@@ -40,7 +42,9 @@ pub(crate) fn encode(protocol: &str, plain_len: usize, header: &[u8], sealed: &[
     out.extend_from_slice(BOUNDARY);
     out.extend_from_slice(b"\r\n\tContent-Type: ");
     out.extend_from_slice(protocol.as_bytes());
-    out.extend_from_slice(b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=");
+    out.extend_from_slice(
+        b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=",
+    );
     out.extend_from_slice(plain_len.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(BOUNDARY);
@@ -146,7 +150,10 @@ mod tests {
         assert!(body.ends_with(b"abcde--Encrypted Boundary--\r\n"));
         let s = decode(&body).unwrap();
         assert_eq!(s.protocol, SPNEGO_PROTOCOL);
-        assert_eq!((s.plain_len, s.header, s.sealed), (5, &[1u8; 16][..], &b"abcde"[..]));
+        assert_eq!(
+            (s.plain_len, s.header, s.sealed),
+            (5, &[1u8; 16][..], &b"abcde"[..])
+        );
     }
 
     #[test]

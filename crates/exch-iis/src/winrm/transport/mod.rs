@@ -116,7 +116,10 @@ impl std::error::Error for WsmanError {
 
 impl From<AuthError> for WsmanError {
     fn from(e: AuthError) -> Self {
-        WsmanError::Auth(e)
+        match e.kind {
+            auth::AuthErrorKind::Refused => WsmanError::Refused(e.detail),
+            _ => WsmanError::Auth(e),
+        }
     }
 }
 
@@ -138,6 +141,8 @@ pub(crate) struct Settings {
     pub(crate) password: SecretString,
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    /// The KDC (`host:port`) for Kerberos.
+    pub(crate) kdc: Option<String>,
 }
 
 /// Counters of the transport (all sessions).
@@ -365,32 +370,56 @@ impl Transport {
             host_header,
             broken: false,
         };
-        match s.auth {
-            WinRmAuth::Basic => {}
-            WinRmAuth::Ntlm => {
-                let ctx = ClientContext::ntlm(
+        let ctx = match s.auth {
+            WinRmAuth::Basic => None,
+            WinRmAuth::Ntlm => Some(ClientContext::ntlm(
+                &s.user,
+                &s.password,
+                &ep.spn_host,
+                session.conn.channel_binding.as_deref(),
+            )?),
+            WinRmAuth::Kerberos => {
+                let kdc = s.kdc.as_deref().ok_or_else(|| {
+                    WsmanError::Protocol(
+                        "Kerberos without a KDC (exch-iis bug: build checks it)".into(),
+                    )
+                })?;
+                Some(ClientContext::kerberos(
                     &s.user,
                     &s.password,
                     &ep.spn_host,
-                    session.conn.channel_binding.as_deref(),
-                )?;
-                session.ctx = Some(ctx);
-                session.seal = !ep.https;
-                self.handshake(&mut session).await?;
+                    kdc,
+                    s.connect_timeout,
+                )?)
             }
+        };
+        if let Some(ctx) = ctx {
+            session.ctx = Some(ctx);
+            session.seal = !ep.https;
+            self.handshake(&mut session).await?;
         }
         Ok(session)
     }
 
-    fn request(&self, session: &Session, body: Bytes, content_type: Option<&str>) -> Request<Full<Bytes>> {
+    fn request(
+        &self,
+        session: &Session,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Request<Full<Bytes>> {
         let mut b = Request::post("/wsman").header(HOST, session.host_header.as_str());
         if let Some(ct) = content_type {
             b = b.header(CONTENT_TYPE, ct);
         }
-        b.body(Full::new(body)).unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+        b.body(Full::new(body))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
     }
 
-    async fn send(&self, session: &mut Session, req: Request<Full<Bytes>>) -> Result<Reply, WsmanError> {
+    async fn send(
+        &self,
+        session: &mut Session,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Reply, WsmanError> {
         self.counters.http_requests.fetch_add(1, Ordering::Relaxed);
         let r = session.conn.send(req).await;
         if r.is_err() {
@@ -399,16 +428,38 @@ impl Transport {
         r
     }
 
-    /// NEGOTIATE → CHALLENGE → AUTHENTICATE on empty-bodied POSTs.
+    /// One step of the context; Kerberos steps (which may talk to the KDC) on a blocking
+    /// thread.
+    async fn step(session: &mut Session, input: Option<Vec<u8>>) -> Result<auth::Step, WsmanError> {
+        let mut ctx = session
+            .ctx
+            .take()
+            .ok_or_else(|| WsmanError::Protocol("handshake without a context".into()))?;
+        if !ctx.blocking() {
+            let r = ctx.step(input.as_deref());
+            session.ctx = Some(ctx);
+            return Ok(r?);
+        }
+        let (ctx, r) = tokio::task::spawn_blocking(move || {
+            let r = ctx.step(input.as_deref());
+            (ctx, r)
+        })
+        .await
+        .map_err(|e| WsmanError::Protocol(format!("the Kerberos step failed: {e}")))?;
+        session.ctx = Some(ctx);
+        Ok(r?)
+    }
+
+    /// On empty-bodied POSTs: NTLM's NEGOTIATE → 401 + CHALLENGE → AUTHENTICATE → 200;
+    /// Kerberos's AP-REQ → 200 + AP-REP (mutual authentication, checked).
     async fn handshake(&self, session: &mut Session) -> Result<(), WsmanError> {
         let mut input: Option<Vec<u8>> = None;
+        let (scheme, mech) = match &session.ctx {
+            Some(c) => (c.scheme(), c.name()),
+            None => return Err(WsmanError::Protocol("handshake without a context".into())),
+        };
         loop {
-            let ctx = session
-                .ctx
-                .as_mut()
-                .ok_or_else(|| WsmanError::Protocol("handshake without a context".into()))?;
-            let scheme = ctx.scheme();
-            let step = ctx.step(input.as_deref())?;
+            let step = Self::step(session, input.take()).await?;
             let mut req = self.request(session, Bytes::new(), None);
             let value = format!("{scheme} {}", B64.encode(&step.token));
             req.headers_mut().insert(
@@ -423,20 +474,48 @@ impl Transport {
             let reply = self.send(session, req).await?;
             match reply.status {
                 s if s.is_success() => {
-                    if !step.complete {
-                        // The server let an incomplete context through: refuse to go on
-                        // (a sealed session needs the complete NTLM exchange).
+                    if step.complete {
+                        return Ok(());
+                    }
+                    // Kerberos: the 200 carries the AP-REP; the context is complete (and the
+                    // server proven) only once it checks out.
+                    let Some(token) = challenge_token(&reply, scheme) else {
+                        session.broken = true;
                         return Err(WsmanError::Protocol(format!(
-                            "the server answered {s} before the {scheme} handshake was complete"
+                            "the server answered {s} before the {mech} handshake was complete (no mutual authentication token)"
+                        )));
+                    };
+                    let last = Self::step(session, Some(token)).await?;
+                    if !last.complete || !last.token.is_empty() {
+                        session.broken = true;
+                        return Err(WsmanError::Protocol(format!(
+                            "the {mech} handshake did not complete after the server's reply"
                         )));
                     }
                     return Ok(());
                 }
                 StatusCode::UNAUTHORIZED => {
-                    if step.complete {
-                        return Err(WsmanError::Refused(
-                            "the server refused the NTLM AUTHENTICATE message (wrong user or password, unknown user, locked or disabled account, or no right to use WinRM)".into(),
-                        ));
+                    let offers = header_schemes(&reply)
+                        .iter()
+                        .any(|o| o.eq_ignore_ascii_case(scheme));
+                    if !offers {
+                        session.broken = true;
+                        return Err(WsmanError::NoAllowedMethod {
+                            offered: header_schemes(&reply),
+                            wanted: if mech == "Kerberos" {
+                                "Kerberos"
+                            } else {
+                                "Negotiate (NTLM)"
+                            },
+                        });
+                    }
+                    if step.complete || mech == "Kerberos" {
+                        session.broken = true;
+                        return Err(WsmanError::Refused(if mech == "Kerberos" {
+                            "the server refused the Kerberos ticket (clock skew between the server and the KDC, a stale service key, or no right to use WinRM)".into()
+                        } else {
+                            "the server refused the NTLM AUTHENTICATE message (wrong user or password, unknown user, locked or disabled account, or no right to use WinRM)".into()
+                        }));
                     }
                     match challenge_token(&reply, scheme) {
                         Some(t) => input = Some(t),
@@ -444,7 +523,11 @@ impl Transport {
                             session.broken = true;
                             return Err(WsmanError::NoAllowedMethod {
                                 offered: header_schemes(&reply),
-                                wanted: "Negotiate (NTLM)",
+                                wanted: if mech == "Kerberos" {
+                                    "Kerberos"
+                                } else {
+                                    "Negotiate (NTLM)"
+                                },
                             });
                         }
                     }
@@ -461,7 +544,11 @@ impl Transport {
 
     /// Posts one SOAP envelope on `session` and returns the reply envelope (SOAP faults as
     /// [`WsmanError::Fault`]).
-    pub(crate) async fn post(&self, session: &mut Session, envelope: &str) -> Result<String, WsmanError> {
+    pub(crate) async fn post(
+        &self,
+        session: &mut Session,
+        envelope: &str,
+    ) -> Result<String, WsmanError> {
         let mut req = if session.seal {
             let ctx = session
                 .ctx
@@ -472,14 +559,19 @@ impl Transport {
             let ct = framing::content_type(ctx.protocol());
             self.request(session, Bytes::from(body), Some(&ct))
         } else {
-            self.request(session, Bytes::from(envelope.to_owned()), Some(SOAP_CONTENT_TYPE))
+            self.request(
+                session,
+                Bytes::from(envelope.to_owned()),
+                Some(SOAP_CONTENT_TYPE),
+            )
         };
         if self.settings.auth == WinRmAuth::Basic {
             let s = &self.settings;
             let cred = B64.encode(format!("{}:{}", s.user, s.password.expose_secret()));
-            let mut value: hyper::header::HeaderValue = format!("Basic {cred}")
-                .parse()
-                .map_err(|_| WsmanError::Protocol("the user name cannot go in a Basic header".into()))?;
+            let mut value: hyper::header::HeaderValue =
+                format!("Basic {cred}").parse().map_err(|_| {
+                    WsmanError::Protocol("the user name cannot go in a Basic header".into())
+                })?;
             value.set_sensitive(true);
             req.headers_mut().insert(AUTHORIZATION, value);
         }
@@ -489,9 +581,14 @@ impl Transport {
             let offered = header_schemes(&reply);
             return Err(match self.settings.auth {
                 WinRmAuth::Basic if !offered.iter().any(|s| s.eq_ignore_ascii_case("basic")) => {
-                    WsmanError::NoAllowedMethod { offered, wanted: "Basic" }
+                    WsmanError::NoAllowedMethod {
+                        offered,
+                        wanted: "Basic",
+                    }
                 }
-                WinRmAuth::Basic => WsmanError::Refused("the server refused the Basic credentials".into()),
+                WinRmAuth::Basic => {
+                    WsmanError::Refused("the server refused the Basic credentials".into())
+                }
                 _ => WsmanError::Refused(
                     "the server no longer accepts this connection's authentication".into(),
                 ),
@@ -504,9 +601,15 @@ impl Transport {
             .unwrap_or("")
             .to_owned();
         let xml = if framing::is_encrypted(&content_type) {
-            let ctx = session.ctx.as_mut().filter(|_| session.seal).ok_or_else(|| {
-                WsmanError::Protocol("an encrypted reply on a connection without sealing".into())
-            })?;
+            let ctx = session
+                .ctx
+                .as_mut()
+                .filter(|_| session.seal)
+                .ok_or_else(|| {
+                    WsmanError::Protocol(
+                        "an encrypted reply on a connection without sealing".into(),
+                    )
+                })?;
             let parts = framing::decode(&reply.body).map_err(|e| {
                 WsmanError::Protocol(format!("cannot take the encrypted reply apart: {e}"))
             })?;
