@@ -9,7 +9,7 @@
 //! Without `--winrm-user`, only the directory is read.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use exch_directory::{Directory, LdapDirectory};
 use exch_iis::{CacheFlusher, WinRmAuth, WinRmFlusher};
 use secrecy::SecretString;
@@ -34,15 +34,32 @@ struct Args {
     /// WinRM user (password from EXCH_REVOKE_WINRM_PASSWORD or a prompt); omit to skip WinRM.
     #[arg(long)]
     winrm_user: Option<String>,
-    /// Basic instead of NTLM.
+    /// WinRM authentication: ntlm (default; sealed over HTTP), kerberos (needs --winrm-kdc and
+    /// the user as user@REALM), basic (HTTPS only unless --allow-unencrypted-basic).
+    #[arg(long, value_enum, default_value = "ntlm")]
+    winrm_auth: AuthArg,
+    /// The KDC (a domain controller, host[:port]) for --winrm-auth kerberos.
+    #[arg(long, value_name = "HOST")]
+    winrm_kdc: Option<String>,
+    /// WinRM over HTTPS (5986).
     #[arg(long)]
-    winrm_basic: bool,
-    /// Allow Basic over plain HTTP (the lab only).
+    winrm_https: bool,
+    /// CA certificate (PEM) that issued the WinRM HTTPS certificates; only it is trusted.
+    #[arg(long, value_name = "PEM")]
+    winrm_ca_file: Option<PathBuf>,
+    /// Allow Basic over plain HTTP (the lab in its Basic opt-in mode only).
     #[arg(long)]
     allow_unencrypted_basic: bool,
     /// Per-server WinRM URL, NAME=URL (repeatable; the lab's ports).
     #[arg(long, value_name = "NAME=URL")]
     winrm_endpoint: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Ntlm,
+    Kerberos,
+    Basic,
 }
 
 fn secret(var: &str, prompt: &str) -> Result<SecretString, String> {
@@ -95,11 +112,12 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     };
     let mut w = WinRmFlusher::builder()
-        .auth(if args.winrm_basic {
-            WinRmAuth::Basic
-        } else {
-            WinRmAuth::Ntlm
+        .auth(match args.winrm_auth {
+            AuthArg::Ntlm => WinRmAuth::Ntlm,
+            AuthArg::Kerberos => WinRmAuth::Kerberos,
+            AuthArg::Basic => WinRmAuth::Basic,
         })
+        .https(args.winrm_https)
         .allow_unencrypted_basic(args.allow_unencrypted_basic)
         .credentials(
             user,
@@ -111,8 +129,15 @@ async fn run(args: Args) -> Result<(), String> {
             .ok_or_else(|| format!("--winrm-endpoint {p:?}: expected NAME=URL"))?;
         w = w.endpoint(n, u);
     }
+    if let Some(kdc) = &args.winrm_kdc {
+        w = w.kdc(kdc);
+    }
+    if let Some(ca) = &args.winrm_ca_file {
+        w = w.ca_file(ca);
+    }
     let flusher = w.build().map_err(|e| e.to_string())?;
     for s in servers.iter().filter(|s| !s.is_edge()) {
+        println!("{}: WinRM {}", s.name, flusher.method_for(s));
         match flusher.token_cache(s).await {
             Ok(t) => println!(
                 "{}: UserTokenTTL {}",

@@ -52,6 +52,7 @@ use std::time::Duration;
 enum AuthArg {
     Basic,
     Ntlm,
+    Kerberos,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,9 +104,14 @@ struct Args {
     /// WinRM user; password from EXCH_REVOKE_WINRM_PASSWORD or a prompt.
     #[arg(long)]
     winrm_user: String,
-    /// WinRM authentication.
+    /// WinRM authentication: ntlm (default; every body sealed over HTTP, as Windows' defaults
+    /// require), kerberos (needs --winrm-kdc and --winrm-user as user@REALM; sealed over HTTP),
+    /// basic (HTTPS only unless --allow-unencrypted-basic).
     #[arg(long, value_enum, default_value = "ntlm")]
     winrm_auth: AuthArg,
+    /// The KDC (a domain controller, host[:port], default port 88) for --winrm-auth kerberos.
+    #[arg(long, value_name = "HOST")]
+    winrm_kdc: Option<String>,
     /// WinRM over HTTPS (5986).
     #[arg(long)]
     winrm_https: bool,
@@ -290,6 +296,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         .auth(match args.winrm_auth {
             AuthArg::Basic => WinRmAuth::Basic,
             AuthArg::Ntlm => WinRmAuth::Ntlm,
+            AuthArg::Kerberos => WinRmAuth::Kerberos,
         })
         .https(args.winrm_https)
         .danger_accept_invalid_certs(args.winrm_insecure)
@@ -300,6 +307,9 @@ async fn run(args: Args) -> Result<Outcome, String> {
     }
     if let Some(ca) = &args.winrm_ca_file {
         winrm = winrm.ca_file(ca);
+    }
+    if let Some(kdc) = &args.winrm_kdc {
+        winrm = winrm.kdc(kdc);
     }
     for (name, url) in pairs(&args.winrm_endpoint, "--winrm-endpoint")? {
         winrm = winrm.endpoint(name, url);
@@ -381,7 +391,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut b = Remediation::builder()
         .directory(directory)
-        .flusher(flusher)
+        .flusher(flusher.clone())
         .user(&args.user)
         .strategy(strategy)
         .timeouts(timeouts)
