@@ -39,7 +39,8 @@ fn lab() -> &'static (tokio::runtime::Runtime, SocketAddr, reqwest::Client) {
         let addr = rt.block_on(async {
             let service = WinRmService::new(
                 Arc::new(FakeHost::exchange()),
-                WinRmConfig::new(USER, PASSWORD.to_string().into()).with_auth(LabAuth::BasicOverHttp),
+                WinRmConfig::new(USER, PASSWORD.to_string().into())
+                    .with_auth(LabAuth::BasicOverHttp),
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();

@@ -28,7 +28,11 @@ async fn serve_with(host: FakeHost, config: WinRmConfig) -> (SocketAddr, WinRmSe
 }
 
 async fn serve(host: FakeHost) -> (SocketAddr, WinRmService) {
-    serve_with(host, WinRmConfig::new(USER, PASSWORD.to_string().into()).with_auth(LabAuth::BasicOverHttp)).await
+    serve_with(
+        host,
+        WinRmConfig::new(USER, PASSWORD.to_string().into()).with_auth(LabAuth::BasicOverHttp),
+    )
+    .await
 }
 
 fn client(addr: SocketAddr, password: &str, op_timeout: u64) -> WinrmClient {

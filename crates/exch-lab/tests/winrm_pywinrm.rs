@@ -47,7 +47,9 @@ async fn serve(config: WinRmConfig) -> (SocketAddr, WinRmService) {
 
 /// Runs `script` (under scripts/) with `args`: (exit code, JSON printed).
 async fn run(script: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
     let out = tokio::process::Command::new("python3")
         .arg(path)
         .args(args)
@@ -103,7 +105,15 @@ async fn pywinrm_basic_is_refused_by_default() {
     let url = format!("http://{addr}/wsman");
     let (code, json) = run(
         "pywinrm-check.py",
-        &[&url, USER, PASSWORD, "--transport", "basic", "--encryption", "never"],
+        &[
+            &url,
+            USER,
+            PASSWORD,
+            "--transport",
+            "basic",
+            "--encryption",
+            "never",
+        ],
     )
     .await;
     assert_eq!(code, 2, "{json}");

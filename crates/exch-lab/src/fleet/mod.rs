@@ -391,7 +391,10 @@ async fn start_server(
         drop(listener);
         None
     } else {
-        Some(Serving::start(listener, router.clone(), Arc::clone(&open), None).map_err(bind_error(port))?)
+        Some(
+            Serving::start(listener, router.clone(), Arc::clone(&open), None)
+                .map_err(bind_error(port))?,
+        )
     };
     let server = LabServer {
         shared: Arc::new(ServerShared {

@@ -391,8 +391,14 @@ fn negotiate_challenge(inner: &Inner) -> Response {
     inc(&inner.counters.unauthorized);
     let mut response = StatusCode::UNAUTHORIZED.into_response();
     let h = response.headers_mut();
-    h.append(header::WWW_AUTHENTICATE, "Negotiate".parse().expect("static"));
-    h.append(header::WWW_AUTHENTICATE, "Kerberos".parse().expect("static"));
+    h.append(
+        header::WWW_AUTHENTICATE,
+        "Negotiate".parse().expect("static"),
+    );
+    h.append(
+        header::WWW_AUTHENTICATE,
+        "Kerberos".parse().expect("static"),
+    );
     response
 }
 
@@ -416,13 +422,13 @@ fn negotiate(
     conn: &WinRmConnection,
     headers: &HeaderMap,
     faults: &WinRmFaults,
-) -> Result<bool, Response> {
+) -> Result<bool, Box<Response>> {
     let mut state = lock(&conn.state);
     if faults.wrong_credentials {
         // As if the account's password had changed: no handshake succeeds and contexts
         // established before are dropped.
         *state = ContextState::None;
-        return Err(negotiate_challenge(inner));
+        return Err(Box::new(negotiate_challenge(inner)));
     }
     let credentials = headers
         .get(header::AUTHORIZATION)
@@ -433,7 +439,7 @@ fn negotiate(
                 ContextState::Established { .. } => Ok(false),
                 _ => {
                     *state = ContextState::None;
-                    Err(negotiate_challenge(inner))
+                    Err(Box::new(negotiate_challenge(inner)))
                 }
             };
         }
@@ -441,25 +447,26 @@ fn negotiate(
         Some(other) => {
             tracing::debug!(credentials = ?other, "WinRM: scheme not accepted");
             *state = ContextState::None;
-            return Err(negotiate_challenge(inner));
+            return Err(Box::new(negotiate_challenge(inner)));
         }
     };
     let refuse = |state: &mut ContextState, why: AuthRefusal| {
         tracing::debug!(?why, "WinRM: authentication refused");
         *state = ContextState::None;
-        Err(negotiate_challenge(inner))
+        Err(Box::new(negotiate_challenge(inner)))
     };
     let Some(auth::Mechanism::Ntlm) = auth::mechanism_of(scheme, &token) else {
         return refuse(&mut state, AuthRefusal::BadToken);
     };
-    let mut acceptor: Box<dyn Acceptor> = match (ntlm::message_type(&token), std::mem::take(&mut *state)) {
-        (Some(1), _) => Box::new(ntlm::NtlmAcceptor::new(
-            ntlm::Account::new(&inner.config.user, inner.config.password.clone()),
-            conn.tls_binding(),
-        )),
-        (_, ContextState::Handshake(acceptor)) => acceptor,
-        _ => return refuse(&mut state, AuthRefusal::OutOfSequence),
-    };
+    let mut acceptor: Box<dyn Acceptor> =
+        match (ntlm::message_type(&token), std::mem::take(&mut *state)) {
+            (Some(1), _) => Box::new(ntlm::NtlmAcceptor::new(
+                ntlm::Account::new(&inner.config.user, inner.config.password.clone()),
+                conn.tls_binding(),
+            )),
+            (_, ContextState::Handshake(acceptor)) => acceptor,
+            _ => return refuse(&mut state, AuthRefusal::OutOfSequence),
+        };
     match acceptor.step(&token) {
         Ok(Step::Continue(reply)) => {
             *state = ContextState::Handshake(acceptor);
@@ -470,7 +477,7 @@ fn negotiate(
             if let Ok(v) = value.parse() {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
-            Err(response)
+            Err(Box::new(response))
         }
         Ok(Step::Done { user }) => {
             tracing::debug!(connection = conn.id(), %user, "WinRM: NTLM authenticated");
@@ -525,7 +532,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
             };
             let handshake = match negotiate(&inner, &conn, &headers, &faults) {
                 Ok(h) => h,
-                Err(response) => return response,
+                Err(response) => return *response,
             };
             if bytes.as_ref().is_some_and(|b| b.is_empty()) {
                 // The client's empty-bodied authentication request (or a keep-alive probe).
@@ -551,7 +558,11 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
     }
     let Some(bytes) = bytes else {
         inc(&inner.counters.other);
-        return reply(&inner, &channel, fault_reply(&inner, &envelope_limit(limit), None));
+        return reply(
+            &inner,
+            &channel,
+            fault_reply(&inner, &envelope_limit(limit), None),
+        );
     };
     let plain = match &channel {
         Channel::Plain => Ok(bytes),
@@ -559,11 +570,15 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
     };
     let plain = match plain {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if plain.len() > limit {
         inc(&inner.counters.other);
-        return reply(&inner, &channel, fault_reply(&inner, &envelope_limit(limit), None));
+        return reply(
+            &inner,
+            &channel,
+            fault_reply(&inner, &envelope_limit(limit), None),
+        );
     }
     let out = process(&inner, &plain, &faults).await;
     reply(&inner, &channel, out)
@@ -584,7 +599,7 @@ fn unseal(
     conn: &WinRmConnection,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Bytes, Response> {
+) -> Result<Bytes, Box<Response>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -594,22 +609,22 @@ fn unseal(
         // with 401 (pywinrm/pypsrp report the credentials as rejected).
         inc(&inner.counters.plaintext_refused);
         *lock(&conn.state) = ContextState::None;
-        return Err(negotiate_challenge(inner));
+        return Err(Box::new(negotiate_challenge(inner)));
     };
     let parts = encryption::decode(body, &boundary).map_err(|why| {
         tracing::debug!(why, "WinRM: malformed encrypted body");
-        StatusCode::BAD_REQUEST.into_response()
+        Box::new(StatusCode::BAD_REQUEST.into_response())
     })?;
     let mut state = lock(&conn.state);
     let ContextState::Established { acceptor, .. } = &mut *state else {
         drop(state);
-        return Err(negotiate_challenge(inner));
+        return Err(Box::new(negotiate_challenge(inner)));
     };
     let mut plain = Vec::new();
     for part in parts {
         let Some(p) = acceptor.unseal(&part.header, &part.sealed) else {
             tracing::debug!("WinRM: a message failed to decrypt or verify");
-            return Err(StatusCode::BAD_REQUEST.into_response());
+            return Err(Box::new(StatusCode::BAD_REQUEST.into_response()));
         };
         plain.extend_from_slice(&p);
     }

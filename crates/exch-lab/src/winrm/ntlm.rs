@@ -35,7 +35,9 @@ pub(crate) fn message_type(token: &[u8]) -> Option<u32> {
     if token.len() < 12 || &token[..8] != SIGNATURE {
         return None;
     }
-    Some(u32::from_le_bytes([token[8], token[9], token[10], token[11]]))
+    Some(u32::from_le_bytes([
+        token[8], token[9], token[10], token[11],
+    ]))
 }
 
 /// The configured account, split the way an NTLM AUTHENTICATE message carries it.
@@ -256,7 +258,7 @@ fn field(msg: &[u8], at: usize) -> Option<&[u8]> {
 }
 
 fn utf16(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = bytes
@@ -303,7 +305,11 @@ fn nt_proof_ok(password: &SecretString, auth: &Authenticate, challenge: &[u8; 8]
     let nt_hash = md4::Md4::digest(utf16le(password.expose_secret()));
     let ntowf = hmac_md5(
         &nt_hash,
-        &[&utf16le(&format!("{}{}", auth.user.to_uppercase(), auth.domain))],
+        &[&utf16le(&format!(
+            "{}{}",
+            auth.user.to_uppercase(),
+            auth.domain
+        ))],
     );
     let proof = hmac_md5(&ntowf, &[challenge, &auth.blob]);
     // Not constant time; this is a lab, not a DC.

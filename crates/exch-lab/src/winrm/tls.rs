@@ -185,10 +185,7 @@ mod tests {
         let ca = LabCa::new(CertSignature::EcdsaP384Sha384).unwrap();
         let cert = ca.issue("ex01.lab.example.test").unwrap();
         assert_eq!(cert.end_point_hash().len(), 48);
-        assert_eq!(
-            cert.end_point_hash(),
-            &sha2::Sha384::digest(cert.der())[..]
-        );
+        assert_eq!(cert.end_point_hash(), &sha2::Sha384::digest(cert.der())[..]);
         cert.server_config().unwrap();
     }
 }
