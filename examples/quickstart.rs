@@ -37,6 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .server(ServerSpec::exchange_2016("EX2016").recycle_latency(Duration::from_millis(150)))
         .server(ServerSpec::exchange_2010("EX2010").recycle_latency(Duration::from_millis(150)))
         .winrm_credentials("LAB\\svc-revoke", winrm_password.clone())
+        // Each server also gets an HTTPS listener with a certificate from the lab's own CA:
+        // the logon probes go there, as they would to a real Exchange front end.
+        .winrm_https(true)
         .build()
         .await?;
     println!(
@@ -44,12 +47,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fleet.servers().len()
     );
 
-    let mut prober = HttpProber::new()?;
+    // Probes trust only the lab's CA (as you would pass your enterprise CA).
+    let lab_ca = reqwest::Certificate::from_pem(fleet.winrm_ca_pem().unwrap_or_default().as_bytes())?;
+    let mut prober = HttpProber::with_client(
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(lab_ca)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?,
+    )?;
+    // WinRM as on a Windows server at its defaults: NTLM on http://…:5985, every body sealed.
     let mut flusher = WinRmFlusher::builder()
         .auth(WinRmAuth::Ntlm)
         .credentials("LAB\\svc-revoke", winrm_password);
     for s in fleet.servers() {
-        prober = prober.base_url(s.name(), s.base_url());
+        let https = s.https_port().ok_or("the lab server has no HTTPS listener")?;
+        prober = prober.base_url(s.name(), format!("https://127.0.0.1:{https}"));
         flusher = flusher.endpoint(s.name(), s.winrm_url());
     }
     let flusher = Arc::new(flusher.build()?);

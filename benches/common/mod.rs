@@ -95,26 +95,70 @@ pub(crate) async fn in_memory_fleet(
     server_recycle: Duration,
     password: &SecretString,
 ) -> (Fleet, InMemoryDirectory) {
+    in_memory_fleet_with(Auth::Ntlm, n, prefix, server_recycle, password).await
+}
+
+/// How the lab's WinRM endpoints and the client authenticate in a bench run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// Windows' defaults: NTLM, every body sealed (the lab's default mode).
+    Ntlm,
+    /// The lab's Basic-over-HTTP opt-in (the insecure baseline, for comparison only).
+    Basic,
+}
+
+impl Auth {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Auth::Ntlm => "NTLM sealed",
+            Auth::Basic => "Basic (opt-in)",
+        }
+    }
+}
+
+/// [`in_memory_fleet`] with the lab in the given authentication mode.
+pub(crate) async fn in_memory_fleet_with(
+    auth: Auth,
+    n: usize,
+    prefix: &str,
+    server_recycle: Duration,
+    password: &SecretString,
+) -> (Fleet, InMemoryDirectory) {
     let dir = InMemoryDirectory::new();
     dir.add_domain_controller("DC1", Duration::ZERO);
-    let fleet = Fleet::builder()
+    let mut b = Fleet::builder()
         .directory(Arc::new(dir.clone()))
         .registrar(dir.clone())
         .servers(n, server_template(prefix, server_recycle))
-        .winrm_credentials(WINRM_USER, password.clone())
-        .build()
-        .await
-        .expect("lab fleet");
+        .winrm_credentials(WINRM_USER, password.clone());
+    if auth == Auth::Basic {
+        b = b.winrm_basic_over_http();
+    }
+    let fleet = b.build().await.expect("lab fleet");
     (fleet, dir)
 }
 
-/// A `WinRmFlusher` (NTLM with message encryption over loopback HTTP, as Windows' defaults require) for `endpoints` (server name, WinRM URL).
+/// A `WinRmFlusher` (NTLM with message encryption over loopback HTTP, as Windows' defaults
+/// require) for `endpoints` (server name, WinRM URL).
 pub(crate) fn flusher(
     endpoints: impl IntoIterator<Item = (String, String)>,
     password: &SecretString,
 ) -> Arc<WinRmFlusher> {
+    flusher_with(Auth::Ntlm, endpoints, password)
+}
+
+/// [`flusher`] with the given authentication.
+pub(crate) fn flusher_with(
+    auth: Auth,
+    endpoints: impl IntoIterator<Item = (String, String)>,
+    password: &SecretString,
+) -> Arc<WinRmFlusher> {
     let mut b = WinRmFlusher::builder()
-        .auth(WinRmAuth::Ntlm)
+        .auth(match auth {
+            Auth::Ntlm => WinRmAuth::Ntlm,
+            Auth::Basic => WinRmAuth::Basic,
+        })
+        .allow_unencrypted_basic(auth == Auth::Basic)
         .timeout(Duration::from_secs(60))
         .credentials(WINRM_USER, password.clone());
     for (name, url) in endpoints {

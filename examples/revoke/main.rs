@@ -550,7 +550,14 @@ async fn run(args: Args) -> Result<Outcome, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+    if let Ok(mut filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        // sspi's own TRACE spans print Kerberos authenticators (session sub-keys) with their
+        // return values: keep them out unless RUST_LOG names sspi explicitly.
+        if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("sspi")) {
+            if let Ok(d) = "sspi=debug".parse() {
+                filter = filter.add_directive(d);
+            }
+        }
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(filter)

@@ -115,8 +115,7 @@ impl SambaFleet {
             "--winrm-user",
             WINRM_USER,
             "--winrm-auth",
-            "basic",
-            "--allow-unencrypted-basic",
+            "ntlm",
             "--converge-timeout",
             "20",
         ]
