@@ -47,6 +47,7 @@ async fn run_once(
     tag: &str,
 ) -> Sample {
     let user = common::fresh_user(dir, tag);
+    let keep = Arc::clone(&flusher);
     let before = WinRmTotals::of(fleet.servers());
     let cpu = common::cpu_time();
     let (_, report) = common::remediate(
@@ -64,7 +65,18 @@ async fn run_once(
     let cpu = common::cpu_time().saturating_sub(cpu);
     let most_round_trips = common::assert_revoked(&report, fleet.servers().len());
     let counters = WinRmTotals::of(fleet.servers()).since(&before);
-    // The flusher (and its HTTP connections) went with the remediation.
+    // The flusher (and its HTTP connections) went with the remediation — unless the caller
+    // keeps it for another run (its idle authenticated sessions stay open then).
+    if Arc::strong_count(&keep) > 1 {
+        return Sample {
+            flush: common::step_time(&report, Step::Flush),
+            cpu,
+            per_server: per_server(&report),
+            counters,
+            most_round_trips,
+        };
+    }
+    drop(keep);
     let closed = common::eventually(Duration::from_secs(10), || {
         WinRmTotals::of(fleet.servers()).all_closed()
     })

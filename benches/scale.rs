@@ -192,7 +192,8 @@ async fn flush_all(
     assert!(lab_after.all_closed(), "lab side left open: {lab_after:?}");
     assert!(fds_left <= 0, "{fds_left} file descriptors left open");
     let delta = lab_after.since(&before);
-    assert!(delta.requests <= 5 * servers.len() as u64, "{delta:?}");
+    // NTLM: 2 handshake legs + 4 WS-Man round trips per server (a new client).
+    assert!(delta.requests <= 6 * servers.len() as u64, "{delta:?}");
     tracing::debug!(?wall, "run done");
     Row {
         strategy: format!("Parallel{{{max_in_flight}}}"),

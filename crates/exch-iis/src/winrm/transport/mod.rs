@@ -520,15 +520,13 @@ impl Transport {
                     match challenge_token(&reply, scheme) {
                         Some(t) => input = Some(t),
                         None => {
+                            // It offers the scheme but answers our first message with a bare
+                            // 401: it will not authenticate us (NTLM refused by policy, or the
+                            // account is not allowed).
                             session.broken = true;
-                            return Err(WsmanError::NoAllowedMethod {
-                                offered: header_schemes(&reply),
-                                wanted: if mech == "Kerberos" {
-                                    "Kerberos"
-                                } else {
-                                    "Negotiate (NTLM)"
-                                },
-                            });
+                            return Err(WsmanError::Refused(format!(
+                                "the server offers {scheme} but refused to start an {mech} handshake (NTLM disabled by policy, or the account may not use WinRM)"
+                            )));
                         }
                     }
                 }
