@@ -48,7 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Probes trust only the lab's CA (as you would pass your enterprise CA).
-    let lab_ca = reqwest::Certificate::from_pem(fleet.winrm_ca_pem().unwrap_or_default().as_bytes())?;
+    let lab_ca =
+        reqwest::Certificate::from_pem(fleet.winrm_ca_pem().unwrap_or_default().as_bytes())?;
     let mut prober = HttpProber::with_client(
         reqwest::Client::builder()
             .tls_built_in_root_certs(false)
@@ -62,7 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .auth(WinRmAuth::Ntlm)
         .credentials("LAB\\svc-revoke", winrm_password);
     for s in fleet.servers() {
-        let https = s.https_port().ok_or("the lab server has no HTTPS listener")?;
+        let https = s
+            .https_port()
+            .ok_or("the lab server has no HTTPS listener")?;
         prober = prober.base_url(s.name(), format!("https://127.0.0.1:{https}"));
         flusher = flusher.endpoint(s.name(), s.winrm_url());
     }

@@ -2,7 +2,13 @@
 """Runs commands against a WinRM endpoint with pypsrp's WinRS (the cmd shell resource; an
 independent client implementation, encryption via pyspnego).
 
-Usage: pypsrp-check.py <url> <user> <password> [--auth ntlm|negotiate] [--encryption always|never]
+Usage: pypsrp-check.py <url> <user> <password> [--auth ntlm|negotiate|kerberos]
+                       [--encryption always|never|auto] [--ca <ca.pem>] [--hostname-override <fqdn>]
+
+--auth kerberos (or negotiate) with an empty <password> uses the ticket cache (KRB5CCNAME,
+after kinit; KRB5_CONFIG names the KDC); the service ticket is for
+HTTP/<--hostname-override, else the URL's host>. With an https:// URL and --ca, the server
+certificate is validated against that CA.
 
 Prints one JSON document: {"cmd": {...}, "ps": {...}} (std_out, std_err, status_code of
 `iisreset /status` and of `powershell -EncodedCommand <script>`), or {"error": ..., "kind":
@@ -29,11 +35,18 @@ def main():
     p.add_argument("password")
     p.add_argument("--auth", default="ntlm")
     p.add_argument("--encryption", default="always")
+    p.add_argument("--ca", default=None)
+    p.add_argument("--hostname-override", default=None)
     a = p.parse_args()
     u = urlsplit(a.url)
+    kwargs = {}
+    if a.ca:
+        kwargs["cert_validation"] = a.ca
+    if a.hostname_override:
+        kwargs["negotiate_hostname_override"] = a.hostname_override
     client = Client(u.hostname, port=u.port, path=u.path.lstrip("/"), username=a.user,
-                    password=a.password, ssl=u.scheme == "https", auth=a.auth,
-                    encryption=a.encryption, operation_timeout=5, read_timeout=10)
+                    password=a.password or None, ssl=u.scheme == "https", auth=a.auth,
+                    encryption=a.encryption, operation_timeout=5, read_timeout=10, **kwargs)
     script = "Get-WebAppPoolState -Name 'MSExchangeOWAAppPool' | ConvertTo-Json -Compress"
     encoded = base64.b64encode(script.encode("utf-16-le")).decode()
     try:

@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh            # fmt, clippy, docs, every test against a real Samba AD DC + the lab
 #
-# It installs what the tests need on a fresh Debian machine (Samba AD + ldap-utils via apt-get,
-# pywinrm via pip), starts a throwaway Samba AD domain on 127.0.0.1 (target/samba-ad, wiped),
+# It installs what the tests need on a fresh Debian machine (Samba AD + its KDC, ldap-utils,
+# krb5-user, libkrb5-dev via apt-get; pywinrm, pypsrp, pyspnego with Kerberos via pip), starts a
+# throwaway Samba AD domain on 127.0.0.1 (target/samba-ad, wiped),
 # runs everything, and stops Samba again. Needs root for apt-get and for Samba's ports 389/636.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,17 @@ export EXCH_REVOKE_AD_ENV=$AD_DIR/ad.env
 # Suites that need Samba or pywinrm fail instead of skipping: nothing is skipped here.
 export EXCH_REVOKE_REQUIRE_SAMBA=1
 
-step "installing pywinrm (independent WinRM client for the lab's conformance check)"
-if ! python3 -c 'import winrm' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check pywinrm
+step "installing pywinrm, pypsrp and pyspnego with Kerberos (independent WinRM/NTLM/Kerberos clients the lab must agree with)"
+if ! python3 -c 'import winrm, kerberos, pypsrp, spnego, gssapi, krb5' 2>/dev/null; then
+  # python-gssapi and krb5 build against MIT Kerberos: krb5-config (libkrb5-dev) and a C compiler.
+  if ! command -v krb5-config >/dev/null || ! command -v kinit >/dev/null \
+     || ! python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends libkrb5-dev krb5-user gcc python3-dev >/dev/null
+  fi
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'pywinrm[kerberos]' 'pypsrp[kerberos]' 'pyspnego[kerberos]'
 fi
 export EXCH_REVOKE_REQUIRE_PYWINRM=1
 

@@ -66,6 +66,9 @@ async fn https_flush(signature: CertSignature) {
     let stats = server.winrm_stats();
     assert_eq!(stats.open_shells, 0);
     assert_eq!(stats.plaintext_refused, 0);
+    // The AUTHENTICATE carried a channel binding, and it matched the lab's certificate hashed
+    // with the certificate's own algorithm (a SHA-256 hash of a SHA-384 certificate is refused).
+    assert!(stats.channel_bound >= 1, "{stats:?}");
     // Token TTL over the same authenticated connection: no new handshake.
     let conns = flusher.connections_total();
     flusher.token_cache(&ex).await.unwrap();

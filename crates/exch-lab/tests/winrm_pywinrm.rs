@@ -94,6 +94,8 @@ async fn pywinrm_ntlm_with_encryption_runs_powershell_and_cmd() {
     assert_eq!((stats.create, stats.delete, stats.open_shells), (3, 3, 0));
     assert!(stats.auth_challenges >= 1, "{stats:?}");
     assert_eq!(stats.plaintext_refused, 0, "{stats:?}");
+    // Plain HTTP: no TLS channel to bind to.
+    assert_eq!(stats.channel_bound, 0, "{stats:?}");
 }
 
 #[tokio::test]
@@ -206,6 +208,9 @@ async fn pywinrm_over_https(signature: CertSignature) {
     let stats = server.winrm_stats();
     assert!(stats.create >= 6 && stats.auth_challenges >= 2, "{stats:?}");
     assert_eq!(stats.plaintext_refused, 0, "{stats:?}");
+    // requests-ntlm binds its logon to the TLS channel, with this certificate's hash.
+    assert!(stats.channel_bound >= 2, "{signature:?}: {stats:?}");
+    assert_eq!(stats.kerberos_logons, 0, "{stats:?}");
     fleet.shutdown().await;
 }
 

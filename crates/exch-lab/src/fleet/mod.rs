@@ -10,6 +10,9 @@
 //! of Basic over plain HTTP. [`FleetBuilder::winrm_https`] gives every server a second,
 //! HTTPS listener (Windows' 5986) with a certificate from a lab CA made for this fleet
 //! ([`Fleet::winrm_ca_pem`], [`LabServer::winrm_https_url`]).
+//! [`FleetBuilder::winrm_kerberos_keytab`] gives a server its `HTTP/<fqdn>` service key (e.g.
+//! from `SambaAd::add_http_service`), after which its endpoints (HTTP and HTTPS) also accept
+//! Kerberos.
 //!
 //! ```no_run
 //! # async fn demo(directory: std::sync::Arc<dyn exch_directory::Directory>) -> Result<(), exch_lab::fleet::FleetError> {
@@ -38,6 +41,7 @@ mod winrm_glue;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -54,7 +58,7 @@ pub use server::{LabServer, ServerCounters, ServerSpec};
 use crate::clock::LabClock;
 use crate::model::IisServer;
 use crate::winrm::tls::{CertSignature, LabCa};
-use crate::winrm::LabAuth;
+use crate::winrm::{KerberosAcceptorConfig, LabAuth};
 use listener::{bind, Serving, TlsSettings};
 use server::{HttpsListener, ServerShared};
 
@@ -82,6 +86,14 @@ pub enum FleetError {
     /// The lab CA or a server certificate could not be made.
     #[error("cannot set up HTTPS for {server}: {detail}")]
     Tls {
+        /// Server name.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+    /// A server's Kerberos service key could not be set up.
+    #[error("cannot set up Kerberos for {server}: {detail}")]
+    Kerberos {
         /// Server name.
         server: String,
         /// Why.
@@ -144,6 +156,17 @@ pub struct FleetBuilder {
     dns_domain: String,
     winrm_auth: LabAuth,
     https: Option<CertSignature>,
+    /// Server name (lower case) → how its endpoint accepts Kerberos.
+    kerberos: BTreeMap<String, KerberosSource>,
+}
+
+/// Where a server's Kerberos service key comes from.
+#[derive(Debug, Clone)]
+enum KerberosSource {
+    /// A keytab holding `HTTP/<the server's fqdn>`.
+    Keytab(PathBuf),
+    /// A ready configuration (any SPN).
+    Config(KerberosAcceptorConfig),
 }
 
 impl std::fmt::Debug for FleetBuilder {
@@ -153,6 +176,7 @@ impl std::fmt::Debug for FleetBuilder {
             .field("winrm_user", &self.winrm_user)
             .field("winrm_auth", &self.winrm_auth)
             .field("https", &self.https)
+            .field("kerberos", &self.kerberos.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +247,40 @@ impl FleetBuilder {
         self
     }
 
+    /// The WinRM endpoints (HTTP and HTTPS) of server `server` also accept Kerberos, with
+    /// the key of `HTTP/<its fqdn>` from the MIT keytab at `keytab` (what
+    /// `exch_samba::SambaAd::add_http_service` exports), as a domain-joined Windows server
+    /// does with its computer account's key. Read at [`FleetBuilder::build`]: a keytab that
+    /// is missing, unreadable or lacks that SPN fails the build. The accepted principal is
+    /// the WinRM user ([`FleetBuilder::winrm_credentials`]; see
+    /// [`WinRmConfig::kerberos`](crate::winrm::WinRmConfig::kerberos) for the mapping).
+    /// Servers without a keytab offer Kerberos and refuse it.
+    pub fn winrm_kerberos_keytab(
+        mut self,
+        server: impl Into<String>,
+        keytab: impl Into<PathBuf>,
+    ) -> Self {
+        self.kerberos.insert(
+            server.into().to_ascii_lowercase(),
+            KerberosSource::Keytab(keytab.into()),
+        );
+        self
+    }
+
+    /// As [`FleetBuilder::winrm_kerberos_keytab`] with a ready configuration, whatever its
+    /// SPN (e.g. a key for another server's SPN, to model a misregistered SPN).
+    pub fn winrm_kerberos(
+        mut self,
+        server: impl Into<String>,
+        config: KerberosAcceptorConfig,
+    ) -> Self {
+        self.kerberos.insert(
+            server.into().to_ascii_lowercase(),
+            KerberosSource::Config(config),
+        );
+        self
+    }
+
     /// Lab time runs `scale` times faster than real time (see [`LabClock::scaled`]).
     pub fn time_scale(mut self, scale: f64) -> Self {
         self.clock = LabClock::scaled(scale);
@@ -260,6 +318,11 @@ impl FleetBuilder {
                 )));
             }
         }
+        if let Some(unknown) = self.kerberos.keys().find(|k| !names.contains(*k)) {
+            return Err(FleetError::InvalidInput(format!(
+                "a Kerberos key for {unknown:?}, which is not a server of the fleet"
+            )));
+        }
         let credentials = winrm_glue::Credentials {
             user: self.winrm_user.clone(),
             password: self.winrm_password.clone(),
@@ -274,6 +337,19 @@ impl FleetBuilder {
         };
         let mut servers = Vec::with_capacity(self.specs.len());
         for spec in self.specs {
+            let fqdn = fqdn_of(&spec.name, &self.dns_domain);
+            let kerberos = match self.kerberos.get(&spec.name.to_ascii_lowercase()) {
+                None => None,
+                Some(KerberosSource::Config(c)) => Some(c.clone()),
+                Some(KerberosSource::Keytab(path)) => Some(
+                    KerberosAcceptorConfig::from_keytab(format!("HTTP/{fqdn}"), path).map_err(
+                        |e| FleetError::Kerberos {
+                            server: spec.name.clone(),
+                            detail: e.to_string(),
+                        },
+                    )?,
+                ),
+            };
             let server = start_server(
                 spec,
                 &directory,
@@ -281,6 +357,7 @@ impl FleetBuilder {
                 &self.dns_domain,
                 &credentials,
                 ca.as_ref(),
+                kerberos,
             )
             .await?;
             servers.push(server);
@@ -311,6 +388,11 @@ impl FleetBuilder {
     }
 }
 
+/// `<name in lower case>.<dns_domain>`.
+fn fqdn_of(name: &str, dns_domain: &str) -> String {
+    format!("{}.{dns_domain}", name.to_ascii_lowercase())
+}
+
 async fn start_server(
     spec: ServerSpec,
     directory: &Arc<dyn Directory>,
@@ -318,8 +400,9 @@ async fn start_server(
     dns_domain: &str,
     credentials: &winrm_glue::Credentials,
     ca: Option<&LabCa>,
+    kerberos: Option<KerberosAcceptorConfig>,
 ) -> Result<LabServer, FleetError> {
-    let fqdn = format!("{}.{dns_domain}", spec.name.to_ascii_lowercase());
+    let fqdn = fqdn_of(&spec.name, dns_domain);
     let mut exchange = ExchangeServer::new(spec.name.clone(), fqdn.clone())
         .with_version(spec.version)
         .with_roles(spec.roles);
@@ -332,7 +415,7 @@ async fn start_server(
         spec.user_token_ttl,
         spec.timing.clone(),
     );
-    let winrm = winrm_glue::winrm_service(iis.clone(), &spec.name, credentials);
+    let winrm = winrm_glue::winrm_service(iis.clone(), &spec.name, credentials, kerberos);
     let router = winrm.router().merge(crate::iis::router(iis.clone(), &fqdn));
     let listener = bind(0).await.map_err(|source| FleetError::Bind {
         server: spec.name.clone(),
@@ -449,6 +532,7 @@ impl Fleet {
             dns_domain: DEFAULT_DNS_DOMAIN.to_owned(),
             winrm_auth: LabAuth::default(),
             https: None,
+            kerberos: BTreeMap::new(),
         }
     }
 

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use super::faults::Faults;
 use crate::host::IisHost;
 use crate::model::IisServer;
-use crate::winrm::{LabAuth, WinRmConfig, WinRmFaults, WinRmService};
+use crate::winrm::{KerberosAcceptorConfig, LabAuth, WinRmConfig, WinRmFaults, WinRmService};
 
 /// The credentials a server's WinRM endpoint accepts, and how.
 #[derive(Clone)]
@@ -22,9 +22,11 @@ pub(crate) fn winrm_service(
     iis: IisServer,
     machine: &str,
     credentials: &Credentials,
+    kerberos: Option<KerberosAcceptorConfig>,
 ) -> WinRmService {
     let mut config = WinRmConfig::new(credentials.user.clone(), credentials.password.clone())
         .with_auth(credentials.auth);
+    config.kerberos = kerberos;
     config.machine = machine.to_owned();
     let host: Arc<dyn IisHost> = Arc::new(iis);
     WinRmService::new(host, config)

@@ -1,9 +1,10 @@
 //! Authentication of the WinRM endpoint: which schemes it offers and accepts, and the
 //! security-context acceptors bound to one TCP connection.
 //!
-//! The extension point for Kerberos is [`Acceptor`] (crate-internal) plus a new
-//! [`Mechanism`] variant: an acceptor runs the handshake tokens of its mechanism and then
-//! seals and unseals MS-WSMV messages with the context it established.
+//! An [`Acceptor`] (crate-internal) per [`Mechanism`] runs the handshake tokens of its
+//! mechanism and then seals and unseals MS-WSMV messages with the context it established:
+//! NTLM (`ntlm.rs`) always, Kerberos (`kerberos.rs`) when the endpoint has a service key
+//! ([`super::WinRmConfig::kerberos`]).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -15,8 +16,10 @@ use secrecy::{ExposeSecret, SecretString};
 pub enum LabAuth {
     /// Windows Server at its defaults: `WWW-Authenticate: Negotiate` and `Kerberos`, no Basic,
     /// `AllowUnencrypted = false`. Accepted: NTLM tokens under the `Negotiate` (or `NTLM`)
-    /// scheme. On plain HTTP every SOAP body must be MS-WSMV-encrypted with the connection's
-    /// NTLM context; over HTTPS plain SOAP is accepted (TLS protects it).
+    /// scheme, and — when the endpoint has a service key ([`super::WinRmConfig::kerberos`]) —
+    /// Kerberos under `Kerberos` or `Negotiate` (raw or SPNEGO-wrapped). On plain HTTP every
+    /// SOAP body must be MS-WSMV-encrypted with the connection's context; over HTTPS plain
+    /// SOAP is accepted (TLS protects it).
     #[default]
     Negotiate,
     /// HTTP Basic, bodies in plain text, also on plain HTTP (`Basic = true` and
@@ -32,13 +35,21 @@ pub enum Mechanism {
     /// Raw NTLM tokens (`Authorization: Negotiate TlRMTVNT…` or `NTLM …`), as pywinrm,
     /// requests-ntlm and pyspnego (`protocol="ntlm"`) send them.
     Ntlm,
+    /// A raw krb5 GSS token (AP-REQ) under `Authorization: Kerberos` or `Negotiate`, as the
+    /// exch-iis client, pypsrp (`auth="kerberos"`) and pywinrm (`transport="kerberos"`) send it.
+    Kerberos,
+    /// A SPNEGO `NegTokenInit` under `Negotiate`; accepted only around Kerberos.
+    SpnegoKerberos,
 }
 
 /// Why an authentication step was refused (never carries a secret).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthRefusal {
-    /// Not a token of an accepted mechanism (SPNEGO, Kerberos, garbage).
+    /// Not a token of an accepted mechanism (garbage, or Kerberos without a service key).
     BadToken,
+    /// A Kerberos ticket or authenticator that does not check out (another SPN, wrong key,
+    /// clock skew, replay).
+    BadTicket,
     /// A token that does not fit the state of the connection's context.
     OutOfSequence,
     /// Wrong user or password.
@@ -55,8 +66,14 @@ pub(crate) enum Step {
     Continue(Vec<u8>),
     /// Authenticated as `user`.
     Done {
-        /// The authenticated user (`DOMAIN\user` as the client sent it).
+        /// The authenticated user (`DOMAIN\user` as the NTLM client sent it, the client
+        /// principal `user@realm` for Kerberos).
         user: String,
+        /// A final token for the client (Kerberos mutual authentication), sent in
+        /// `WWW-Authenticate` on the reply that completes the handshake.
+        reply: Option<Vec<u8>>,
+        /// NTLM over TLS: the AUTHENTICATE carried a channel binding that matched.
+        channel_bound: bool,
     },
 }
 
@@ -68,6 +85,8 @@ pub(crate) trait Acceptor: Send {
     fn unseal(&mut self, header: &[u8], sealed: &[u8]) -> Option<Vec<u8>>;
     /// Encrypts one message: (header/signature, ciphertext).
     fn seal(&mut self, plain: &[u8]) -> Option<(Vec<u8>, Vec<u8>)>;
+    /// The mechanism of this context.
+    fn mechanism(&self) -> Mechanism;
 }
 
 /// An `Authorization` header, split.
@@ -156,14 +175,20 @@ pub(crate) fn basic_ok(user: &str, password: &str, want_user: &str, want: &Secre
     user.eq_ignore_ascii_case(want_user) && password == want.expose_secret()
 }
 
-/// The mechanism a token of `scheme` belongs to, if the lab accepts it.
+/// The mechanism a token of `scheme` belongs to, if the lab knows it: NTLM messages, and
+/// the first token of a Kerberos context (raw krb5 or SPNEGO). Later SPNEGO legs
+/// (`NegTokenResp`) belong to the connection's handshake in progress, not to a mechanism.
 pub(crate) fn mechanism_of(scheme: Scheme, token: &[u8]) -> Option<Mechanism> {
+    use super::kerberos::{initial_token, Wrapping};
     match scheme {
         Scheme::Negotiate | Scheme::Ntlm if super::ntlm::message_type(token).is_some() => {
             Some(Mechanism::Ntlm)
         }
-        // SPNEGO-wrapped tokens (0x60 …) and Kerberos AP-REQs are not accepted (yet): the
-        // Kerberos acceptor plugs in here.
-        _ => None,
+        Scheme::Negotiate | Scheme::Kerberos => match initial_token(token)? {
+            Wrapping::Raw => Some(Mechanism::Kerberos),
+            Wrapping::Spnego if scheme == Scheme::Negotiate => Some(Mechanism::SpnegoKerberos),
+            Wrapping::Spnego => None,
+        },
+        Scheme::Ntlm => None,
     }
 }

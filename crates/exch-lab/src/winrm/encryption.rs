@@ -9,6 +9,11 @@
 //! <u32 LE header length><header (NTLM: the 16-byte signature)><ciphertext>--Encrypted Boundary--\r\n
 //! ```
 //!
+//! After `Authorization: Kerberos` the protocol is `application/HTTP-Kerberos-session-encrypted`
+//! and the header is the 60-byte RFC 4121 wrap token head (pypsrp, the exch-iis client);
+//! pywinrm's Kerberos says `HTTP-SPNEGO-session-encrypted`. The endpoint accepts either and
+//! answers with the protocol of the request.
+//!
 //! Windows writes the closing boundary straight after the ciphertext, without a CRLF; replies
 //! are framed that way. The decoder takes the ciphertext length from `Length=N` (NTLM's RC4
 //! does not change the length), so it accepts a CRLF before the closing boundary or none,
@@ -16,30 +21,33 @@
 
 /// The protocol of NTLM/SPNEGO (and Kerberos via SPNEGO) session encryption.
 pub(crate) const SPNEGO_PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
+/// The protocol of session encryption after `Authorization: Kerberos`.
+pub(crate) const KERBEROS_PROTOCOL: &str = "application/HTTP-Kerberos-session-encrypted";
 /// The boundary Windows uses.
 pub(crate) const BOUNDARY: &str = "Encrypted Boundary";
 
 /// The Content-Type of an encrypted reply.
-pub(crate) fn content_type() -> String {
-    format!("multipart/encrypted;protocol=\"{SPNEGO_PROTOCOL}\";boundary=\"{BOUNDARY}\"")
+pub(crate) fn content_type(protocol: &str) -> String {
+    format!("multipart/encrypted;protocol=\"{protocol}\";boundary=\"{BOUNDARY}\"")
 }
 
-/// Whether a request's Content-Type announces an MS-WSMV encrypted body; the boundary if so.
-pub(crate) fn encrypted_boundary(content_type: &str) -> Option<String> {
+/// Whether a request's Content-Type announces an MS-WSMV encrypted body: (boundary,
+/// protocol) if so.
+pub(crate) fn encrypted_boundary(content_type: &str) -> Option<(String, &'static str)> {
     let lower = content_type.to_ascii_lowercase();
     if !lower.trim_start().starts_with("multipart/encrypted") {
         return None;
     }
-    if !lower.contains("protocol=\"application/http-spnego-session-encrypted\"") {
-        return None;
-    }
+    let protocol = [SPNEGO_PROTOCOL, KERBEROS_PROTOCOL]
+        .into_iter()
+        .find(|p| lower.contains(&format!("protocol=\"{}\"", p.to_ascii_lowercase())))?;
     let at = lower.find("boundary=")? + "boundary=".len();
     let rest = &content_type[at..];
     let value = match rest.strip_prefix('"') {
         Some(quoted) => quoted.split('"').next()?,
         None => rest.split(';').next()?.trim(),
     };
-    Some(value.to_owned())
+    Some((value.to_owned(), protocol))
 }
 
 /// One encrypted part of a request.
@@ -67,8 +75,13 @@ fn line(data: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&data[..at], &data[at + 2..]))
 }
 
-/// Splits an encrypted body into its parts. `Err` says what is wrong (for the fault text).
-pub(crate) fn decode(body: &[u8], boundary: &str) -> Result<Vec<EncryptedPart>, &'static str> {
+/// Splits an encrypted body of `protocol` into its parts. `Err` says what is wrong (for the
+/// fault text).
+pub(crate) fn decode(
+    body: &[u8],
+    boundary: &str,
+    protocol: &str,
+) -> Result<Vec<EncryptedPart>, &'static str> {
     let open = format!("--{boundary}");
     let mut rest = body;
     let mut parts = Vec::new();
@@ -97,7 +110,7 @@ pub(crate) fn decode(body: &[u8], boundary: &str) -> Result<Vec<EncryptedPart>, 
             let text = text.trim();
             let lower = text.to_ascii_lowercase();
             if let Some(v) = lower.strip_prefix("content-type:") {
-                protocol_ok = v.trim() == SPNEGO_PROTOCOL.to_ascii_lowercase();
+                protocol_ok = v.trim() == protocol.to_ascii_lowercase();
             } else if lower.starts_with("originalcontent:") {
                 length = lower
                     .split(';')
@@ -107,7 +120,7 @@ pub(crate) fn decode(body: &[u8], boundary: &str) -> Result<Vec<EncryptedPart>, 
             rest = r;
         }
         if !protocol_ok {
-            return Err("the first part is not application/HTTP-SPNEGO-session-encrypted");
+            return Err("the first part's Content-Type is not the protocol of the body");
         }
         let length = length.ok_or("OriginalContent has no Length")?;
         rest = strip(rest, open.as_bytes()).ok_or("missing second boundary")?;
@@ -134,12 +147,13 @@ pub(crate) fn decode(body: &[u8], boundary: &str) -> Result<Vec<EncryptedPart>, 
     }
 }
 
-/// Frames one encrypted message the way Windows does (no CRLF before the closing boundary).
-pub(crate) fn encode(header: &[u8], sealed: &[u8], plain_len: usize) -> Vec<u8> {
+/// Frames one encrypted message of `protocol` the way Windows does (no CRLF before the
+/// closing boundary).
+pub(crate) fn encode(protocol: &str, header: &[u8], sealed: &[u8], plain_len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(sealed.len() + header.len() + 256);
     out.extend_from_slice(
         format!(
-            "--{BOUNDARY}\r\n\tContent-Type: {SPNEGO_PROTOCOL}\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={plain_len}\r\n--{BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n"
+            "--{BOUNDARY}\r\n\tContent-Type: {protocol}\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={plain_len}\r\n--{BOUNDARY}\r\n\tContent-Type: application/octet-stream\r\n"
         )
         .as_bytes(),
     );
@@ -156,9 +170,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_windows_closing() {
-        let framed = encode(&[1; 16], b"cipher", 6);
+        let framed = encode(SPNEGO_PROTOCOL, &[1; 16], b"cipher", 6);
         assert!(framed.ends_with(b"cipher--Encrypted Boundary--\r\n"));
-        let parts = decode(&framed, BOUNDARY).unwrap();
+        assert!(decode(&framed, BOUNDARY, KERBEROS_PROTOCOL).is_err());
+        let parts = decode(&framed, BOUNDARY, SPNEGO_PROTOCOL).unwrap();
         assert_eq!(
             parts,
             vec![EncryptedPart {
@@ -170,20 +185,29 @@ mod tests {
 
     #[test]
     fn accepts_a_crlf_before_the_closing_boundary_and_rejects_lies() {
-        let mut framed = encode(&[1; 16], b"cipher", 6);
+        let mut framed = encode(KERBEROS_PROTOCOL, &[1; 60], b"cipher", 6);
         let at = framed.len() - "--Encrypted Boundary--\r\n".len();
         framed.splice(at..at, b"\r\n".iter().copied());
-        assert_eq!(decode(&framed, BOUNDARY).unwrap().len(), 1);
-        let long = encode(&[1; 16], b"cipher", 60);
-        assert!(decode(&long, BOUNDARY).is_err());
-        assert!(decode(b"<s:Envelope/>", BOUNDARY).is_err());
+        assert_eq!(
+            decode(&framed, BOUNDARY, KERBEROS_PROTOCOL).unwrap().len(),
+            1
+        );
+        let long = encode(SPNEGO_PROTOCOL, &[1; 16], b"cipher", 60);
+        assert!(decode(&long, BOUNDARY, SPNEGO_PROTOCOL).is_err());
+        assert!(decode(b"<s:Envelope/>", BOUNDARY, SPNEGO_PROTOCOL).is_err());
     }
 
     #[test]
     fn content_type_detection() {
+        for protocol in [SPNEGO_PROTOCOL, KERBEROS_PROTOCOL] {
+            assert_eq!(
+                encrypted_boundary(&content_type(protocol)),
+                Some((BOUNDARY.to_owned(), protocol))
+            );
+        }
         assert_eq!(
-            encrypted_boundary(&content_type()).as_deref(),
-            Some(BOUNDARY)
+            encrypted_boundary("multipart/encrypted;protocol=\"application/HTTP-CredSSP-session-encrypted\";boundary=\"x\""),
+            None
         );
         assert_eq!(
             encrypted_boundary("application/soap+xml;charset=UTF-8"),

@@ -14,6 +14,12 @@
 //!   NTLM channel binding is checked (`Relaxed`). [`LabAuth::BasicOverHttp`] is the explicit,
 //!   insecure opt-in of Basic with plain bodies. The connection context comes from serving the
 //!   router with `into_make_service_with_connect_info::<WinRmConnection>()`.
+//! - Kerberos ([`WinRmConfig::kerberos`], [`KerberosAcceptorConfig`]): with a service key the
+//!   endpoint also accepts a krb5 AP-REQ under `Kerberos` or `Negotiate` (raw, or in SPNEGO),
+//!   answers with the mutual-authentication token on the reply that completes the handshake,
+//!   binds the context to the connection and seals with it (`HTTP-Kerberos-session-encrypted`
+//!   or `HTTP-SPNEGO-session-encrypted`, replies in the request's protocol); counted in
+//!   [`WinRmStats::kerberos_logons`].
 //! - Create / Command / Receive / Signal (`terminate`, `ctrl_c`) / Delete (and Send, accepted
 //!   and ignored). Requests are parsed by namespace (any prefixes, with or without `<?xml?>`,
 //!   `OptionSet` anywhere, one `Arguments` element or several).
@@ -60,6 +66,8 @@ mod clixml;
 mod cmdline;
 mod conn;
 mod encryption;
+mod kerberos;
+mod keytab;
 mod ntlm;
 mod shell;
 mod soap;
@@ -67,6 +75,7 @@ pub mod tls;
 
 pub use auth::{LabAuth, Mechanism};
 pub use conn::WinRmConnection;
+pub use kerberos::{KerberosAcceptorConfig, KerberosSetupError};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,7 +83,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request as HttpRequest, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -194,6 +203,14 @@ pub struct WinRmConfig {
     pub script_limits: Limits,
     /// How clients authenticate (default [`LabAuth::Negotiate`], as Windows).
     pub auth: LabAuth,
+    /// The service key for Kerberos (default `None`: Kerberos is offered in the 401, as
+    /// Windows does, but every Kerberos token is refused — a server without a keytab).
+    /// With a key, [`LabAuth::Negotiate`] also accepts Kerberos under `Kerberos` and
+    /// `Negotiate` (raw krb5 or SPNEGO-wrapped), for the client principal that is
+    /// [`WinRmConfig::user`]: `LAB\\name` accepts `name@<realm>` whose first label is
+    /// `LAB`, `name@dns.domain` that principal, `name` any realm (case-insensitive). The
+    /// password is not used for Kerberos (the KDC checked it).
+    pub kerberos: Option<KerberosAcceptorConfig>,
 }
 
 impl WinRmConfig {
@@ -210,7 +227,14 @@ impl WinRmConfig {
             max_commands_per_shell: 16,
             script_limits: Limits::default(),
             auth: LabAuth::default(),
+            kerberos: None,
         }
+    }
+
+    /// Accepts Kerberos with this service key (see [`WinRmConfig::kerberos`]).
+    pub fn with_kerberos(mut self, kerberos: KerberosAcceptorConfig) -> Self {
+        self.kerberos = Some(kerberos);
+        self
     }
 
     /// Sets how clients authenticate ([`LabAuth::BasicOverHttp`] is the insecure opt-in).
@@ -227,6 +251,8 @@ pub struct WinRmCounters {
     unauthorized: AtomicU64,
     auth_challenges: AtomicU64,
     plaintext_refused: AtomicU64,
+    kerberos_logons: AtomicU64,
+    channel_bound: AtomicU64,
     create: AtomicU64,
     command: AtomicU64,
     receive: AtomicU64,
@@ -252,6 +278,13 @@ pub struct WinRmStats {
     /// Requests whose SOAP body came in plain text where encryption is required (plain HTTP,
     /// [`LabAuth::Negotiate`]): refused with 401, nothing ran.
     pub plaintext_refused: u64,
+    /// Connections authenticated with Kerberos (raw or SPNEGO-wrapped): one per accepted
+    /// AP-REQ whose client is the configured user.
+    pub kerberos_logons: u64,
+    /// NTLM logons over TLS whose AUTHENTICATE carried an `MsvAvChannelBindings` that matched
+    /// the TLS channel (absent or all-zero bindings are accepted too, as Windows' `Relaxed`
+    /// hardening does, but not counted here): proof that the client bound its logon.
+    pub channel_bound: u64,
     /// Create requests.
     pub create: u64,
     /// Command requests.
@@ -281,6 +314,8 @@ impl WinRmCounters {
             unauthorized: g(&self.unauthorized),
             auth_challenges: g(&self.auth_challenges),
             plaintext_refused: g(&self.plaintext_refused),
+            kerberos_logons: g(&self.kerberos_logons),
+            channel_bound: g(&self.channel_bound),
             create: g(&self.create),
             command: g(&self.command),
             receive: g(&self.receive),
@@ -373,8 +408,8 @@ const ENCRYPTION_OVERHEAD: usize = 4096;
 enum Channel {
     /// Plain SOAP (Basic opt-in, or TLS).
     Plain,
-    /// MS-WSMV encrypted with the connection's context.
-    Sealed(WinRmConnection),
+    /// MS-WSMV encrypted with the connection's context, framed as `protocol`.
+    Sealed(WinRmConnection, &'static str),
 }
 
 fn basic_challenge() -> Response {
@@ -415,14 +450,16 @@ fn basic_authorized(inner: &Inner, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The connection's authentication for this request: `Ok(true)` when the request itself
-/// completed a handshake, `Ok(false)` when the connection was authenticated already.
+/// The connection's authentication for this request: `Ok((true, mutual))` when the request
+/// itself completed a handshake (`mutual`: the `WWW-Authenticate` value for the reply, the
+/// Kerberos mutual-authentication token), `Ok((false, None))` when the connection was
+/// authenticated already.
 fn negotiate(
     inner: &Inner,
     conn: &WinRmConnection,
     headers: &HeaderMap,
     faults: &WinRmFaults,
-) -> Result<bool, Box<Response>> {
+) -> Result<(bool, Option<HeaderValue>), Box<Response>> {
     let mut state = lock(&conn.state);
     if faults.wrong_credentials {
         // As if the account's password had changed: no handshake succeeds and contexts
@@ -436,7 +473,7 @@ fn negotiate(
     let (scheme, token) = match credentials {
         None => {
             return match &*state {
-                ContextState::Established { .. } => Ok(false),
+                ContextState::Established { .. } => Ok((false, None)),
                 _ => {
                     *state = ContextState::None;
                     Err(Box::new(negotiate_challenge(inner)))
@@ -451,22 +488,38 @@ fn negotiate(
         }
     };
     let refuse = |state: &mut ContextState, why: AuthRefusal| {
-        tracing::debug!(?why, "WinRM: authentication refused");
+        tracing::debug!(?why, ?scheme, "WinRM: authentication refused");
         *state = ContextState::None;
         Err(Box::new(negotiate_challenge(inner)))
     };
-    let Some(auth::Mechanism::Ntlm) = auth::mechanism_of(scheme, &token) else {
-        return refuse(&mut state, AuthRefusal::BadToken);
-    };
-    let mut acceptor: Box<dyn Acceptor> =
-        match (ntlm::message_type(&token), std::mem::take(&mut *state)) {
-            (Some(1), _) => Box::new(ntlm::NtlmAcceptor::new(
+    let mechanism = auth::mechanism_of(scheme, &token);
+    let mut acceptor: Box<dyn Acceptor> = match (mechanism, std::mem::take(&mut *state)) {
+        (Some(Mechanism::Ntlm), _) if ntlm::message_type(&token) == Some(1) => {
+            Box::new(ntlm::NtlmAcceptor::new(
                 ntlm::Account::new(&inner.config.user, inner.config.password.clone()),
                 conn.tls_binding(),
-            )),
-            (_, ContextState::Handshake(acceptor)) => acceptor,
-            _ => return refuse(&mut state, AuthRefusal::OutOfSequence),
-        };
+            ))
+        }
+        (Some(m @ (Mechanism::Kerberos | Mechanism::SpnegoKerberos)), _) => {
+            let Some(config) = &inner.config.kerberos else {
+                tracing::debug!("WinRM: a Kerberos token, and no service key configured");
+                return refuse(&mut state, AuthRefusal::BadToken);
+            };
+            let wrapping = if m == Mechanism::Kerberos {
+                kerberos::Wrapping::Raw
+            } else {
+                kerberos::Wrapping::Spnego
+            };
+            match kerberos::KerberosAcceptor::new(config, wrapping, &inner.config.user) {
+                Ok(a) => Box::new(a),
+                Err(why) => return refuse(&mut state, why),
+            }
+        }
+        // The next leg of the handshake in progress (NTLM AUTHENTICATE, SPNEGO NegTokenResp).
+        (Some(Mechanism::Ntlm) | None, ContextState::Handshake(acceptor)) => acceptor,
+        (None, _) => return refuse(&mut state, AuthRefusal::BadToken),
+        _ => return refuse(&mut state, AuthRefusal::OutOfSequence),
+    };
     match acceptor.step(&token) {
         Ok(Step::Continue(reply)) => {
             *state = ContextState::Handshake(acceptor);
@@ -479,16 +532,48 @@ fn negotiate(
             }
             Err(Box::new(response))
         }
-        Ok(Step::Done { user }) => {
-            tracing::debug!(connection = conn.id(), %user, "WinRM: NTLM authenticated");
+        Ok(Step::Done {
+            user,
+            reply,
+            channel_bound,
+        }) => {
+            let mechanism = acceptor.mechanism();
+            tracing::debug!(connection = conn.id(), %user, ?mechanism, "WinRM: authenticated");
+            if mechanism != Mechanism::Ntlm {
+                inc(&inner.counters.kerberos_logons);
+            }
+            if channel_bound {
+                inc(&inner.counters.channel_bound);
+            }
+            let mutual =
+                reply.and_then(|r| format!("{} {}", scheme.name(), B64.encode(r)).parse().ok());
             *state = ContextState::Established { acceptor, user };
-            Ok(true)
+            Ok((true, mutual))
         }
         Err(why) => refuse(&mut state, why),
     }
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Response {
+    let mut mutual = None;
+    let mut response = respond(&inner, request, &mut mutual).await;
+    // The reply that completes a Kerberos handshake carries the mutual-authentication token
+    // (Windows sends it on the 200, or on whatever answers the request that authenticated).
+    if let Some(value) = mutual {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+async fn respond(
+    inner: &Inner,
+    request: HttpRequest,
+    mutual: &mut Option<HeaderValue>,
+) -> Response {
     inc(&inner.counters.requests);
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
@@ -515,7 +600,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
     };
     let channel = match inner.config.auth {
         LabAuth::BasicOverHttp => {
-            if faults.wrong_credentials || !basic_authorized(&inner, &headers) {
+            if faults.wrong_credentials || !basic_authorized(inner, &headers) {
                 inc(&inner.counters.unauthorized);
                 return basic_challenge();
             }
@@ -530,8 +615,11 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
                 )
                     .into_response();
             };
-            let handshake = match negotiate(&inner, &conn, &headers, &faults) {
-                Ok(h) => h,
+            let handshake = match negotiate(inner, &conn, &headers, &faults) {
+                Ok((handshake, token)) => {
+                    *mutual = token;
+                    handshake
+                }
                 Err(response) => return *response,
             };
             if bytes.as_ref().is_some_and(|b| b.is_empty()) {
@@ -542,14 +630,13 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
             let encrypted = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(encryption::encrypted_boundary)
-                .is_some();
+                .and_then(encryption::encrypted_boundary);
             // Over TLS the body may be plain (TLS protects it) or encrypted anyway (pywinrm
             // with `message_encryption='always'`): Windows accepts both, and answers in kind.
-            if conn.is_tls() && !encrypted {
-                Channel::Plain
-            } else {
-                Channel::Sealed(conn)
+            match encrypted {
+                None if conn.is_tls() => Channel::Plain,
+                None => Channel::Sealed(conn, encryption::SPNEGO_PROTOCOL),
+                Some((_, protocol)) => Channel::Sealed(conn, protocol),
             }
         }
     };
@@ -559,14 +646,14 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
     let Some(bytes) = bytes else {
         inc(&inner.counters.other);
         return reply(
-            &inner,
+            inner,
             &channel,
-            fault_reply(&inner, &envelope_limit(limit), None),
+            fault_reply(inner, &envelope_limit(limit), None),
         );
     };
     let plain = match &channel {
         Channel::Plain => Ok(bytes),
-        Channel::Sealed(conn) => unseal(&inner, conn, &headers, &bytes),
+        Channel::Sealed(conn, _) => unseal(inner, conn, &headers, &bytes),
     };
     let plain = match plain {
         Ok(p) => p,
@@ -575,13 +662,13 @@ async fn handle(State(inner): State<Arc<Inner>>, request: HttpRequest) -> Respon
     if plain.len() > limit {
         inc(&inner.counters.other);
         return reply(
-            &inner,
+            inner,
             &channel,
-            fault_reply(&inner, &envelope_limit(limit), None),
+            fault_reply(inner, &envelope_limit(limit), None),
         );
     }
-    let out = process(&inner, &plain, &faults).await;
-    reply(&inner, &channel, out)
+    let out = process(inner, &plain, &faults).await;
+    reply(inner, &channel, out)
 }
 
 fn envelope_limit(limit: usize) -> Fault {
@@ -604,14 +691,14 @@ fn unseal(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(boundary) = encryption::encrypted_boundary(content_type) else {
+    let Some((boundary, protocol)) = encryption::encrypted_boundary(content_type) else {
         // AllowUnencrypted = false: Windows answers an NTLM client that sends a plain body
         // with 401 (pywinrm/pypsrp report the credentials as rejected).
         inc(&inner.counters.plaintext_refused);
         *lock(&conn.state) = ContextState::None;
         return Err(Box::new(negotiate_challenge(inner)));
     };
-    let parts = encryption::decode(body, &boundary).map_err(|why| {
+    let parts = encryption::decode(body, &boundary, protocol).map_err(|why| {
         tracing::debug!(why, "WinRM: malformed encrypted body");
         Box::new(StatusCode::BAD_REQUEST.into_response())
     })?;
@@ -635,7 +722,7 @@ fn unseal(
 fn reply(inner: &Inner, channel: &Channel, (status, xml): (StatusCode, String)) -> Response {
     match channel {
         Channel::Plain => soap_response(status, xml),
-        Channel::Sealed(conn) => {
+        Channel::Sealed(conn, protocol) => {
             let sealed = match &mut *lock(&conn.state) {
                 ContextState::Established { acceptor, .. } => acceptor.seal(xml.as_bytes()),
                 _ => None,
@@ -646,8 +733,8 @@ fn reply(inner: &Inner, channel: &Channel, (status, xml): (StatusCode, String)) 
             };
             (
                 status,
-                [(header::CONTENT_TYPE, encryption::content_type())],
-                encryption::encode(&header, &sealed, xml.len()),
+                [(header::CONTENT_TYPE, encryption::content_type(protocol))],
+                encryption::encode(protocol, &header, &sealed, xml.len()),
             )
                 .into_response()
         }

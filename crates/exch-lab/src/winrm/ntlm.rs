@@ -171,7 +171,12 @@ impl NtlmAcceptor {
         Ok(output.pop().map(|b| b.buffer).unwrap_or_default())
     }
 
-    fn authenticate(&mut self, token: &[u8], challenge: [u8; 8]) -> Result<String, AuthRefusal> {
+    /// The authenticated user, and whether a channel binding was sent and matched.
+    fn authenticate(
+        &mut self,
+        token: &[u8],
+        challenge: [u8; 8],
+    ) -> Result<(String, bool), AuthRefusal> {
         let auth = parse_authenticate(token).ok_or(AuthRefusal::BadToken)?;
         if !self.account.matches(&auth.user, &auth.domain) {
             return Err(AuthRefusal::WrongCredentials);
@@ -179,31 +184,44 @@ impl NtlmAcceptor {
         if !nt_proof_ok(&self.account.password, &auth, &challenge) {
             return Err(AuthRefusal::WrongCredentials);
         }
+        let mut bound = false;
         if let (Some(expected), Some(sent)) = (&self.channel_binding, channel_bindings(&auth.blob))
         {
-            if sent != [0u8; 16] && sent != bindings_md5(expected) {
-                return Err(AuthRefusal::ChannelBindingMismatch);
+            if sent != [0u8; 16] {
+                if sent != bindings_md5(expected) {
+                    return Err(AuthRefusal::ChannelBindingMismatch);
+                }
+                bound = true;
             }
         }
         // sspi derives the session keys (and checks the MIC).
         self.accept(token)?;
-        Ok(if auth.domain.is_empty() {
+        let user = if auth.domain.is_empty() {
             auth.user
         } else {
             format!("{}\\{}", auth.domain, auth.user)
-        })
+        };
+        Ok((user, bound))
     }
 }
 
 impl Acceptor for NtlmAcceptor {
+    fn mechanism(&self) -> super::auth::Mechanism {
+        super::auth::Mechanism::Ntlm
+    }
+
     fn step(&mut self, token: &[u8]) -> Result<Step, AuthRefusal> {
         let state = std::mem::replace(&mut self.state, State::Failed);
         match (state, message_type(token)) {
             (State::Initial, Some(1)) => self.negotiate(token).map(Step::Continue),
             (State::Challenged(challenge), Some(3)) => {
-                let user = self.authenticate(token, challenge)?;
+                let (user, channel_bound) = self.authenticate(token, challenge)?;
                 self.state = State::Established;
-                Ok(Step::Done { user })
+                Ok(Step::Done {
+                    user,
+                    reply: None,
+                    channel_bound,
+                })
             }
             _ => Err(AuthRefusal::OutOfSequence),
         }

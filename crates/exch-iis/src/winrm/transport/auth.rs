@@ -333,6 +333,11 @@ impl ClientContext {
         }
     }
 
+    /// The service principal asked for (`HTTP/<host>`).
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
     /// The mechanism's name, for messages.
     pub(crate) fn name(&self) -> &'static str {
         match self.mech {

@@ -454,8 +454,8 @@ impl Transport {
     /// Kerberos's AP-REQ → 200 + AP-REP (mutual authentication, checked).
     async fn handshake(&self, session: &mut Session) -> Result<(), WsmanError> {
         let mut input: Option<Vec<u8>> = None;
-        let (scheme, mech) = match &session.ctx {
-            Some(c) => (c.scheme(), c.name()),
+        let (scheme, mech, spn) = match &session.ctx {
+            Some(c) => (c.scheme(), c.name(), c.target().to_owned()),
             None => return Err(WsmanError::Protocol("handshake without a context".into())),
         };
         loop {
@@ -512,7 +512,7 @@ impl Transport {
                     if step.complete || mech == "Kerberos" {
                         session.broken = true;
                         return Err(WsmanError::Refused(if mech == "Kerberos" {
-                            "the server refused the Kerberos ticket (clock skew between the server and the KDC, a stale service key, or no right to use WinRM)".into()
+                            format!("the server refused the Kerberos ticket for {spn} (clock skew between the server and the KDC, a stale service key, the SPN registered on another account, or no right to use WinRM)")
                         } else {
                             "the server refused the NTLM AUTHENTICATE message (wrong user or password, unknown user, locked or disabled account, or no right to use WinRM)".into()
                         }));
