@@ -92,10 +92,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     };
+    // Every server: WinRM as Windows at its defaults on http:// (NTLM, sealed), plus an HTTPS
+    // listener with a certificate from the lab's own CA (written next to the JSON's path).
     let fleet = builder
         .directory(Arc::clone(&lab.directory))
+        .winrm_https(true)
         .build()
         .await?;
+    let ca_path = std::env::temp_dir().join(format!("exch-lab-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_path, fleet.winrm_ca_pem().unwrap_or_default())?;
 
     let servers: Vec<_> = fleet
         .servers()
@@ -110,6 +115,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 "roles": ex.roles.names(),
                 "site": ex.site,
                 "winrm_url": s.winrm_url(),
+                "winrm_https_url": s.winrm_https_url(),
                 "base_url": base,
                 "logon": {
                     "owa_form": format!("{base}/owa/auth.owa"),
@@ -126,6 +132,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "time_scale": args.time_scale,
         "winrm": {
             "auth": "NTLM (Negotiate), message encryption required, as Windows at its defaults; Basic refused",
+            "https_ca_file": ca_path.display().to_string(),
             "user": fleet.winrm_user(),
             "password": fleet.winrm_password().expose_secret(),
         },
@@ -147,6 +154,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping");
     fleet.shutdown().await;
+    let _ = std::fs::remove_file(&ca_path);
     if let Some((ad, user_dn)) = lab.samba {
         // Leave the shared DC as we found it: other suites discover its Exchange servers.
         for s in fleet.servers() {

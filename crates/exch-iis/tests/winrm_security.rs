@@ -61,6 +61,8 @@ async fn https_flush(signature: CertSignature) {
     assert!(flusher.security_notes().is_empty());
     let ex = server.exchange_server().clone();
     assert_eq!(flusher.method_for(&ex), "NTLM over HTTPS, channel binding");
+    let pools = flusher.app_pools(&ex).await.unwrap();
+    assert!(pools.len() >= 5, "{pools:?}");
     let report = flusher.flush(&ex, &FlushMethod::default()).await.unwrap();
     assert!(report.is_proven(), "{report:?}");
     let stats = server.winrm_stats();
@@ -164,29 +166,39 @@ async fn ntlm_against_a_basic_only_server_is_refused_not_downgraded() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_unauthenticated_with_the_reason() {
+async fn a_wrong_password_or_unknown_user_is_unauthenticated_with_the_reason() {
     let fleet = builder().build().await.unwrap();
     let server = &fleet.servers()[0];
-    let flusher = WinRmFlusher::builder()
-        .credentials(
-            fleet.winrm_user(),
-            SecretString::from("Wrong-Pass-9".to_owned()),
-        )
-        .endpoint(server.name(), server.winrm_url())
-        .build()
-        .unwrap();
-    let e = flusher
-        .flush(server.exchange_server(), &FlushMethod::default())
-        .await
-        .unwrap_err();
-    match &e {
-        IisError::Unauthenticated { server, reason, .. } => {
-            assert_eq!(server, "EX01");
-            assert!(reason.contains("password"), "{reason}");
+    for (user, password) in [
+        (fleet.winrm_user().to_owned(), "Wrong-Pass-9"),
+        ("LAB\\nobody".to_owned(), "Wrong-Pass-9"),
+    ] {
+        let flusher = WinRmFlusher::builder()
+            .credentials(&user, SecretString::from(password.to_owned()))
+            .endpoint(server.name(), server.winrm_url())
+            .build()
+            .unwrap();
+        let e = flusher
+            .flush(server.exchange_server(), &FlushMethod::default())
+            .await
+            .unwrap_err();
+        match &e {
+            IisError::Unauthenticated {
+                server: name,
+                user: who,
+                reason,
+            } => {
+                assert_eq!(name, "EX01");
+                assert_eq!(who, &user);
+                assert!(
+                    reason.contains("password") && reason.contains("unknown user"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{user}: {other:?}"),
         }
-        other => panic!("{other:?}"),
+        assert!(!format!("{e} {e:?}").contains(password));
     }
-    assert!(!format!("{e} {e:?}").contains("Wrong-Pass-9"));
     assert_eq!(server.winrm_stats().create, 0);
     fleet.shutdown().await;
 }

@@ -406,13 +406,13 @@ impl Transport {
         session: &Session,
         body: Bytes,
         content_type: Option<&str>,
-    ) -> Request<Full<Bytes>> {
+    ) -> Result<Request<Full<Bytes>>, WsmanError> {
         let mut b = Request::post("/wsman").header(HOST, session.host_header.as_str());
         if let Some(ct) = content_type {
             b = b.header(CONTENT_TYPE, ct);
         }
         b.body(Full::new(body))
-            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+            .map_err(|e| WsmanError::Protocol(format!("cannot build the HTTP request: {e}")))
     }
 
     async fn send(
@@ -460,7 +460,7 @@ impl Transport {
         };
         loop {
             let step = Self::step(session, input.take()).await?;
-            let mut req = self.request(session, Bytes::new(), None);
+            let mut req = self.request(session, Bytes::new(), None)?;
             let value = format!("{scheme} {}", B64.encode(&step.token));
             req.headers_mut().insert(
                 AUTHORIZATION,
@@ -555,13 +555,13 @@ impl Transport {
             let (header, sealed) = ctx.seal(envelope.as_bytes())?;
             let body = framing::encode(ctx.protocol(), envelope.len(), &header, &sealed);
             let ct = framing::content_type(ctx.protocol());
-            self.request(session, Bytes::from(body), Some(&ct))
+            self.request(session, Bytes::from(body), Some(&ct))?
         } else {
             self.request(
                 session,
                 Bytes::from(envelope.to_owned()),
                 Some(SOAP_CONTENT_TYPE),
-            )
+            )?
         };
         if self.settings.auth == WinRmAuth::Basic {
             let s = &self.settings;
