@@ -39,6 +39,14 @@ fn base(fleet: &Fleet, auth: WinRmAuth) -> exch_iis::WinRmFlusherBuilder {
         .connect_timeout(Duration::from_secs(2))
 }
 
+/// Flushes the lab's only server with `flusher` and returns the error it must end in.
+async fn flush_error(server: &exch_lab::fleet::LabServer, flusher: &WinRmFlusher) -> IisError {
+    flusher
+        .flush(server.exchange_server(), &FlushMethod::default())
+        .await
+        .expect_err("the flush must fail")
+}
+
 async fn https_flush(signature: CertSignature) {
     let fleet = builder()
         .winrm_https(true)
@@ -100,10 +108,7 @@ async fn a_certificate_from_another_ca_is_refused() {
         .build()
         .unwrap();
     let before = server.winrm_stats().requests;
-    let e = flusher
-        .flush(server.exchange_server(), &FlushMethod::default())
-        .await
-        .unwrap_err();
+    let e = flush_error(server, &flusher).await;
     assert!(matches!(e, IisError::Tls { .. }), "{e:?}");
     let text = e.to_string();
     assert!(text.contains("EX01") && text.contains("ca_file"), "{text}");
@@ -121,10 +126,7 @@ async fn the_default_lab_refuses_basic_and_says_what_it_offers() {
         .endpoint(server.name(), server.winrm_url())
         .build()
         .unwrap();
-    let e = flusher
-        .flush(server.exchange_server(), &FlushMethod::default())
-        .await
-        .unwrap_err();
+    let e = flush_error(server, &flusher).await;
     match &e {
         IisError::AuthMethodUnavailable {
             server, offered, ..
@@ -149,10 +151,7 @@ async fn ntlm_against_a_basic_only_server_is_refused_not_downgraded() {
         .endpoint(server.name(), server.winrm_url())
         .build()
         .unwrap();
-    let e = flusher
-        .flush(server.exchange_server(), &FlushMethod::default())
-        .await
-        .unwrap_err();
+    let e = flush_error(server, &flusher).await;
     assert!(
         matches!(&e, IisError::AuthMethodUnavailable { offered, .. } if offered.iter().any(|o| o == "Basic")),
         "{e:?}"
@@ -178,10 +177,7 @@ async fn a_wrong_password_or_unknown_user_is_unauthenticated_with_the_reason() {
             .endpoint(server.name(), server.winrm_url())
             .build()
             .unwrap();
-        let e = flusher
-            .flush(server.exchange_server(), &FlushMethod::default())
-            .await
-            .unwrap_err();
+        let e = flush_error(server, &flusher).await;
         match &e {
             IisError::Unauthenticated {
                 server: name,

@@ -15,20 +15,9 @@ const SIGNAL_TERMINATE: &str =
 /// Largest reply we let the server send (`MaxEnvelopeSize`, bytes).
 const MAX_ENVELOPE: u32 = 512_000;
 
-/// XML-escapes text and attribute values.
+/// XML-escapes text and attribute values (`&`, `<`, `>`, `'`, `"`).
 pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    quick_xml::escape::escape(s).into_owned()
 }
 
 /// What every request of one endpoint shares.
