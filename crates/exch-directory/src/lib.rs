@@ -5,6 +5,7 @@ mod adcodes;
 pub mod conformance;
 mod error;
 pub mod escape;
+pub mod layers;
 mod ldap;
 mod memory;
 mod password;
@@ -141,7 +142,7 @@ pub(crate) async fn one_at_a_time<D: Directory + ?Sized>(
 
 /// What [`Directory::disable_and_reset`] did, per action (`None`: not asked for).
 /// Error texts never contain the password.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AccountChanges {
     /// The result of disabling the account.
     pub disable: Option<Result<ChangeOutcome, DirectoryError>>,

@@ -77,16 +77,21 @@ pub enum Fault {
 
 impl Fault {
     fn to_error(self, op: Operation, object: &str) -> DirectoryError {
+        self.error_at(URL, op, object)
+    }
+
+    /// The error this fault stands for, as `url` would return it for `op` on `object`.
+    pub(crate) fn error_at(self, url: &str, op: Operation, object: &str) -> DirectoryError {
         let operation = format!("{} ({object})", op.name());
         match self {
             Fault::Unreachable => DirectoryError::Unreachable {
-                url: URL.into(),
+                url: url.into(),
                 detail: format!("injected fault during {operation}"),
                 source: None,
             },
             Fault::Timeout => DirectoryError::Timeout {
                 operation,
-                url: URL.into(),
+                url: url.into(),
                 after: Duration::from_secs(0),
             },
             Fault::ConcurrentModification => DirectoryError::ConcurrentModification {
@@ -103,10 +108,10 @@ impl Fault {
             },
             Fault::InsecureTransport => DirectoryError::InsecureTransport {
                 operation,
-                url: URL.into(),
+                url: url.into(),
             },
             Fault::Protocol => DirectoryError::Protocol {
-                url: URL.into(),
+                url: url.into(),
                 operation,
                 detail: "injected fault: malformed answer".into(),
                 source: None,

@@ -5,6 +5,7 @@ pub mod catalog;
 mod clixml;
 pub mod conformance;
 mod error;
+pub mod layers;
 pub mod parse;
 mod recording;
 pub mod script;
