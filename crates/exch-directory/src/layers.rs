@@ -226,11 +226,11 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
         merge(refused, read)
     }
 
-    async fn disable_and_reset(
+    async fn disable_and_reset<'a>(
         &self,
         account: &Account,
         disable: bool,
-        new_password: Option<&SecretString>,
+        new_password: Option<&'a SecretString>,
     ) -> AccountChanges {
         let dn = account.dn.as_str();
         let disable_refused = match disable {
@@ -320,11 +320,11 @@ macro_rules! forward_directory {
             ) -> Vec<Result<Account, DirectoryError>> {
                 (**self).accounts_on(dc, dns).await
             }
-            async fn disable_and_reset(
+            async fn disable_and_reset<'a>(
                 &self,
                 account: &Account,
                 disable: bool,
-                new_password: Option<&SecretString>,
+                new_password: Option<&'a SecretString>,
             ) -> AccountChanges {
                 (**self)
                     .disable_and_reset(account, disable, new_password)

@@ -29,6 +29,7 @@ use std::fmt::Debug;
 ///
 /// Backends are held as `Arc<dyn Directory>`. Every method is a single logical operation with
 /// its own timeout in the backend; errors are [`DirectoryError`] kinds, never backend types.
+#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Directory: Debug + Send + Sync + 'static {
     /// Finds exactly one account for `user`, or [`DirectoryError::NotFound`] /
@@ -109,11 +110,11 @@ pub trait Directory: Debug + Send + Sync + 'static {
     /// outcome is the same as [`disable_account`](Self::disable_account) followed by
     /// [`reset_password`](Self::reset_password) — which is what the default does. Each
     /// action's result is reported on its own.
-    async fn disable_and_reset(
+    async fn disable_and_reset<'a>(
         &self,
         account: &Account,
         disable: bool,
-        new_password: Option<&SecretString>,
+        new_password: Option<&'a SecretString>,
     ) -> AccountChanges {
         one_at_a_time(self, account, disable, new_password).await
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 /// Flushes the IIS logon-token caches of Exchange servers.
 ///
 /// Backends are held as `Arc<dyn CacheFlusher>`. Every error names the server.
+#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait CacheFlusher: Debug + Send + Sync + 'static {
     /// Application pools on `server` with their state and serving worker processes.

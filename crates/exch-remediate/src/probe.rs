@@ -18,6 +18,7 @@ pub enum ProbeResult {
 }
 
 /// Tries a logon on one server and protocol. Backends: [`HttpProber`], or your own.
+#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Prober: Debug + Send + Sync + 'static {
     /// Attempts a logon to `protocol` on `server` as `user` with `password`.

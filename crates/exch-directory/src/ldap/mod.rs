@@ -710,11 +710,11 @@ impl Directory for LdapDirectory {
     }
 
     /// One modify per account; see `disable_and_reset_combined` in `bulk.rs`.
-    async fn disable_and_reset(
+    async fn disable_and_reset<'a>(
         &self,
         account: &Account,
         disable: bool,
-        new_password: Option<&SecretString>,
+        new_password: Option<&'a SecretString>,
     ) -> crate::AccountChanges {
         self.disable_and_reset_combined(account, disable, new_password)
             .await

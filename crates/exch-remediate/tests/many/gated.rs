@@ -91,11 +91,11 @@ impl Directory for Gated {
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
         self.inner.account_on(dc, dn).await
     }
-    async fn disable_and_reset(
+    async fn disable_and_reset<'a>(
         &self,
         a: &Account,
         disable: bool,
-        new: Option<&SecretString>,
+        new: Option<&'a SecretString>,
     ) -> AccountChanges {
         self.log(false, disable, new);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
