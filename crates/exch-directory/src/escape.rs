@@ -89,8 +89,6 @@ pub(crate) fn check_user_ref(user: &crate::UserRef) -> Result<(), DirectoryError
             reject_controls("user", sam)
         }
         crate::UserRef::Dn(dn) => reject_controls("DN", dn.as_str()),
-        #[allow(unreachable_patterns)]
-        _ => Ok(()),
     }
 }
 

@@ -344,8 +344,6 @@ impl State {
                 crate::escape::parse_dn(dn.as_str())?;
                 self.user_index(dn.as_str()).into_iter().collect()
             }
-            #[allow(unreachable_patterns)]
-            _ => Vec::new(),
         })
     }
 
