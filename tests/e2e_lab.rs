@@ -2,12 +2,23 @@
 //! with the in-memory directory (always) and with Samba AD (`scripts/test.sh`; skipped with a
 //! `SKIPPED:` line otherwise, unless EXCH_REVOKE_REQUIRE_SAMBA=1). Every run probes the old
 //! credentials over real HTTP logons and requires refusal on every server and protocol.
+//!
+//! The truth is checked independently of the product: a plain reqwest client (not
+//! `HttpProber`) logs on and requires an **explicit** refusal — 401 with a Basic challenge, or
+//! OWA's logon page with `reason=2` — on every server × protocol (anything else, a 503 or a
+//! redirect for an unreadable cookie, is not a refusal); the user's OWA/ECP `cadata` session and
+//! Basic ActiveSync logon survive a recycle while the account is enabled and are refused after
+//! the remediation; new workers are read from the lab's own recycle counters and worker pids.
 #![allow(clippy::unwrap_used)]
 
-use exch_core::{ExchangeServer, Protocol};
+use exch_core::{AppPool, ExchangeServer, Protocol};
 use exch_directory::{AuthResult, Directory, InMemoryDirectory, LdapDirectory};
-use exch_iis::{WinRmAuth, WinRmFlusher};
-use exch_lab::fleet::{Fleet, FleetBuilder, ServerSpec};
+use exch_iis::{
+    AppPoolState, CacheFlusher, FlushMethod, FlushReport, IisError, PoolFlush, PoolRunState,
+    TokenCacheSettings, WinRmAuth, WinRmFlusher, WorkerProcess,
+};
+use exch_lab::fleet::{Fleet, FleetBuilder, LabServer, ServerSpec};
+use exch_lab::host::IisHost;
 use exch_remediate::{
     HttpProber, NewPassword, Outcome, ProbeResult, Prober, Remediation, RetryPolicy, ServerOutcome,
     Strategy, Timeouts,
@@ -85,6 +96,179 @@ async fn accepted(
     ok
 }
 
+/// What an independent client saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Saw {
+    /// 200 (or OWA's redirect into the mailbox with a cookie).
+    Accepted,
+    /// An explicit refusal: 401 with a Basic challenge, or OWA's logon page with `reason=2`.
+    Refused,
+    /// Anything else (503, 404, a redirect for a missing cookie, …): not a refusal.
+    Other(String),
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Basic logon to `path` with a plain client.
+async fn basic_saw(server: &LabServer, path: &str, user: &str, password: &str) -> Saw {
+    let r = plain_client()
+        .post(format!("{}{path}", server.base_url()))
+        .basic_auth(user, Some(password))
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    match r.status() {
+        reqwest::StatusCode::OK => Saw::Accepted,
+        reqwest::StatusCode::UNAUTHORIZED if challenge.starts_with("Basic realm=") => Saw::Refused,
+        other => Saw::Other(format!("{other} {challenge}")),
+    }
+}
+
+/// OWA forms logon with a plain client: the `cadata` cookie when accepted.
+async fn forms_logon(server: &LabServer, user: &str, password: &str) -> (Saw, Option<String>) {
+    let r = plain_client()
+        .post(format!("{}/owa/auth.owa", server.base_url()))
+        .form(&[
+            ("destination", "/owa/"),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("cadata="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned());
+    let to = location(&r);
+    match (r.status(), cookie) {
+        (reqwest::StatusCode::FOUND, Some(c)) if to == "/owa/" => (Saw::Accepted, Some(c)),
+        (reqwest::StatusCode::FOUND, None) if to == exch_lab::iis::LOGON_REFUSED => {
+            (Saw::Refused, None)
+        }
+        (other, _) => (Saw::Other(format!("{other} → {to}")), None),
+    }
+}
+
+/// A forms page (`/owa/`, `/ecp/`) with a `cadata` session cookie.
+async fn session_saw(server: &LabServer, page: &str, session: &str) -> Saw {
+    let r = plain_client()
+        .get(format!("{}{page}", server.base_url()))
+        .header("cookie", format!("cadata={session}"))
+        .send()
+        .await
+        .unwrap();
+    let to = location(&r);
+    match r.status() {
+        reqwest::StatusCode::OK => Saw::Accepted,
+        reqwest::StatusCode::FOUND if to == exch_lab::iis::LOGON_REFUSED => Saw::Refused,
+        other => Saw::Other(format!("{other} → {to}")),
+    }
+}
+
+/// The Basic endpoints of the lab (EWS and MAPI have Basic in the lab, see exch_lab::iis).
+const BASIC_PATHS: [(Protocol, &str); 5] = [
+    (Protocol::Ews, "/EWS/Exchange.asmx"),
+    (Protocol::Eas, "/Microsoft-Server-ActiveSync"),
+    (Protocol::Mapi, "/mapi/emsmdb"),
+    (Protocol::RpcHttp, "/rpc/rpcproxy.dll"),
+    (Protocol::Autodiscover, "/Autodiscover/Autodiscover.xml"),
+];
+
+/// Every server × protocol with a plain client: a fresh forms logon, the given sessions on
+/// `/owa/` and `/ecp/`, and every Basic endpoint the server's version serves.
+async fn independent(
+    fleet: &Fleet,
+    user: &str,
+    password: &str,
+    sessions: &[String],
+) -> Vec<(String, Saw)> {
+    let mut out = Vec::new();
+    for (i, s) in fleet.servers().iter().enumerate() {
+        out.push((
+            format!("{}/owa-logon", s.name()),
+            forms_logon(s, user, password).await.0,
+        ));
+        if let Some(session) = sessions.get(i) {
+            for page in ["/owa/", "/ecp/"] {
+                out.push((
+                    format!("{}{page} session", s.name()),
+                    session_saw(s, page, session).await,
+                ));
+            }
+        }
+        for (protocol, path) in BASIC_PATHS {
+            if s.iis().pool_for(protocol).is_some() {
+                out.push((
+                    format!("{}/{protocol}", s.name()),
+                    basic_saw(s, path, user, password).await,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One `cadata` session per server.
+async fn sessions_everywhere(fleet: &Fleet, user: &str, password: &str) -> Vec<String> {
+    let mut sessions = Vec::new();
+    for s in fleet.servers() {
+        let (saw, cookie) = forms_logon(s, user, password).await;
+        assert_eq!(saw, Saw::Accepted, "{}", s.name());
+        sessions.push(cookie.unwrap());
+    }
+    sessions
+}
+
+fn not(want: &Saw, seen: &[(String, Saw)]) -> Vec<String> {
+    seen.iter()
+        .filter(|(_, s)| s != want)
+        .map(|(k, s)| format!("{k}: {s:?}"))
+        .collect()
+}
+
+/// Recycles the OWA, ECP and ActiveSync pools of every server through the lab and waits for the
+/// recycles to finish (the lab's own view).
+async fn recycle_session_pools(fleet: &Fleet) {
+    for s in fleet.servers() {
+        for pool in [
+            "MSExchangeOWAAppPool",
+            "MSExchangeECPAppPool",
+            "MSExchangeSyncAppPool",
+        ] {
+            s.iis().recycle(pool).await.unwrap();
+            assert!(s.iis().recycled(pool, Duration::from_secs(10)).await);
+        }
+    }
+}
+
+/// The lab's own view of one server: each pool's current worker pid, and completed recycles.
+type LabView = (Vec<(String, Option<u32>)>, u64);
+
 #[derive(Clone, Copy, Debug)]
 enum Act {
     Disable,
@@ -125,6 +309,30 @@ async fn run_case(act: Act, strategy: Strategy) {
         "{:?}",
         accepted(&w.prober, &servers, user, OLD).await
     );
+    // The user's OWA/ECP cookie sessions and Basic ActiveSync survive a recycle while the
+    // account is enabled (the cookie logs on again on the new workers).
+    let sessions = sessions_everywhere(&fleet, user, OLD).await;
+    recycle_session_pools(&fleet).await;
+    let before = independent(&fleet, user, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Accepted, &before).is_empty(),
+        "{:?}",
+        not(&Saw::Accepted, &before)
+    );
+    // The lab's own view before the remediation: worker pids and completed recycles.
+    let lab_before: Vec<LabView> = fleet
+        .servers()
+        .iter()
+        .map(|s| {
+            let pids = s
+                .iis()
+                .pools()
+                .iter()
+                .map(|p| (p.name.clone(), s.iis().current_pid(&p.name)))
+                .collect();
+            (pids, s.counters().iis.recycles_completed)
+        })
+        .collect();
 
     let mut b = Remediation::builder()
         .directory(Arc::new(dir.clone()))
@@ -183,9 +391,54 @@ async fn run_case(act: Act, strategy: Strategy) {
         accepted(&w.prober, &servers, user, OLD).await,
         Vec::<String>::new()
     );
+    // … explicitly (401 / the logon page with reason=2, not a 503 or a lost cookie), by a
+    // plain client, and the cookie sessions are refused by the directory, not forgotten.
+    let after = independent(&fleet, user, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Refused, &after).is_empty(),
+        "{:?}",
+        not(&Saw::Refused, &after)
+    );
+    // The lab's own counters and pids: every flushed pool has a worker it did not have before,
+    // or none at all (on demand), and each server completed at least that many recycles.
+    for (s, (pids, completed)) in fleet.servers().iter().zip(&lab_before) {
+        let record = report
+            .servers
+            .iter()
+            .find(|r| r.server == s.name())
+            .unwrap();
+        let ServerOutcome::Flushed { flush, .. } = &record.outcome else {
+            panic!("{record:?}")
+        };
+        for p in &flush.pools {
+            let old = pids
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(p.pool.as_str()))
+                .and_then(|(_, pid)| *pid);
+            let now = s.iis().current_pid(p.pool.as_str());
+            assert!(
+                old.is_some() && now != old,
+                "{}: {} still runs worker {old:?}",
+                s.name(),
+                p.pool
+            );
+        }
+        assert!(
+            s.counters().iis.recycles_completed >= completed + flush.pools.len() as u64,
+            "{}: the lab completed {} recycles",
+            s.name(),
+            s.counters().iis.recycles_completed - completed
+        );
+    }
     if matches!(act, Act::Reset) {
         // Not disabled: the new password works.
         assert_eq!(accepted(&w.prober, &servers, user, NEW).await.len(), SERVED);
+        let fresh = independent(&fleet, user, NEW, &[]).await;
+        assert!(
+            not(&Saw::Accepted, &fresh).is_empty(),
+            "{:?}",
+            not(&Saw::Accepted, &fresh)
+        );
     }
     fleet.shutdown().await;
 }
@@ -274,6 +527,8 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
     // EWS on PF16 still serves the old password from its cache: exactly what the report says.
     let still = accepted(&w.prober, &fleet.exchange_servers(), user, OLD).await;
     assert_eq!(still, ["PF16/ews"]);
+    let seen = independent(&fleet, user, OLD, &[]).await;
+    assert_eq!(not(&Saw::Refused, &seen), ["PF16/ews: Accepted"]);
 
     bad.clear_recycle_fault("MSExchangeServicesAppPool");
     let dn = exch_directory::Dn(report.account.clone().unwrap());
@@ -296,7 +551,241 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
     assert!(accepted(&w.prober, &fleet.exchange_servers(), user, OLD)
         .await
         .is_empty());
+    let seen = independent(&fleet, user, OLD, &[]).await;
+    assert!(
+        not(&Saw::Refused, &seen).is_empty(),
+        "{:?}",
+        not(&Saw::Refused, &seen)
+    );
     fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flush_before_the_dcs_agree_leaves_the_cookie_session_in() {
+    // The order a product bug would produce: flush first, change the directory afterwards
+    // (what a flush that does not wait for convergence does on a slow DC). The OWA/ECP
+    // sessions survive the flush, log on again with the still-valid account, and the cached
+    // tokens keep the user in after the disable: the independent check catches it.
+    let dir = InMemoryDirectory::new();
+    dir.add_user("dave", "dave@lab.example.test", OLD);
+    let fleet = specs(
+        Fleet::builder()
+            .directory(Arc::new(dir.clone()))
+            .registrar(dir.clone()),
+        "EA",
+    )
+    .build()
+    .await
+    .unwrap();
+    let w = wire(&fleet);
+    let user = "dave@lab.example.test";
+    let sessions = sessions_everywhere(&fleet, user, OLD).await;
+    for s in &fleet.exchange_servers() {
+        let flush = w.flusher.flush(s, &FlushMethod::default()).await.unwrap();
+        assert!(flush.is_proven(), "{flush:?}");
+    }
+    let seen = independent(&fleet, user, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Accepted, &seen).is_empty(),
+        "{:?}",
+        not(&Saw::Accepted, &seen)
+    );
+    let account = dir
+        .find_account(&exch_directory::UserRef::parse(user).unwrap())
+        .await
+        .unwrap();
+    dir.disable_account(&account).await.unwrap();
+    for (s, session) in fleet.servers().iter().zip(&sessions) {
+        for page in ["/owa/", "/ecp/"] {
+            assert_eq!(
+                session_saw(s, page, session).await,
+                Saw::Accepted,
+                "{}{page}: the flush ran too early, the session must still work",
+                s.name()
+            );
+        }
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_new_worker_is_proven_after_polling_and_the_plan_names_the_cut_offs() {
+    // New workers take 1.5 s to start; Restart-WebAppPool returns after 20 ms, while the old
+    // worker still serves. The flush looks again until it has gone: Revoked, not Unproven.
+    let dir = InMemoryDirectory::new();
+    dir.add_user("erin", "erin@lab.example.test", OLD);
+    let slow = |name: &str| {
+        ServerSpec::exchange_2019(name).timing(exch_lab::model::IisTiming {
+            worker_startup: Duration::from_millis(1500),
+            ..Default::default()
+        })
+    };
+    let fleet = Fleet::builder()
+        .directory(Arc::new(dir.clone()))
+        .registrar(dir.clone())
+        .server(slow("SL19"))
+        .winrm_credentials("LAB\\svc-revoke", secret("Lab-WinRM-Pass-1"))
+        .build()
+        .await
+        .unwrap();
+    let w = wire(&fleet);
+    let user = "erin@lab.example.test";
+    let sessions = sessions_everywhere(&fleet, user, OLD).await;
+    let r = Remediation::builder()
+        .directory(Arc::new(dir.clone()))
+        .flusher(w.flusher.clone())
+        .user(user)
+        .disable()
+        .timeouts(timeouts())
+        .build()
+        .unwrap();
+    let plan = r.plan().await.unwrap();
+    let impact = plan.impact.join("\n");
+    for pool in [
+        "MSExchangeMapiFrontEndAppPool",
+        "MSExchangeRpcProxyFrontEndAppPool",
+    ] {
+        let line = impact
+            .split("; ")
+            .find(|p| p.contains(pool))
+            .unwrap_or_else(|| panic!("{pool} not in the impact: {impact}"));
+        assert!(
+            line.contains("stop-then-start") && line.contains("after 5 s are cut"),
+            "{line}"
+        );
+    }
+    assert!(
+        impact.contains("MSExchangeSyncAppPool (eas): overlapped"),
+        "{impact}"
+    );
+    assert!(
+        impact.contains("after 90 s are cut (ActiveSync Ping"),
+        "{impact}"
+    );
+    assert!(impact.contains("MSExchangeECPAppPool"), "{impact}");
+
+    let started = std::time::Instant::now();
+    let report = r.execute(&plan).await;
+    assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let ServerOutcome::Flushed { flush, attempts } = &report.servers[0].outcome else {
+        panic!("{:?}", report.servers[0])
+    };
+    assert_eq!(*attempts, 1, "proven by looking again, not by a retry");
+    let ex = &fleet.servers()[0];
+    for p in &flush.pools {
+        let now = ex.iis().current_pid(p.pool.as_str());
+        assert!(p.proven && p.error.is_none(), "{p:?}");
+        assert!(
+            p.after.iter().all(|a| Some(a.pid) == now),
+            "{}: the report lists the worker the lab runs: {p:?} vs {now:?}",
+            p.pool
+        );
+    }
+    let seen = independent(&fleet, user, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Refused, &seen).is_empty(),
+        "{:?}",
+        not(&Saw::Refused, &seen)
+    );
+    fleet.shutdown().await;
+}
+
+/// A backend whose listing keeps showing the MAPI pool's old worker (a recycle that never
+/// completes) and that does not wait itself (no error in its report).
+#[derive(Debug)]
+struct NeverCompletes;
+
+fn old_worker() -> Vec<WorkerProcess> {
+    vec![WorkerProcess {
+        pid: 4,
+        started: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+    }]
+}
+
+#[async_trait::async_trait]
+impl CacheFlusher for NeverCompletes {
+    async fn app_pools(&self, _: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError> {
+        Ok(vec![AppPoolState {
+            name: AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
+            state: PoolRunState::Started,
+            workers: old_worker(),
+        }])
+    }
+
+    async fn flush(
+        &self,
+        server: &ExchangeServer,
+        method: &FlushMethod,
+    ) -> Result<FlushReport, IisError> {
+        let requested_at = chrono::Utc::now();
+        Ok(FlushReport {
+            server: server.name.clone(),
+            method: method.clone(),
+            requested_at,
+            pools: vec![PoolFlush::new(
+                AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
+                old_worker(),
+                old_worker(),
+                PoolRunState::Started,
+                None,
+                requested_at,
+            )],
+            missing_pools: Vec::new(),
+            elapsed: Duration::ZERO,
+            round_trips: 0,
+        })
+    }
+
+    async fn token_cache(&self, _: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
+        Ok(TokenCacheSettings { configured: None })
+    }
+
+    async fn set_token_ttl(
+        &self,
+        _: &ExchangeServer,
+        ttl: Duration,
+    ) -> Result<TokenCacheSettings, IisError> {
+        Ok(TokenCacheSettings {
+            configured: Some(ttl),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_recycle_that_never_completes_names_the_pool_and_the_time_waited() {
+    let dir = InMemoryDirectory::new();
+    dir.add_user("fred", "fred@lab.example.test", OLD);
+    dir.add_exchange_server(
+        ExchangeServer::new("NC19", "nc19.lab.example.test")
+            .with_version(exch_core::ExchangeVersion::new(15, 2, 1258))
+            .with_roles(exch_core::ServerRoles::MAILBOX | exch_core::ServerRoles::CLIENT_ACCESS),
+    );
+    let r = Remediation::builder()
+        .directory(Arc::new(dir.clone()))
+        .flusher(Arc::new(NeverCompletes))
+        .user("fred@lab.example.test")
+        .disable()
+        .retry(RetryPolicy::none())
+        .timeouts(timeouts())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = r.execute(&r.plan().await.unwrap()).await;
+    let waited = started.elapsed();
+    assert_ne!(report.outcome, Outcome::Revoked, "{}", report.summary());
+    let ServerOutcome::Unproven { reason, .. } = &report.servers[0].outcome else {
+        panic!("{:?}", report.servers[0])
+    };
+    assert!(
+        reason.contains("MSExchangeMapiFrontEndAppPool") && reason.contains("waiting 5.0 s"),
+        "{reason}"
+    );
+    // It looked again for the pool's 5-second shutdown limit, not more, not less.
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -339,6 +828,16 @@ async fn samba_ad_disable_and_reset_end_to_end() {
         accepted(&w.prober, &servers, &user.upn, OLD).await.len(),
         SERVED
     );
+    // Cookie sessions and Basic logons survive a recycle while the account is enabled (each
+    // re-logon is a real LDAP bind against Samba).
+    let sessions = sessions_everywhere(&fleet, &user.upn, OLD).await;
+    recycle_session_pools(&fleet).await;
+    let before = independent(&fleet, &user.upn, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Accepted, &before).is_empty(),
+        "{:?}",
+        not(&Saw::Accepted, &before)
+    );
 
     // Discovery through LDAP finds the fleet; other tests' servers share the DC, so narrow to ours.
     let mut b = Remediation::builder()
@@ -361,6 +860,13 @@ async fn samba_ad_disable_and_reset_end_to_end() {
     assert!(accepted(&w.prober, &servers, &user.upn, OLD)
         .await
         .is_empty());
+    // Explicit refusals by a plain client, the sessions refused by Samba's answer.
+    let after = independent(&fleet, &user.upn, OLD, &sessions).await;
+    assert!(
+        not(&Saw::Refused, &after).is_empty(),
+        "{:?}",
+        not(&Saw::Refused, &after)
+    );
     // The directory agrees: old password refused, new one disabled (AD says 533 only for the right password).
     assert_eq!(
         dir.authenticate(&user.upn, &secret(OLD)).await.unwrap(),

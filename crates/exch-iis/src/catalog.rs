@@ -1,5 +1,5 @@
 //! Which application pools hold Basic / forms-based logon token caches, per Exchange version and
-//! role, and which client protocols each of them serves.
+//! role, which client protocols each of them serves, and how each recycles.
 //!
 //! IIS caches the Windows token of every Basic or FBA logon per worker process
 //! (`UserTokenTTL`); recycling a pool starts a new worker with an empty cache. The catalog lists
@@ -7,14 +7,31 @@
 //!
 //! | set | default pools | optional pools |
 //! |---|---|---|
-//! | Exchange 2007 (Client Access) | `MSExchangeSyncAppPool` (EAS), `MSExchangeServicesAppPool` (EWS), `MSExchangeOWAAppPool` (OWA), `DefaultAppPool` (RPC/HTTP, OAB) | `MSExchangeAutodiscoverAppPool` |
-//! | Exchange 2010 (Client Access) | as 2007 | `MSExchangeAutodiscoverAppPool`, `MSExchangeECPAppPool` |
-//! | Exchange 2013 / 2016 / 2019 / SE (Cafe, Client Access, or 2016+ Mailbox) | `MSExchangeSyncAppPool`, `MSExchangeServicesAppPool`, `MSExchangeOWAAppPool`, `MSExchangeRPCProxyFrontEndAppPool` (RPC/HTTP), `MSExchangeMAPIFrontEndAppPool` (MAPI/HTTP) | `MSExchangeECPAppPool`, `MSExchangeAutodiscoverAppPool`, `MSExchangeOABAppPool`, `MSExchangePowerShellFrontEndAppPool` |
+//! | Exchange 2007 (Client Access) | `MSExchangeSyncAppPool` (EAS), `MSExchangeServicesAppPool` (EWS), `MSExchangeOWAAppPool` (OWA), `DefaultAppPool` (RPC/HTTP, OAB), `MSExchangeAutodiscoverAppPool` | — |
+//! | Exchange 2010 (Client Access) | as 2007, and `MSExchangeECPAppPool` (ECP) | — |
+//! | Exchange 2013 / 2016 / 2019 / SE (Cafe, Client Access, or 2016+ Mailbox) | `MSExchangeSyncAppPool`, `MSExchangeServicesAppPool`, `MSExchangeOWAAppPool`, `MSExchangeRpcProxyFrontEndAppPool` (RPC/HTTP), `MSExchangeMapiFrontEndAppPool` (MAPI/HTTP), `MSExchangeECPAppPool` (ECP), `MSExchangeAutodiscoverAppPool` | `MSExchangeOABAppPool`, `MSExchangePowerShellFrontEndAppPool` |
 //!
-//! Names are spelled as the project (and Microsoft's KB articles) spell them; real servers show
-//! some of them as `MSExchangeMapiFrontEndAppPool` / `MSExchangeRpcProxyFrontEndAppPool`. IIS
+//! **ECP is in the default flush** (2010 and later): in Microsoft's default configuration the
+//! `ecp` virtual directory has Basic enabled and shares OWA's forms logon, so its pool caches
+//! the same tokens as OWA's — and the Exchange admin center is where a compromised user (or
+//! administrator) sets forwarding. **Autodiscover is in the default flush too**: Basic is
+//! enabled on it by default, so an old password keeps answering `200` from its cache (an
+//! attacker learns the password still "works", and a probe of it cannot tell a flushed server
+//! from an unflushed one); its requests are short and stateless, so recycling it costs clients
+//! nothing but one slower answer. OAB and remote PowerShell stay opt-in: OAB downloads are
+//! anonymous-or-Windows in the default configuration, and the PowerShell front end uses
+//! Kerberos. Source for all of it: the `applicationHost.config` of a fresh install that
+//! microsoft/CSS-Exchange keeps as test data (`Shared/Tests/Data/E19_applicationHost_Default.config`,
+//! `E16_applicationHost_Default.config`).
+//!
+//! Names are spelled as that configuration spells them (`MSExchangeMapiFrontEndAppPool`,
+//! `MSExchangeRpcProxyFrontEndAppPool`; Microsoft's KB articles write `MAPI`/`RPCProxy`). IIS
 //! compares pool names case-insensitively, and so does this crate when it intersects the catalog
 //! with the pools present on a server (reports use the server's spelling).
+//!
+//! [`recycle_profile`] says how a pool recycles in that configuration: overlapped with a
+//! 90-second shutdown limit (IIS's defaults), except the MAPI and RPC pools, which are
+//! stop-then-start (`disallowOverlappingRotation="true"`) with `shutdownTimeLimit="00:00:05"`.
 //!
 //! Edge Transport servers get nothing (no domain logons, no IIS). A server whose version is
 //! unknown gets the 2013+ set, and [`Selection::assumption`] says so.
@@ -27,11 +44,16 @@
 //!     .with_version(ExchangeVersion::new(15, 2, 1258))
 //!     .with_roles(ServerRoles::MAILBOX | ServerRoles::CLIENT_ACCESS);
 //! let default: Vec<_> = catalog::default_pools(&ex).iter().map(|p| p.to_string()).collect();
-//! assert!(default.contains(&"MSExchangeMAPIFrontEndAppPool".to_string()));
+//! assert!(default.contains(&"MSExchangeMapiFrontEndAppPool".to_string()));
+//! assert!(default.contains(&"MSExchangeECPAppPool".to_string()));
 //!
 //! let eas_only = catalog::pools_for(&ex, Some(&[Protocol::Eas]));
 //! assert_eq!(eas_only.len(), 1);
 //! assert_eq!(eas_only[0].pool.as_str(), "MSExchangeSyncAppPool");
+//!
+//! let mapi = catalog::recycle_profile(&default[4].parse().unwrap());
+//! assert!(!mapi.overlapping);
+//! assert_eq!(mapi.shutdown_time_limit.as_secs(), 5);
 //! ```
 
 use exch_core::{AppPool, ExchangeServer, Product, Protocol, ServerRoles};
@@ -93,7 +115,7 @@ const EXCHANGE_2007: &[Row] = &[
     row("MSExchangeServicesAppPool", &[Ews], true),
     row("MSExchangeOWAAppPool", &[Owa], true),
     row("DefaultAppPool", &[RpcHttp, Oab], true),
-    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], false),
+    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], true),
 ];
 
 const EXCHANGE_2010: &[Row] = &[
@@ -101,18 +123,18 @@ const EXCHANGE_2010: &[Row] = &[
     row("MSExchangeServicesAppPool", &[Ews], true),
     row("MSExchangeOWAAppPool", &[Owa], true),
     row("DefaultAppPool", &[RpcHttp, Oab], true),
-    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], false),
-    row("MSExchangeECPAppPool", &[Ecp], false),
+    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], true),
+    row("MSExchangeECPAppPool", &[Ecp], true),
 ];
 
 const EXCHANGE_2013_PLUS: &[Row] = &[
     row("MSExchangeSyncAppPool", &[Eas], true),
     row("MSExchangeServicesAppPool", &[Ews], true),
     row("MSExchangeOWAAppPool", &[Owa], true),
-    row("MSExchangeRPCProxyFrontEndAppPool", &[RpcHttp], true),
-    row("MSExchangeMAPIFrontEndAppPool", &[Mapi], true),
-    row("MSExchangeECPAppPool", &[Ecp], false),
-    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], false),
+    row("MSExchangeRpcProxyFrontEndAppPool", &[RpcHttp], true),
+    row("MSExchangeMapiFrontEndAppPool", &[Mapi], true),
+    row("MSExchangeECPAppPool", &[Ecp], true),
+    row("MSExchangeAutodiscoverAppPool", &[Autodiscover], true),
     row("MSExchangeOABAppPool", &[Oab], false),
     row("MSExchangePowerShellFrontEndAppPool", &[PowerShell], false),
 ];
@@ -247,6 +269,50 @@ pub fn default_pools(server: &ExchangeServer) -> Vec<AppPool> {
         .collect()
 }
 
+/// How a pool recycles in Microsoft's default Exchange configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecycleProfile {
+    /// Overlapped (`true`): the old worker serves until the new one is ready, then finishes
+    /// its requests. Stop-then-start (`false`, `disallowOverlappingRotation="true"`): the old
+    /// worker stops taking requests at once and the new one starts after it has gone.
+    pub overlapping: bool,
+    /// `processModel.shutdownTimeLimit`: requests still running on the old worker after this
+    /// are cut (the worker is killed).
+    #[serde(with = "crate::types::duration_secs")]
+    pub shutdown_time_limit: std::time::Duration,
+}
+
+impl RecycleProfile {
+    /// IIS's defaults: overlapped, 90 seconds.
+    pub const IIS_DEFAULT: RecycleProfile = RecycleProfile {
+        overlapping: true,
+        shutdown_time_limit: std::time::Duration::from_secs(90),
+    };
+}
+
+/// Pools that the default configuration recycles stop-then-start with a 5-second limit.
+const NOT_OVERLAPPED: [&str; 3] = [
+    "MSExchangeMapiFrontEndAppPool",
+    "MSExchangeRpcProxyFrontEndAppPool",
+    "MSExchangeRpcProxyAppPool",
+];
+
+/// How `pool` recycles in the default configuration (compared case-insensitively); pools the
+/// configuration does not change keep [`RecycleProfile::IIS_DEFAULT`].
+pub fn recycle_profile(pool: &AppPool) -> RecycleProfile {
+    if NOT_OVERLAPPED
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(pool.as_str()))
+    {
+        RecycleProfile {
+            overlapping: false,
+            shutdown_time_limit: std::time::Duration::from_secs(5),
+        }
+    } else {
+        RecycleProfile::IIS_DEFAULT
+    }
+}
+
 /// Splits `wanted` into the pools present in `present` (spelled as the server spells them) and
 /// the missing ones; names compare case-insensitively, like IIS.
 pub fn intersect(wanted: &[AppPool], present: &[AppPool]) -> (Vec<AppPool>, Vec<AppPool>) {
@@ -295,7 +361,9 @@ mod tests {
                 "MSExchangeSyncAppPool",
                 "MSExchangeServicesAppPool",
                 "MSExchangeOWAAppPool",
-                "DefaultAppPool"
+                "DefaultAppPool",
+                "MSExchangeAutodiscoverAppPool",
+                "MSExchangeECPAppPool"
             ]
         );
         assert_eq!(
@@ -318,11 +386,24 @@ mod tests {
         let s = server(15, 2, 1258, ServerRoles::from_bits(2 | 4 | 16 | 32 | 16384));
         let all = pools_for(&s, None);
         assert_eq!(all.len(), 9);
-        assert_eq!(all.iter().filter(|e| e.default).count(), 5);
+        assert_eq!(all.iter().filter(|e| e.default).count(), 7);
+        let ecp = pools_for(&s, Some(&[Protocol::Ecp]));
+        assert!(ecp.len() == 1 && ecp[0].default, "{ecp:?}");
         let mapi = pools_for(&s, Some(&[Protocol::Mapi, Protocol::Oab]));
         assert_eq!(
             mapi.iter().map(|e| e.pool.as_str()).collect::<Vec<_>>(),
-            ["MSExchangeMAPIFrontEndAppPool", "MSExchangeOABAppPool"]
+            ["MSExchangeMapiFrontEndAppPool", "MSExchangeOABAppPool"]
+        );
+        let profile = |p| recycle_profile(&AppPool::from_static(p));
+        assert!(!profile("MSExchangeMAPIFrontEndAppPool").overlapping);
+        assert!(!profile("msexchangerpcproxyfrontendapppool").overlapping);
+        assert_eq!(
+            profile("MSExchangeRpcProxyFrontEndAppPool").shutdown_time_limit,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            profile("MSExchangeSyncAppPool"),
+            RecycleProfile::IIS_DEFAULT
         );
         assert_eq!(
             protocols_served(

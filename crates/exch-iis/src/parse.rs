@@ -62,6 +62,12 @@ struct RawRecyclePool {
     after: Vec<RawWorker>,
     #[serde(default)]
     error: Option<String>,
+    /// How long the script waited for the old workers to stop serving.
+    #[serde(default, rename = "waitedMs")]
+    waited_ms: Option<u64>,
+    /// The pool's shutdown limit the wait was bounded by.
+    #[serde(default, rename = "limitMs")]
+    limit_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -199,12 +205,18 @@ pub fn recycle_report(
     let requested_at = cx.time(&raw.requested)?;
     let mut pools = Vec::with_capacity(raw.pools.len());
     for p in raw.pools {
+        let before = cx.workers(&p.before)?;
+        let after = cx.workers(&p.after)?;
+        let mut error = p.error.filter(|e| !e.trim().is_empty());
+        if error.is_none() && !PoolFlush::is_flush_proven(&before, &after, None, requested_at) {
+            error = Some(stale_workers(&before, &after, p.waited_ms, p.limit_ms));
+        }
         pools.push(PoolFlush::new(
             cx.pool(&p.name)?,
-            cx.workers(&p.before)?,
-            cx.workers(&p.after)?,
+            before,
+            after,
             state(p.state.as_deref()),
-            p.error.filter(|e| !e.trim().is_empty()),
+            error,
             requested_at,
         ));
     }
@@ -224,6 +236,35 @@ pub fn recycle_report(
     })
 }
 
+/// Why a pool whose recycle was accepted is not proven: a worker that served before the
+/// request still takes new requests, after the script waited (bounded by the pool's shutdown
+/// limit).
+fn stale_workers(
+    before: &[WorkerProcess],
+    after: &[WorkerProcess],
+    waited_ms: Option<u64>,
+    limit_ms: Option<u64>,
+) -> String {
+    let stale: Vec<String> = after
+        .iter()
+        .filter(|w| before.iter().any(|b| b.pid == w.pid))
+        .map(|w| w.pid.to_string())
+        .collect();
+    let who = if stale.is_empty() {
+        "a worker that started before the request".to_owned()
+    } else {
+        format!("the old worker (pid {})", stale.join(", "))
+    };
+    let waited = waited_ms.unwrap_or(0) as f64 / 1000.0;
+    match limit_ms {
+        Some(limit) => format!(
+            "recycle not complete: {who} still takes new requests after waiting {waited:.1} s (the pool's shutdown limit is {:.0} s)",
+            limit as f64 / 1000.0
+        ),
+        None => format!("recycle not complete: {who} still takes new requests after waiting {waited:.1} s"),
+    }
+}
+
 /// Parses the output of [`crate::script::iis_reset`]; a non-zero `iisreset` exit code is
 /// [`IisError::CommandFailed`] with iisreset's own output.
 pub fn reset_report(
@@ -235,10 +276,28 @@ pub fn reset_report(
     let raw: RawReset = cx.json("iisreset", stdout)?;
     let code = raw.exit_code.unwrap_or(0);
     if code != 0 {
+        let output = raw.output.as_deref().unwrap_or("iisreset failed");
+        // A `/noforce` stop that timed out cannot be cancelled (the Service Control Manager
+        // goes on stopping W3SVC): say so when every pool is left without a running state.
+        let left_stopped = !raw.pools.is_empty()
+            && raw.pools.iter().all(|p| {
+                !matches!(
+                    state(p.state.as_deref()),
+                    PoolRunState::Started | PoolRunState::Starting
+                )
+            });
+        let stderr = if left_stopped {
+            format!(
+                "IIS is left stopped: every application pool is stopped and requests get 503 \
+                 until `iisreset /start` (a service stop cannot be cancelled). iisreset said: {output}"
+            )
+        } else {
+            output.to_owned()
+        };
         return Err(IisError::CommandFailed {
             server: server.to_string(),
             exit_code: i32::try_from(code).unwrap_or(i32::MIN),
-            stderr: crate::error::clip(raw.output.as_deref().unwrap_or("iisreset failed")),
+            stderr: crate::error::clip(&stderr),
         });
     }
     let requested_at = cx.time(&raw.requested)?;
@@ -307,6 +366,21 @@ mod tests {
         let r = recycle_report("EX1", &FlushMethod::default(), out).unwrap();
         assert!(!r.pools[0].proven && !r.pools[1].proven);
         assert_eq!(r.pools[1].state, PoolRunState::Stopped);
+        // The old worker still serving is named, with how long the script waited.
+        assert_eq!(
+            r.pools[0].error.as_deref(),
+            Some("recycle not complete: the old worker (pid 1) still takes new requests after waiting 0.0 s")
+        );
+        let waited = out.replace(
+            r#""error":null}"#,
+            r#""error":null,"waitedMs":5000,"limitMs":5000}"#,
+        );
+        let r = recycle_report("EX1", &FlushMethod::default(), &waited).unwrap();
+        let e = r.pools[0].error.as_deref().unwrap_or("");
+        assert!(
+            e.contains("after waiting 5.0 s (the pool's shutdown limit is 5 s)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -325,6 +399,17 @@ mod tests {
         assert!(
             matches!(e, IisError::CommandFailed { exit_code: 1, .. }),
             "{e}"
+        );
+        assert!(!e.to_string().contains("left stopped"), "{e}");
+        // A /noforce stop that timed out leaves IIS stopped: the error says so.
+        let out = r#"{"requested":"2026-11-23T10:00:00Z","exitCode":1,"output":"Restart attempt failed.","before":[],"pools":[{"name":"A","state":"Stopped","workers":[]},{"name":"B","state":"Stopped","workers":[]}]}"#;
+        let e = reset_report("EX2", &FlushMethod::IisReset { force: false }, out).unwrap_err();
+        let IisError::CommandFailed { stderr, .. } = &e else {
+            panic!("{e}")
+        };
+        assert!(
+            stderr.starts_with("IIS is left stopped") && stderr.contains("iisreset /start"),
+            "{stderr}"
         );
     }
 

@@ -140,18 +140,50 @@ fn pool_list(pools: &[AppPool]) -> String {
     format!("@({})", quoted.join(", "))
 }
 
-/// Overlapped recycle of `pools`, one after the other, with the workers before and after each.
+/// Waits before each look at a recycled pool's workers (milliseconds; the first look is at
+/// once); the sum covers the longest shutdown limit
+/// ([`crate::catalog::RecycleProfile::IIS_DEFAULT`], 90 s).
+const WAIT_STEPS_MS: [u32; 12] = [
+    0, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 40000,
+];
+
+/// Recycle of `pools`, one after the other, with the workers before and after each.
+///
+/// `Restart-WebAppPool` returns when IIS has accepted the request, not when the new worker
+/// serves: on an overlapped pool the old worker keeps taking new requests (from its token
+/// cache) until the new one has started; a stop-then-start pool has no worker until the old
+/// one has gone. So after the request the script looks at the pool's serving workers again,
+/// with back-off, until none of the workers listed before still serves and (for a pool that
+/// had one) a new worker serves — at most the pool's shutdown limit
+/// ([`crate::catalog::recycle_profile`]) — and reports how long it waited (`waitedMs`). A pool
+/// left without a worker at the limit is proven (no worker, no cache: IIS starts one on
+/// demand); one whose old worker still serves is not.
 ///
 /// Names are matched against the server's pools with `-eq` (case-insensitive, like IIS); a pool
 /// the server lacks is reported in `missing`, not fatal; a pool that fails to recycle carries
-/// the error text. Prints `{"requested":…,"pools":[{"name","state","before","after","error"}],
-/// "missing":[…]}` with `requested` taken from the server clock before the first recycle.
+/// the error text. Prints `{"requested":…,"pools":[{"name","state","before","after","error",
+/// "waitedMs","limitMs"}],"missing":[…]}` with `requested` taken from the server clock before
+/// the first recycle.
 pub fn recycle_pools(pools: &[AppPool]) -> String {
+    let limits: Vec<String> = pools
+        .iter()
+        .map(|p| {
+            crate::catalog::recycle_profile(p)
+                .shutdown_time_limit
+                .as_millis()
+                .to_string()
+        })
+        .collect();
+    let steps: Vec<String> = WAIT_STEPS_MS.iter().map(u32::to_string).collect();
     let mut s = String::from(PROLOGUE);
     s.push_str("$present = @(Get-ChildItem -Path 'IIS:\\AppPools')\n");
     s.push_str("$requested = [DateTime]::UtcNow.ToString('o')\n");
     s.push_str("$result = @()\n$missing = @()\n");
+    s.push_str(&format!("$limits = @({})\n", limits.join(", ")));
+    s.push_str(&format!("$steps = @({})\n", steps.join(", ")));
+    s.push_str("$index = 0\n");
     s.push_str(&format!("foreach ($want in {}) {{\n", pool_list(pools)));
+    s.push_str("    $limit = $limits[$index]\n    $index += 1\n");
     s.push_str("    $name = $null\n");
     s.push_str("    foreach ($p in $present) { if ($p.Name -eq $want) { $name = $p.Name } }\n");
     s.push_str("    if ($null -eq $name) { $missing += $want }\n    else {\n");
@@ -159,9 +191,20 @@ pub fn recycle_pools(pools: &[AppPool]) -> String {
     s.push_str(
         "        try { Restart-WebAppPool -Name $name; $failure = $null } catch { $failure = $_.Exception.Message }\n",
     );
+    s.push_str("        $waited = 0\n        $stale = $true\n");
+    s.push_str("        foreach ($step in $steps) { if ($stale) {\n");
+    s.push_str("        if ($waited + $step -gt $limit) { $step = $limit - $waited }\n");
+    s.push_str("        if ($step -gt 0) { Start-Sleep -Milliseconds $step }\n");
+    s.push_str("        $waited += $step\n");
     s.push_str(&workers_into("after", "$name", "        "));
+    s.push_str("        $stale = $false\n");
+    s.push_str("        if ($null -eq $failure) {\n");
+    s.push_str("        if ($before.Count -gt 0 -and $after.Count -eq 0) { $stale = $true }\n");
+    s.push_str("        foreach ($w in $after) { foreach ($b in $before) { if ($w.pid -eq $b.pid) { $stale = $true } } } }\n");
+    s.push_str("        if ($waited -ge $limit) { $stale = $false }\n");
+    s.push_str("        } }\n");
     s.push_str(
-        "        $result += [pscustomobject]@{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $failure }\n",
+        "        $result += [pscustomobject]@{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $failure; waitedMs = $waited; limitMs = $limit }\n",
     );
     s.push_str("    }\n}\n");
     s.push_str(

@@ -203,6 +203,17 @@ impl TokenCacheSettings {
     }
 }
 
+pub(crate) mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
 mod opt_duration_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;

@@ -21,7 +21,8 @@ pub struct HostPool {
     pub name: String,
     /// `true` = Started, `false` = Stopped.
     pub started: bool,
-    /// Worker processes currently serving (draining workers of an overlapped recycle excluded).
+    /// Worker processes taking new requests (stopping workers are listed by
+    /// [`IisHost::stopping_workers`]).
     pub workers: Vec<HostWorker>,
 }
 
@@ -59,8 +60,15 @@ pub trait IisHost: Send + Sync + 'static {
     fn process_start_time(&self, pid: u32) -> Option<DateTime<Utc>>;
     /// The server's clock (UTC).
     fn now(&self) -> DateTime<Utc>;
-    /// Overlapped recycle of one pool; returns when the new worker serves.
+    /// Requests a recycle of one pool; returns when IIS has accepted it, which may be before
+    /// the new worker serves (as `Restart-WebAppPool` does).
     async fn recycle_pool(&self, name: &str) -> Result<(), String>;
+    /// Workers of `pool` that are stopping (a recycle's old worker finishing requests in
+    /// flight): listed with state `Stopping`. None by default.
+    fn stopping_workers(&self, pool: &str) -> Vec<HostWorker> {
+        let _ = pool;
+        Vec::new()
+    }
     /// Starts a pool.
     async fn start_pool(&self, name: &str) -> Result<(), String>;
     /// Stops a pool.

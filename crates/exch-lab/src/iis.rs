@@ -1,20 +1,32 @@
-//! The IIS HTTP endpoints of a simulated server: OWA forms logon and the Basic-auth
+//! The IIS HTTP endpoints of a simulated server: OWA / ECP forms logon and the Basic-auth
 //! virtual directories, each authenticated by the app pool Exchange uses for it.
 //!
-//! | path | auth | pool (2013+) | pool (2007/2010) |
+//! | path | auth (default config) | pool (2013+) | pool (2007/2010) |
 //! |---|---|---|---|
 //! | `POST /owa/auth.owa`, `GET /owa/` | forms → `cadata` cookie | `MSExchangeOWAAppPool` | same |
-//! | `/EWS/Exchange.asmx` | Basic | `MSExchangeServicesAppPool` | same |
+//! | `GET /ecp/` | forms (OWA's `cadata` cookie) | `MSExchangeECPAppPool` | same |
+//! | `/EWS/Exchange.asmx` | Windows only by default; Basic in the lab unless [`IisServer::set_vdir_auth`] | `MSExchangeServicesAppPool` | same |
 //! | `/Microsoft-Server-ActiveSync` | Basic | `MSExchangeSyncAppPool` | same |
-//! | `/mapi/emsmdb`, `/mapi/nspi` | Basic | `MSExchangeMAPIFrontEndAppPool` | not served (404) |
-//! | `/rpc/rpcproxy.dll` | Basic | `MSExchangeRPCProxyFrontEndAppPool` | `DefaultAppPool` |
+//! | `/mapi/emsmdb`, `/mapi/nspi` | Windows only by default; Basic in the lab unless [`IisServer::set_vdir_auth`] | `MSExchangeMapiFrontEndAppPool` | not served (404) |
+//! | `/rpc/rpcproxy.dll` | Basic | `MSExchangeRpcProxyFrontEndAppPool` | `DefaultAppPool` |
 //! | `/Autodiscover/Autodiscover.xml` | Basic | `MSExchangeAutodiscoverAppPool` | same |
+//!
+//! Authentication per virtual directory follows the front-end site of Microsoft's default
+//! configuration (`<location path="Default Web Site/…">` in microsoft/CSS-Exchange
+//! `Shared/Tests/Data/E19_applicationHost_Default.config`): `owa` and `ecp` forms (Basic
+//! underneath), `Autodiscover`, `Microsoft-Server-ActiveSync` and `Rpc` Basic, `EWS` and `mapi`
+//! Windows authentication only. The lab keeps Basic on `EWS` and `mapi` by default, as
+//! deployments that still use Basic there have it, because the lab speaks no Negotiate on
+//! these paths; [`IisServer::set_vdir_auth`] with [`VdirAuth::WindowsOnly`] gives the default
+//! configuration: a Basic request gets `401` with `WWW-Authenticate: Negotiate` and `NTLM`
+//! **without any logon** — a refusal that proves nothing about the account.
 //!
 //! Answers: 200 with a tiny body and `X-FEServer`, `X-Lab-Pool`, `X-Lab-Pid`, `X-Lab-Token`
 //! (`cache` / `directory`) headers; 401 with `WWW-Authenticate: Basic realm="<fqdn>"` when
 //! refused; 503 while IIS or the pool is stopped; 500 when the directory cannot be asked.
-//! OWA answers a refused forms logon with a redirect to `/owa/auth/logon.aspx?…reason=2`, and
-//! a request whose session the serving worker does not know with a redirect to the logon page.
+//! OWA answers a refused forms logon — and a request whose `cadata` credentials no longer log
+//! on — with a redirect to `/owa/auth/logon.aspx?…reason=2`, and a request without a readable
+//! cookie with a redirect to the logon page (`reason=0`).
 
 use std::collections::HashMap;
 
@@ -27,6 +39,7 @@ use base64::Engine as _;
 use exch_core::Protocol;
 use secrecy::SecretString;
 
+use crate::catalog::VdirAuth;
 use crate::model::{IisServer, Logon, TokenSource};
 
 /// Name of the OWA session cookie (as Exchange names the one holding the credentials).
@@ -75,6 +88,8 @@ pub fn router(server: IisServer, fqdn: &str) -> Router {
     router = route_both_cases(router, LOGON_PAGE, get(logon_page));
     router = route_both_cases(router, "/owa", any(owa_mailbox));
     router = route_both_cases(router, "/owa/", any(owa_mailbox));
+    router = route_both_cases(router, "/ecp", any(ecp_page));
+    router = route_both_cases(router, "/ecp/", any(ecp_page));
     router.with_state(state)
 }
 
@@ -117,6 +132,11 @@ async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) ->
             "404 - File or directory not found.\n",
         )
             .into_response();
+    }
+    if s.server.vdir_auth(protocol) == VdirAuth::WindowsOnly {
+        // Basic is not enabled on this virtual directory: IIS offers Windows authentication
+        // and never looks at the Basic header.
+        return windows_challenge();
     }
     let Some((user, password)) = basic_credentials(&headers) else {
         return challenge(&s.realm);
@@ -179,6 +199,20 @@ fn challenge(realm: &str) -> Response {
         .into_response()
 }
 
+fn windows_challenge() -> Response {
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "401 - Unauthorized: Access is denied due to invalid credentials.\n",
+    )
+        .into_response();
+    for scheme in ["Negotiate", "NTLM"] {
+        response
+            .headers_mut()
+            .append(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+    }
+    response
+}
+
 fn failure(logon: Logon) -> Response {
     match logon {
         Logon::NotServed => (
@@ -233,9 +267,12 @@ async fn owa_form_logon(
             let destination = form
                 .get("destination")
                 .map(String::as_str)
-                .filter(|d| d.starts_with("/owa") && !d.starts_with("//"))
+                .filter(|d| {
+                    let d = d.to_ascii_lowercase();
+                    (d.starts_with("/owa") || d.starts_with("/ecp")) && !d.starts_with("//")
+                })
                 .unwrap_or("/owa/");
-            let cookie = format!("{SESSION_COOKIE}={session}; path=/; HttpOnly");
+            let cookie = format!("{SESSION_COOKIE}={session}; path=/; secure; HttpOnly");
             redirect(destination, Some(cookie))
         }
         (Logon::Refused(_), _) => redirect(LOGON_REFUSED, None),
@@ -255,20 +292,31 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn owa_mailbox(State(s): State<Endpoints>, headers: HeaderMap) -> Response {
-    let Some(session) = session_cookie(&headers) else {
+    forms_page(&s, Protocol::Owa, &headers).await
+}
+
+async fn ecp_page(State(s): State<Endpoints>, headers: HeaderMap) -> Response {
+    forms_page(&s, Protocol::Ecp, &headers).await
+}
+
+/// A forms-authenticated page (OWA or ECP): the `cadata` cookie is opened with the server
+/// certificate's key and its credentials log on through the page's pool.
+async fn forms_page(s: &Endpoints, protocol: Protocol, headers: &HeaderMap) -> Response {
+    let Some(session) = session_cookie(headers) else {
         return redirect(LOGON_REQUIRED, None);
     };
     let expire = format!("{SESSION_COOKIE}=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT");
-    match s.server.owa_request(&session).await {
+    match s.server.cookie_request(protocol, &session).await {
         Logon::Accepted { pool, pid, source } => {
-            let mut response = accepted(&s.server, Protocol::Owa, pool, pid, source);
+            let mut response = accepted(&s.server, protocol, pool, pid, source);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             response
         }
-        Logon::Refused(_) | Logon::SessionUnknown => redirect(LOGON_REQUIRED, Some(expire)),
+        Logon::Refused(_) => redirect(LOGON_REFUSED, Some(expire)),
+        Logon::SessionUnknown => redirect(LOGON_REQUIRED, Some(expire)),
         other => failure(other),
     }
 }

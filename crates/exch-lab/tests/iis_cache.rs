@@ -1,5 +1,6 @@
 //! The token cache over real HTTP: UserTokenTTL expiry and sliding renewal, TTL 0, overlapped
-//! recycle, OWA sessions, version-dependent pools.
+//! recycle (asynchronous: the old worker serves until the new one has started), OWA / ECP
+//! `cadata` sessions that survive recycles, per-vdir authentication, version-dependent pools.
 #![allow(clippy::unwrap_used)]
 
 mod fleet_support;
@@ -122,6 +123,10 @@ async fn set_token_ttl_applies_to_workers_started_afterwards() {
 async fn overlapped_recycle_loses_no_request_in_flight() {
     let (dir, fleet) = lab(ServerSpec::exchange_2019("EX01"), LabClock::real()).await;
     let ex = fleet.servers()[0].clone();
+    // The new worker takes 300 ms to start; Restart-WebAppPool returns after 20 ms.
+    let mut timing = ex.iis().timing();
+    timing.worker_startup = Duration::from_millis(300);
+    ex.iis().set_timing(timing);
     let pool = "MSExchangeServicesAppPool";
     let user = "alice@lab.example.test";
     assert_eq!(token(&basic(&ex, EWS, user, PW).await), "directory");
@@ -139,14 +144,32 @@ async fn overlapped_recycle_loses_no_request_in_flight() {
     disable(&dir, user).await;
     ex.iis().recycle(pool).await.unwrap();
 
-    // The new worker takes new requests at once; the old one drains.
+    // The cmdlet has returned, the recycle has not finished: the old worker still takes new
+    // requests (from its cache), and it is the only one listed.
+    assert_eq!(ex.iis().current_pid(pool), Some(old_pid));
+    let listed = ex.iis().pools();
+    let listed = listed.iter().find(|p| p.name == pool).unwrap();
+    assert_eq!(listed.workers.len(), 1);
+    assert_eq!(listed.workers[0].pid, old_pid);
+    assert_eq!(ex.counters().iis.recycles_completed, 0);
+
+    // Once the new worker has started it takes every new request; the old one drains.
+    assert!(ex.iis().recycled(pool, Duration::from_secs(5)).await);
+    assert_eq!(ex.counters().iis.recycles_completed, 1);
     let new_pid = ex.iis().current_pid(pool).unwrap();
     assert_ne!(new_pid, old_pid);
     assert_eq!(ex.iis().draining_pids(pool), vec![old_pid]);
     let listed = ex.iis().pools();
     let listed = listed.iter().find(|p| p.name == pool).unwrap();
-    assert_eq!(listed.workers.len(), 1, "draining workers are not listed");
+    assert_eq!(listed.workers.len(), 1, "stopping workers are not serving");
     assert_eq!(listed.workers[0].pid, new_pid);
+    let stopping: Vec<u32> = ex
+        .iis()
+        .stopping_workers(pool)
+        .iter()
+        .map(|w| w.pid)
+        .collect();
+    assert_eq!(stopping, vec![old_pid], "listed as Stopping");
     assert!(ex.iis().process_start_time(old_pid).is_some());
 
     hold.release();
@@ -164,20 +187,181 @@ async fn overlapped_recycle_loses_no_request_in_flight() {
     fleet.shutdown().await;
 }
 
+/// `GET /ecp/` with a `cadata` cookie.
+async fn ecp_page(server: &exch_lab::fleet::LabServer, session: &str) -> Seen {
+    let response = fleet_support::client()
+        .get(format!("{}/ecp/", server.base_url()))
+        .header("cookie", format!("cadata={session}"))
+        .send()
+        .await
+        .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    match response.status() {
+        reqwest::StatusCode::OK => Seen::Ok {
+            token: response
+                .headers()
+                .get("x-lab-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            pid: response
+                .headers()
+                .get("x-lab-pid")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        },
+        reqwest::StatusCode::FOUND if location == exch_lab::iis::LOGON_REFUSED => Seen::Refused,
+        other => Seen::Status(other),
+    }
+}
+
 #[tokio::test]
-async fn owa_session_survives_until_the_pool_recycles() {
-    let (_dir, fleet) = lab(ServerSpec::exchange_2019("EX01"), LabClock::real()).await;
+async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuses() {
+    let dir = InMemoryDirectory::new();
+    dir.add_user("alice", "alice@lab.example.test", PW);
+    let fleet = Fleet::builder()
+        .winrm_basic_over_http()
+        .directory(Arc::new(dir.clone()))
+        .server(ServerSpec::exchange_2019("EX01"))
+        .server(ServerSpec::exchange_2016("EX02"))
+        .build()
+        .await
+        .unwrap();
     let ex = &fleet.servers()[0];
+    let other = &fleet.servers()[1];
     let (seen, session) = owa_logon(ex, "alice@lab.example.test", PW).await;
     assert!(matches!(seen, Seen::Ok { .. }), "{seen:?}");
     let session = session.unwrap();
+    assert!(!session.contains("alice"), "the cookie is encrypted");
     assert_eq!(token(&owa_mailbox(ex, &session).await), "cache");
+    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
     let (wrong, none) = owa_logon(ex, "alice@lab.example.test", "nope").await;
     assert_eq!((wrong, none), (Seen::Refused, None));
-    assert_eq!(owa_mailbox(ex, "forged").await, Seen::Refused);
+    // A cookie that does not open is sent to the logon page (reason=0): not a refusal.
+    assert_eq!(
+        owa_mailbox(ex, "forged").await,
+        Seen::Status(reqwest::StatusCode::FOUND)
+    );
 
+    // A recycle does not end the session: the cookie logs on again on the new worker.
+    let owa_pid = ex.iis().current_pid("MSExchangeOWAAppPool").unwrap();
     ex.iis().recycle("MSExchangeOWAAppPool").await.unwrap();
-    assert_eq!(owa_mailbox(ex, &session).await, Seen::Refused);
+    ex.iis().recycle("MSExchangeECPAppPool").await.unwrap();
+    assert!(
+        ex.iis()
+            .recycled("MSExchangeOWAAppPool", Duration::from_secs(5))
+            .await
+    );
+    assert!(
+        ex.iis()
+            .recycled("MSExchangeECPAppPool", Duration::from_secs(5))
+            .await
+    );
+    match owa_mailbox(ex, &session).await {
+        Seen::Ok { token, pid } => {
+            assert_eq!(token, "directory");
+            assert_ne!(pid, owa_pid);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
+    // Neither does an iisreset, and the cookie opens on another front end (same certificate)…
+    let out = ex
+        .iis()
+        .iisreset(exch_lab::host::IisResetMode::Restart)
+        .await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(token(&owa_mailbox(ex, &session).await), "directory");
+    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
+    assert_eq!(token(&owa_mailbox(other, &session).await), "directory");
+    // …but not on a server with another certificate.
+    other
+        .iis()
+        .set_session_key(exch_lab::model::SessionKey::random());
+    assert_eq!(
+        owa_mailbox(other, &session).await,
+        Seen::Status(reqwest::StatusCode::FOUND)
+    );
+
+    // Disabled, the cached token still lets the session in; after a recycle the re-logon is
+    // refused by the directory (an explicit refusal: reason=2), on OWA and ECP.
+    disable(&dir, "alice@lab.example.test").await;
+    assert_eq!(token(&owa_mailbox(ex, &session).await), "cache");
+    assert_eq!(token(&ecp_page(ex, &session).await), "cache");
+    let refused_before = ex.counters().iis.logons_refused;
+    for pool in ["MSExchangeOWAAppPool", "MSExchangeECPAppPool"] {
+        ex.iis().recycle(pool).await.unwrap();
+        assert!(ex.iis().recycled(pool, Duration::from_secs(5)).await);
+    }
+    assert_eq!(ecp_page(ex, &session).await, Seen::Refused);
+    let response = fleet_support::client()
+        .get(format!("{}/owa/", ex.base_url()))
+        .header("cookie", format!("cadata={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some(exch_lab::iis::LOGON_REFUSED)
+    );
+    assert_eq!(ex.counters().iis.logons_refused, refused_before + 2);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn ews_with_microsofts_default_authentication_refuses_basic_without_a_logon() {
+    let (_dir, fleet) = lab(ServerSpec::exchange_2019("EX01"), LabClock::real()).await;
+    let ex = &fleet.servers()[0];
+    let user = "alice@lab.example.test";
+    assert!(matches!(basic(ex, EWS, user, PW).await, Seen::Ok { .. }));
+    ex.iis()
+        .set_vdir_auth(
+            exch_core::Protocol::Ews,
+            exch_lab::catalog::default_auth(exch_core::Protocol::Ews),
+        )
+        .unwrap();
+    let before = ex.counters().iis;
+    let response = fleet_support::client()
+        .get(format!("{}{EWS}", ex.base_url()))
+        .basic_auth(user, Some(PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let offered: Vec<&str> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(offered, ["Negotiate", "NTLM"]);
+    let after = ex.counters().iis;
+    assert_eq!(
+        (
+            after.logons_from_cache,
+            after.logons_from_directory,
+            after.logons_refused
+        ),
+        (
+            before.logons_from_cache,
+            before.logons_from_directory,
+            before.logons_refused
+        ),
+        "no logon happened: a 401 here says nothing about the account"
+    );
+    assert!(ex
+        .iis()
+        .set_vdir_auth(exch_core::Protocol::Ews, exch_lab::catalog::VdirAuth::Forms)
+        .is_err());
     fleet.shutdown().await;
 }
 

@@ -71,18 +71,25 @@ async fn iisreset_refuses_requests_during_its_window() {
         "\r\nAttempting stop...\r\nInternet services successfully stopped\r\n\
          Attempting start...\r\nInternet services successfully restarted\r\n"
     );
-    let after = pids(&ex);
-    assert_eq!(after.len(), before.len());
-    assert!(
-        after.iter().all(|p| !before.contains(p)),
-        "every worker is new"
-    );
+    // Pools start on demand: no worker until the first request.
+    assert!(!before.is_empty());
+    assert!(pids(&ex).is_empty(), "no worker before the first request");
+    assert!(ex.iis().pools().iter().all(|p| p.started));
     match basic(&ex, EWS, USER, PW).await {
-        Seen::Ok { token, .. } => assert_eq!(token, "directory", "caches are empty"),
+        Seen::Ok { token, pid } => {
+            assert_eq!(token, "directory", "caches are empty");
+            assert!(!before.contains(&pid), "the worker is new");
+        }
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        pids(&ex).len(),
+        1,
+        "only the pool that was asked started a worker"
+    );
     let c = ex.counters().iis;
     assert_eq!((c.refused_during_reset, c.iisresets), (1, 1));
+    assert_eq!(c.workers_started_on_demand, 1);
     fleet.shutdown().await;
 }
 
@@ -111,11 +118,36 @@ async fn noforce_gives_up_when_requests_do_not_finish() {
         "{}",
         out.stdout
     );
-    assert_eq!(pids(&ex), before, "nothing was restarted");
+    // The stop cannot be cancelled: IIS is left stopping (the busy worker finishes its
+    // request), then stopped — not put back as it was.
+    assert!(!before.is_empty());
+    assert!(pids(&ex).is_empty(), "no pool serves");
+    assert!(ex.iis().pools().iter().all(|p| !p.started));
+    let status = ex.iis().iisreset(IisResetMode::Status).await;
+    assert!(
+        status
+            .stdout
+            .contains("World Wide Web Publishing Service ( W3SVC ) : Stop Pending"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        basic(&ex, EWS, USER, PW).await,
+        Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
     hold.release();
     assert!(matches!(in_flight.await.unwrap(), Seen::Ok { .. }));
+    let status = ex.iis().iisreset(IisResetMode::Status).await;
+    assert!(status
+        .stdout
+        .contains("World Wide Web Publishing Service ( W3SVC ) : Stopped"));
+    // Until someone starts it; the caches are gone with the old workers.
+    assert_eq!(ex.iis().iisreset(IisResetMode::Start).await.exit_code, 0);
     match basic(&ex, EWS, USER, PW).await {
-        Seen::Ok { token, .. } => assert_eq!(token, "cache", "the cache was not flushed"),
+        Seen::Ok { token, pid } => {
+            assert_eq!(token, "directory", "the old worker and its cache are gone");
+            assert!(!before.contains(&pid));
+        }
         other => panic!("{other:?}"),
     }
     fleet.shutdown().await;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use exch_directory::InMemoryDirectory;
 use exch_lab::fleet::{Fleet, ServerSpec};
 use fleet_support::scenario::{
-    disable_then_recycle, recycle, recycle_everywhere, reset_then_recycle,
+    disable_then_recycle, recycle, recycle_before_disable_leaves_the_user_in, recycle_everywhere,
+    reset_then_recycle,
 };
 use fleet_support::{basic, Seen};
 
@@ -43,6 +44,21 @@ async fn disabled_account_stays_in_until_the_pools_recycle() {
         );
         assert!(c.iis.logons_from_cache > 0 && c.iis.logons_refused > 0);
     }
+}
+
+#[tokio::test]
+async fn a_flush_before_the_change_leaves_the_sessions_in() {
+    let dir = InMemoryDirectory::new();
+    dir.add_user("hank", "hank@lab.example.test", "Hank-Passw0rd!");
+    let fleet = fleet(&dir).await;
+    recycle_before_disable_leaves_the_user_in(
+        &fleet,
+        &dir,
+        "hank@lab.example.test",
+        "Hank-Passw0rd!",
+    )
+    .await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test]

@@ -33,6 +33,67 @@ impl PlannedServer {
     pub fn is_flushed(&self) -> bool {
         self.skip.is_none()
     }
+
+    /// The expected impact of flushing this server with `method`, in one line: for each pool,
+    /// how it recycles in Exchange's default configuration and which connections are cut after
+    /// how long ([`exch_iis::catalog::recycle_profile`]).
+    pub fn impact(&self, method: &FlushMethod) -> String {
+        let name = &self.server.name;
+        if let FlushMethod::IisReset { .. } = method {
+            return format!(
+                "{name}: every user of every protocol is disconnected while IIS restarts; pools start a worker on their first request"
+            );
+        }
+        if self.pools.is_empty() {
+            return format!("{name}: no pool is recycled");
+        }
+        let parts: Vec<String> = self.pools.iter().map(pool_impact).collect();
+        format!("{name}: {}", parts.join("; "))
+    }
+}
+
+/// One pool's impact, e.g. `MSExchangeMapiFrontEndAppPool (mapi): stop-then-start — …` (no
+/// `;` inside: pools are joined with `; `).
+fn pool_impact(p: &PlannedPool) -> String {
+    let profile = exch_iis::catalog::recycle_profile(&p.pool);
+    let protocols: Vec<&str> = p.protocols.iter().map(|x| x.as_str()).collect();
+    let limit = profile.shutdown_time_limit.as_secs();
+    let long = long_requests(&p.protocols);
+    let cut = if long.is_empty() {
+        format!("requests still running after {limit} s are cut")
+    } else {
+        format!(
+            "requests still running after {limit} s are cut ({}) and those clients reconnect",
+            long.join(", ")
+        )
+    };
+    if profile.overlapping {
+        format!(
+            "{} ({}): overlapped recycle — the old worker serves until the new one has started, then finishes requests in flight, {cut}",
+            p.pool,
+            protocols.join(", ")
+        )
+    } else {
+        format!(
+            "{} ({}): stop-then-start (disallowOverlappingRotation) — new requests wait until the new worker has started, {cut}",
+            p.pool,
+            protocols.join(", ")
+        )
+    }
+}
+
+/// The long-lived requests of these protocols, which a recycle cuts at the shutdown limit.
+fn long_requests(protocols: &[Protocol]) -> Vec<&'static str> {
+    protocols
+        .iter()
+        .filter_map(|p| match p {
+            Protocol::Eas => Some("ActiveSync Ping / Direct Push"),
+            Protocol::Mapi => Some("MAPI NotificationWait"),
+            Protocol::RpcHttp => Some("RPC over HTTP channels"),
+            Protocol::Ews => Some("EWS streaming notifications"),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The account as the plan found it.
@@ -69,7 +130,8 @@ pub struct Plan {
     pub strategy: Strategy,
     /// Whether the old credentials will be probed after the flush.
     pub probe_old_credentials: bool,
-    /// The expected impact, one line per server: which protocols' users reconnect.
+    /// The expected impact, one line per server: per pool, how it recycles and which
+    /// connections are cut after how long ([`PlannedServer::impact`]).
     pub impact: Vec<String>,
 }
 

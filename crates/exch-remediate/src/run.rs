@@ -1,7 +1,7 @@
 //! `plan()` and `execute()`.
 
 use chrono::Utc;
-use exch_core::{ExchangeServer, Protocol};
+use exch_core::ExchangeServer;
 use exch_directory::{Account, DirectoryError, DomainController};
 use exch_iis::FlushMethod;
 use futures::StreamExt;
@@ -184,31 +184,7 @@ impl Remediation {
     }
 
     pub(crate) fn impact_line(&self, p: &PlannedServer) -> String {
-        match &self.method {
-            FlushMethod::IisReset { .. } => format!(
-                "{}: every user of every protocol is disconnected while IIS restarts",
-                p.server.name
-            ),
-            _ => {
-                let mut protocols: Vec<Protocol> = p
-                    .pools
-                    .iter()
-                    .flat_map(|x| x.protocols.iter().copied())
-                    .collect();
-                protocols.sort();
-                protocols.dedup();
-                let list: Vec<&str> = protocols.iter().map(|p| p.as_str()).collect();
-                format!(
-                    "{}: {} users reconnect once (overlapped recycle: requests in flight complete)",
-                    p.server.name,
-                    if list.is_empty() {
-                        "no".to_owned()
-                    } else {
-                        list.join(", ")
-                    }
-                )
-            }
-        }
+        p.impact(&self.method)
     }
 
     /// Runs the plan and reports. Never returns early with an error: every failure is in the

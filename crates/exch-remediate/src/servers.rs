@@ -136,6 +136,87 @@ pub(crate) async fn flush_servers(
     records
 }
 
+/// `Restart-WebAppPool` returns before the recycle is complete: an overlapped pool's old
+/// worker keeps taking new requests (from its token cache) until the new one has started. A
+/// pool that is not proven only because an old worker still serves (no error) is looked at
+/// again with [`exch_iis::CacheFlusher::app_pools`], with back-off, until no worker listed
+/// before the flush serves — at most the pool's shutdown limit
+/// ([`exch_iis::catalog::recycle_profile`]) and the run's deadline. Pools with an error are
+/// left as they are (a backend that already waited, like `WinRmFlusher`, says so in the error).
+async fn await_old_workers(
+    r: &Remediation,
+    p: &PlannedServer,
+    mut flush: exch_iis::FlushReport,
+    dl: Deadline,
+) -> exch_iis::FlushReport {
+    let waiting = |f: &exch_iis::FlushReport| -> Vec<usize> {
+        f.pools
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.proven && x.error.is_none())
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let pending = waiting(&flush);
+    if pending.is_empty() {
+        return flush;
+    }
+    let limit = pending
+        .iter()
+        .map(|&i| exch_iis::catalog::recycle_profile(&flush.pools[i].pool).shutdown_time_limit)
+        .max()
+        .unwrap_or_default();
+    let limit = dl.cap(limit);
+    let started = Instant::now();
+    let mut delay = std::time::Duration::from_millis(50);
+    while started.elapsed() < limit && !r.cancel.is_cancelled() {
+        tokio::select! {
+            _ = tokio::time::sleep(delay.min(limit.saturating_sub(started.elapsed()))) => {}
+            _ = r.cancel.cancelled() => break,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        let listed = match tokio::time::timeout(
+            dl.cap(r.timeouts.per_server),
+            r.flusher.app_pools(&p.server),
+        )
+        .await
+        {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not list the pools again");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for i in waiting(&flush) {
+            let x = &flush.pools[i];
+            let Some(now) = listed
+                .iter()
+                .find(|l| l.name.as_str().eq_ignore_ascii_case(x.pool.as_str()))
+            else {
+                continue;
+            };
+            let pool_limit = exch_iis::catalog::recycle_profile(&x.pool).shutdown_time_limit;
+            if started.elapsed() > pool_limit {
+                continue;
+            }
+            flush.pools[i] = exch_iis::PoolFlush::new(
+                x.pool.clone(),
+                x.before.clone(),
+                now.workers.clone(),
+                now.state,
+                None,
+                flush.requested_at,
+            );
+        }
+        if waiting(&flush).is_empty() {
+            tracing::debug!(waited = ?started.elapsed(), "old workers gone");
+            break;
+        }
+    }
+    flush
+}
+
 fn kind_of(e: &IisError) -> &'static str {
     match e {
         IisError::Unreachable { .. } => "Unreachable",
@@ -203,6 +284,10 @@ pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) 
                         after: r.timeouts.per_server,
                     }),
                 };
+            let result = match result {
+                Ok(flush) if !flush.is_proven() => Ok(await_old_workers(r, p, flush, dl).await),
+                other => other,
+            };
             match result {
                 Ok(flush) if flush.is_proven() => {
                     break ServerOutcome::Flushed {
@@ -217,7 +302,12 @@ pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) 
                         .filter(|x| !x.proven)
                         .map(|x| match &x.error {
                             Some(e) => format!("{}: {e}", x.pool),
-                            None => format!("{}: no new worker after the request", x.pool),
+                            None => format!(
+                                "{}: a worker that served before the recycle still takes new requests after waiting {:.1} s (the pool's shutdown limit, or the run's deadline)",
+                                x.pool,
+                                dl.cap(exch_iis::catalog::recycle_profile(&x.pool).shutdown_time_limit)
+                                    .as_secs_f64()
+                            ),
                         })
                         .collect();
                     let reason = if flush.pools.is_empty() {

@@ -335,6 +335,8 @@ impl FleetBuilder {
             })?),
             None => None,
         };
+        // The front ends share one certificate, so an OWA cookie from one opens on all.
+        let session_key = crate::model::SessionKey::random();
         let mut servers = Vec::with_capacity(self.specs.len());
         for spec in self.specs {
             let fqdn = fqdn_of(&spec.name, &self.dns_domain);
@@ -360,6 +362,7 @@ impl FleetBuilder {
                 kerberos,
             )
             .await?;
+            server.iis().set_session_key(session_key.clone());
             servers.push(server);
         }
         let fleet = Fleet {

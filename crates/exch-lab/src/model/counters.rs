@@ -27,6 +27,9 @@ pub(crate) struct Counters {
     pub(crate) refused_pool_stopped: Counter,
     pub(crate) killed_in_flight: Counter,
     pub(crate) recycles: Counter,
+    pub(crate) recycles_completed: Counter,
+    pub(crate) workers_started_on_demand: Counter,
+    pub(crate) workers_killed_at_shutdown_limit: Counter,
     pub(crate) recycle_failures: Counter,
     pub(crate) iisresets: Counter,
 }
@@ -42,6 +45,9 @@ impl Counters {
             refused_pool_stopped: self.refused_pool_stopped.get(),
             killed_in_flight: self.killed_in_flight.get(),
             recycles: self.recycles.get(),
+            recycles_completed: self.recycles_completed.get(),
+            workers_started_on_demand: self.workers_started_on_demand.get(),
+            workers_killed_at_shutdown_limit: self.workers_killed_at_shutdown_limit.get(),
             recycle_failures: self.recycle_failures.get(),
             iisresets: self.iisresets.get(),
         }
@@ -66,8 +72,16 @@ pub struct IisCounters {
     pub refused_pool_stopped: u64,
     /// Requests in flight that failed because a forced `iisreset` killed their worker.
     pub killed_in_flight: u64,
-    /// Successful pool recycles.
+    /// Recycles accepted (`Restart-WebAppPool` / `appcmd recycle` succeeded). The recycle may
+    /// still be running: see `recycles_completed`.
     pub recycles: u64,
+    /// Recycles whose new worker serves (the old one no longer takes new requests). A recycle
+    /// of a pool without a worker has nothing to complete and is not counted here.
+    pub recycles_completed: u64,
+    /// Workers started by a request to a pool that had none (on-demand start).
+    pub workers_started_on_demand: u64,
+    /// Stopping workers killed with requests still in flight at their pool's shutdown limit.
+    pub workers_killed_at_shutdown_limit: u64,
     /// Recycles that failed (injected fault).
     pub recycle_failures: u64,
     /// `iisreset` runs that restarted or stopped IIS.

@@ -35,6 +35,20 @@ impl IisHost for IisServer {
             .collect()
     }
 
+    fn stopping_workers(&self, pool: &str) -> Vec<HostWorker> {
+        let mut state = lock(&self.inner.state);
+        state.pool_mut(pool).map_or_else(Vec::new, |p| {
+            p.prune();
+            p.draining
+                .iter()
+                .map(|w| HostWorker {
+                    pid: w.pid,
+                    started: w.started,
+                })
+                .collect()
+        })
+    }
+
     fn process_start_time(&self, pid: u32) -> Option<DateTime<Utc>> {
         let mut state = lock(&self.inner.state);
         let running = state.running;

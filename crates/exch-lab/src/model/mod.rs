@@ -6,7 +6,9 @@
 
 mod counters;
 mod host_impl;
+mod recycle;
 mod reset;
+mod session;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -22,10 +24,11 @@ use tokio::sync::watch;
 use counters::Counters;
 pub use counters::IisCounters;
 pub use worker::DEFAULT_TOKEN_TTL_SECS;
-use worker::{CacheKey, InFlight, OwaSession, Worker};
+use worker::{CacheKey, InFlight, Worker};
 
-use crate::catalog;
+use crate::catalog::{self, RecycleConfig, VdirAuth};
 use crate::clock::{lock, LabClock};
+pub use session::SessionKey;
 
 /// Message of a pool whose recycle is made to fail with [`IisServer::fail_recycle`] and no
 /// message of its own (a real one: a worker that cannot be replaced because a file is locked).
@@ -38,8 +41,13 @@ pub(crate) const INVALID_OBJECT: &str =
 /// Timing of one simulated server. All values are real time (not scaled by the lab clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IisTiming {
-    /// How long `Restart-WebAppPool` / `appcmd recycle` takes before the new worker serves.
+    /// How long `Restart-WebAppPool` / `appcmd recycle` takes to return (WAS accepted the
+    /// request). The recycle itself goes on after it returns (see `worker_startup`).
     pub recycle_latency: Duration,
+    /// How long a new worker takes to start, from the recycle request (overlapped pools) or
+    /// from the old worker's exit (stop-then-start pools). Until then an overlapped pool's old
+    /// worker keeps taking new requests — from its token cache.
+    pub worker_startup: Duration,
     /// How long `iisreset` keeps every pool stopped (requests get 503 meanwhile).
     pub reset_window: Duration,
     /// How long stopping IIS waits for requests in flight (`iisreset /timeout`): then a
@@ -51,6 +59,7 @@ impl Default for IisTiming {
     fn default() -> Self {
         IisTiming {
             recycle_latency: Duration::from_millis(20),
+            worker_startup: Duration::from_millis(50),
             reset_window: Duration::from_millis(200),
             stop_timeout: Duration::from_secs(5),
         }
@@ -86,7 +95,8 @@ pub enum Logon {
     Unavailable,
     /// This Exchange version does not serve the protocol (HTTP 404).
     NotServed,
-    /// OWA: the session cookie is unknown to the serving worker (redirect to the logon page).
+    /// OWA / ECP: the session cookie cannot be read (another certificate, tampered, or not a
+    /// session) — redirect to the logon page.
     SessionUnknown,
     /// The directory could not be asked (HTTP 500).
     DirectoryFailed(String),
@@ -99,33 +109,44 @@ impl Logon {
     }
 }
 
-/// An OWA forms logon: the outcome, and the session id for the `cadata` cookie on success.
+/// An OWA forms logon: the outcome, and the `cadata` cookie value on success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwaLogon {
     /// The outcome.
     pub logon: Logon,
-    /// Session id (only when accepted).
+    /// The `cadata` cookie value: the credentials, encrypted with the server certificate's
+    /// key ([`SessionKey`]); only when accepted.
     pub session: Option<String>,
 }
 
 struct Pool {
     name: &'static str,
+    config: RecycleConfig,
     started: bool,
+    /// The worker taking new requests; `None` until the first request (on-demand start).
     current: Option<Arc<Worker>>,
-    /// Workers replaced by an overlapped recycle that still finish requests in flight.
+    /// Stopping workers (replaced or stopped) that still finish requests in flight, until
+    /// the pool's shutdown time limit; then they are killed.
     draining: Vec<Arc<Worker>>,
+    /// A recycle was requested and its new worker is not ready yet.
+    recycling: bool,
 }
 
 impl Pool {
     fn prune(&mut self) {
-        self.draining.retain(|w| w.in_flight() > 0);
+        self.draining
+            .retain(|w| w.in_flight() > 0 && !w.is_terminated());
     }
 
-    fn retire_current(&mut self) {
-        if let Some(old) = self.current.take() {
-            if old.in_flight() > 0 {
-                self.draining.push(old);
-            }
+    /// Moves the current worker to the stopping ones; returns it when it still has requests
+    /// (the caller arms its shutdown time limit).
+    fn retire_current(&mut self) -> Option<Arc<Worker>> {
+        let old = self.current.take()?;
+        if old.in_flight() > 0 {
+            self.draining.push(Arc::clone(&old));
+            Some(old)
+        } else {
+            None
         }
     }
 }
@@ -136,6 +157,8 @@ struct State {
     running: bool,
     /// `HKLM\…\InetInfo\Parameters\UserTokenTTL`, `None` when absent.
     token_ttl: Option<u32>,
+    /// Virtual directories whose authentication differs from the lab's default.
+    vdir_auth: BTreeMap<&'static str, VdirAuth>,
 }
 
 impl State {
@@ -159,6 +182,10 @@ pub(crate) struct Inner {
     hold: watch::Sender<bool>,
     /// Serializes `iisreset` runs.
     reset_lock: tokio::sync::Mutex<()>,
+    /// Woken on every worker change (queued requests, recycle waiters).
+    changed: tokio::sync::Notify,
+    /// The key of the server certificate that protects `cadata` cookies.
+    session_key: Mutex<SessionKey>,
 }
 
 /// The IIS model of one simulated Exchange server. Cheap to clone (shared state).
@@ -177,8 +204,12 @@ impl fmt::Debug for IisServer {
 }
 
 impl IisServer {
-    /// A running server of `version` with every pool of that version started. `token_ttl` is
-    /// the initial `UserTokenTTL` registry value (`None` = absent, IIS then uses 900 s).
+    /// A running server of `version` with every pool of that version started and serving (a
+    /// server that has been in use: every pool has a worker). `token_ttl` is the initial
+    /// `UserTokenTTL` registry value (`None` = absent, IIS then uses 900 s). Pools recycle as
+    /// the default configuration says ([`catalog::recycle_config`]); `cadata` cookies are
+    /// protected by a key of its own until [`IisServer::set_session_key`] gives it the
+    /// certificate it shares with other servers.
     pub fn new(
         name: impl Into<String>,
         version: ExchangeVersion,
@@ -192,9 +223,11 @@ impl IisServer {
             .iter()
             .map(|name| Pool {
                 name,
+                config: catalog::recycle_config(name),
                 started: true,
                 current: Some(Worker::start(now, token_ttl)),
                 draining: Vec::new(),
+                recycling: false,
             })
             .collect();
         IisServer {
@@ -207,12 +240,15 @@ impl IisServer {
                     pools,
                     running: true,
                     token_ttl,
+                    vdir_auth: BTreeMap::new(),
                 }),
                 timing: Mutex::new(timing),
                 recycle_faults: Mutex::new(BTreeMap::new()),
                 counters: Counters::default(),
                 hold: watch::Sender::new(false),
                 reset_lock: tokio::sync::Mutex::new(()),
+                changed: tokio::sync::Notify::new(),
+                session_key: Mutex::new(SessionKey::random()),
             }),
         }
     }
@@ -322,7 +358,8 @@ impl IisServer {
     }
 
     /// Authenticates a Basic-auth request for `protocol` the way IIS does: the pool's current
-    /// worker looks up its token cache, and on a miss asks the directory.
+    /// worker (started on demand, or awaited while a stop-then-start recycle runs) looks up its
+    /// token cache, and on a miss asks the directory.
     pub async fn authenticate(
         &self,
         protocol: Protocol,
@@ -332,7 +369,7 @@ impl IisServer {
         let Some(pool) = self.pool_for(protocol) else {
             return Logon::NotServed;
         };
-        let ticket = match self.enter(pool) {
+        let ticket = match self.enter(pool).await {
             Ok(t) => t,
             Err(l) => return l,
         };
@@ -340,10 +377,13 @@ impl IisServer {
         self.finish(&ticket, logon).await
     }
 
-    /// OWA forms logon (`POST /owa/auth.owa`): on success the serving worker opens a session.
+    /// OWA forms logon (`POST /owa/auth.owa`): the credentials are checked like a Basic logon
+    /// on the OWA pool and, on success, returned encrypted as the `cadata` cookie value.
+    /// Nothing is kept in the worker: Exchange's forms module re-authenticates every request
+    /// from the cookie.
     pub async fn owa_logon(&self, user: &str, password: &SecretString) -> OwaLogon {
         let pool = catalog::pool_for(self.inner.version, Protocol::Owa).unwrap_or("");
-        let ticket = match self.enter(pool) {
+        let ticket = match self.enter(pool).await {
             Ok(t) => t,
             Err(logon) => {
                 return OwaLogon {
@@ -353,49 +393,138 @@ impl IisServer {
             }
         };
         let logon = self.logon_on(&ticket, pool, user, password).await;
-        let session = logon.is_accepted().then(|| {
-            ticket.worker.open_session(OwaSession {
-                user: user.to_owned(),
-                password: password.clone(),
-            })
-        });
+        let session = logon
+            .is_accepted()
+            .then(|| lock(&self.inner.session_key).seal(user, password));
         let logon = self.finish(&ticket, logon).await;
         OwaLogon { logon, session }
     }
 
-    /// An OWA request with a session cookie: the worker must know the session, and its
-    /// credentials must still log on (from the cache, or the directory after expiry).
+    /// An OWA request with a `cadata` cookie: decrypted with the server certificate's key (any
+    /// server sharing the certificate can), then its credentials log on like a Basic request
+    /// on the OWA pool (from the token cache, or the directory on a miss).
     pub async fn owa_request(&self, session: &str) -> Logon {
-        let pool = catalog::pool_for(self.inner.version, Protocol::Owa).unwrap_or("");
-        let ticket = match self.enter(pool) {
+        self.cookie_request(Protocol::Owa, session).await
+    }
+
+    /// A forms request to `protocol`'s virtual directory (`Owa` or `Ecp`, which shares OWA's
+    /// forms logon) with a `cadata` cookie, authenticated by that protocol's pool.
+    pub async fn cookie_request(&self, protocol: Protocol, session: &str) -> Logon {
+        let Some(pool) = catalog::pool_for(self.inner.version, protocol)
+            .filter(|_| matches!(protocol, Protocol::Owa | Protocol::Ecp))
+        else {
+            return Logon::NotServed;
+        };
+        let Some((user, password)) = lock(&self.inner.session_key).open(session) else {
+            return Logon::SessionUnknown;
+        };
+        let ticket = match self.enter(pool).await {
             Ok(t) => t,
             Err(l) => return l,
         };
-        let Some((user, password)) = ticket.worker.session(session) else {
-            return Logon::SessionUnknown;
-        };
         let logon = self.logon_on(&ticket, pool, &user, &password).await;
-        if matches!(logon, Logon::Refused(_)) {
-            ticket.worker.close_session(session);
-        }
         self.finish(&ticket, logon).await
     }
 
-    /// Binds a request to the current worker of `pool`, or refuses it when IIS or the pool
-    /// is stopped.
-    fn enter(&self, pool: &str) -> Result<InFlight, Logon> {
-        let mut state = lock(&self.inner.state);
-        if !state.running {
-            drop(state);
-            self.inner.counters.refused_during_reset.inc();
-            return Err(Logon::Unavailable);
+    /// How `protocol`'s virtual directory authenticates: forms for OWA and ECP, Basic for the
+    /// others (EWS and MAPI included, see [`crate::iis`]) unless changed with
+    /// [`IisServer::set_vdir_auth`].
+    pub fn vdir_auth(&self, protocol: Protocol) -> VdirAuth {
+        let state = lock(&self.inner.state);
+        state
+            .vdir_auth
+            .get(protocol.as_str())
+            .copied()
+            .unwrap_or(match protocol {
+                Protocol::Owa | Protocol::Ecp => VdirAuth::Forms,
+                _ => VdirAuth::Basic,
+            })
+    }
+
+    /// Sets how `protocol`'s virtual directory authenticates, e.g. [`VdirAuth::WindowsOnly`]
+    /// on EWS and MAPI as Microsoft's default configuration has it
+    /// ([`catalog::default_auth`]). Forms applies to OWA and ECP only.
+    pub fn set_vdir_auth(&self, protocol: Protocol, auth: VdirAuth) -> Result<(), String> {
+        let forms_page = matches!(protocol, Protocol::Owa | Protocol::Ecp);
+        if (auth == VdirAuth::Forms) != forms_page {
+            return Err(format!(
+                "the lab serves {protocol} with {} only",
+                if forms_page {
+                    "forms"
+                } else {
+                    "Basic or Windows authentication"
+                }
+            ));
         }
-        match state.pool_mut(pool).and_then(|p| p.current.as_ref()) {
-            Some(worker) => Ok(InFlight::enter(worker)),
-            None => {
-                drop(state);
+        lock(&self.inner.state)
+            .vdir_auth
+            .insert(protocol.as_str(), auth);
+        Ok(())
+    }
+
+    /// The key that protects this server's `cadata` cookies.
+    pub fn session_key(&self) -> SessionKey {
+        lock(&self.inner.session_key).clone()
+    }
+
+    /// Gives the server the certificate key it shares with other servers (a fleet's front
+    /// ends share one certificate, so a cookie from one works on all of them).
+    pub fn set_session_key(&self, key: SessionKey) {
+        *lock(&self.inner.session_key) = key;
+    }
+
+    /// Binds a request to the current worker of `pool`: starts one on demand when the pool has
+    /// none, waits (like a request queued in HTTP.sys) while a stop-then-start recycle has no
+    /// worker yet, and refuses it (503) when IIS or the pool is stopped, or after 30 s queued.
+    async fn enter(&self, pool: &str) -> Result<InFlight, Logon> {
+        let queued_until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let now = self.inner.clock.now();
+                let mut state = lock(&self.inner.state);
+                let running = state.running;
+                let ttl = state.token_ttl;
+                let p = state.pool_mut(pool);
+                match p {
+                    _ if !running => {
+                        drop(state);
+                        self.inner.counters.refused_during_reset.inc();
+                        return Err(Logon::Unavailable);
+                    }
+                    None => {
+                        drop(state);
+                        self.inner.counters.refused_pool_stopped.inc();
+                        return Err(Logon::Unavailable);
+                    }
+                    Some(p) if !p.started => {
+                        drop(state);
+                        self.inner.counters.refused_pool_stopped.inc();
+                        return Err(Logon::Unavailable);
+                    }
+                    Some(p) => {
+                        if let Some(worker) = &p.current {
+                            return Ok(InFlight::enter(worker));
+                        }
+                        if !p.recycling {
+                            let worker = Worker::start(now, ttl);
+                            let ticket = InFlight::enter(&worker);
+                            p.current = Some(worker);
+                            drop(state);
+                            self.inner.counters.workers_started_on_demand.inc();
+                            return Ok(ticket);
+                        }
+                    }
+                }
+            }
+            if tokio::time::timeout_at(queued_until, changed)
+                .await
+                .is_err()
+            {
                 self.inner.counters.refused_pool_stopped.inc();
-                Err(Logon::Unavailable)
+                return Err(Logon::Unavailable);
             }
         }
     }
@@ -440,83 +569,21 @@ impl IisServer {
     }
 
     /// The rest of the request: waits while requests are held, and fails it if its worker
-    /// was killed by a forced `iisreset` meanwhile.
+    /// is killed meanwhile (forced `iisreset`, or a stopping worker past its pool's shutdown
+    /// time limit) — at the moment of the kill, not when the hold is released.
     async fn finish(&self, ticket: &InFlight, logon: Logon) -> Logon {
         let mut hold = self.inner.hold.subscribe();
-        // The sender lives in `self`, so this cannot fail while we run.
-        let _ = hold.wait_for(|held| !*held).await;
+        let mut killed = ticket.worker.killed();
+        tokio::select! {
+            // The sender lives in `self`, so this cannot fail while we run.
+            _ = hold.wait_for(|held| !*held) => {}
+            _ = killed.wait_for(|k| *k) => {}
+        }
         if ticket.worker.is_terminated() {
             self.inner.counters.killed_in_flight.inc();
             return Logon::Unavailable;
         }
         logon
-    }
-
-    /// Overlapped recycle: after the server's recycle latency a new worker with an empty
-    /// cache takes every new request; the old one finishes what it is running, then exits.
-    pub async fn recycle(&self, pool: &str) -> Result<(), String> {
-        let fault = lock(&self.inner.recycle_faults)
-            .get(&pool.to_ascii_lowercase())
-            .cloned();
-        self.check_pool(pool)?;
-        if let Some(message) = fault {
-            self.inner.counters.recycle_failures.inc();
-            return Err(message);
-        }
-        let latency = lock(&self.inner.timing).recycle_latency;
-        tokio::time::sleep(latency).await;
-        let now = self.inner.clock.now();
-        let mut state = lock(&self.inner.state);
-        let ttl = state.token_ttl;
-        let running = state.running;
-        let p = state.pool_mut(pool).ok_or_else(|| missing_pool(pool))?;
-        if !running || !p.started {
-            return Err(INVALID_OBJECT.to_owned());
-        }
-        p.prune();
-        p.retire_current();
-        p.current = Some(Worker::start(now, ttl));
-        drop(state);
-        self.inner.counters.recycles.inc();
-        tracing::debug!(server = %self.inner.name, pool, "recycled");
-        Ok(())
-    }
-
-    /// `Start-WebAppPool`: a started pool stays as it is.
-    pub fn start_pool(&self, pool: &str) -> Result<(), String> {
-        let now = self.inner.clock.now();
-        let mut state = lock(&self.inner.state);
-        let ttl = state.token_ttl;
-        let p = state.pool_mut(pool).ok_or_else(|| missing_pool(pool))?;
-        if !p.started {
-            p.started = true;
-            p.current = Some(Worker::start(now, ttl));
-        }
-        Ok(())
-    }
-
-    /// `Stop-WebAppPool`: requests in flight finish, new ones get 503.
-    pub fn stop_pool(&self, pool: &str) -> Result<(), String> {
-        let mut state = lock(&self.inner.state);
-        let p = state.pool_mut(pool).ok_or_else(|| missing_pool(pool))?;
-        if !p.started {
-            return Err(INVALID_OBJECT.to_owned());
-        }
-        p.started = false;
-        p.prune();
-        p.retire_current();
-        Ok(())
-    }
-
-    fn check_pool(&self, pool: &str) -> Result<(), String> {
-        let mut state = lock(&self.inner.state);
-        let running = state.running;
-        let p = state.pool_mut(pool).ok_or_else(|| missing_pool(pool))?;
-        if running && p.started {
-            Ok(())
-        } else {
-            Err(INVALID_OBJECT.to_owned())
-        }
     }
 }
 

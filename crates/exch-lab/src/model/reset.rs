@@ -1,4 +1,10 @@
-//! `iisreset`: stop every pool, wait, start new workers.
+//! `iisreset`: stop every pool, wait, start IIS again (pools get workers on demand).
+//!
+//! `iisreset /noforce` that times out does not put IIS back: it asked the Service Control
+//! Manager to stop W3SVC/WAS, and a service stop cannot be cancelled — Windows is left with
+//! IIS stopping, then stopped (requests get 503), until someone runs `iisreset /start`. After a
+//! start, Exchange's pools (`startMode` OnDemand, the IIS default) have no worker until their
+//! first request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +29,9 @@ impl IisServer {
     ///
     /// A restart stops W3SVC (every request meanwhile gets 503), waits for requests in flight
     /// up to [`super::IisTiming::stop_timeout`] — then kills the workers, or with `/noforce`
-    /// gives up and leaves the old workers serving (exit code 1) — keeps IIS down for
-    /// [`super::IisTiming::reset_window`], and starts every pool with a new worker.
+    /// gives up (exit code 1) and leaves IIS stopped, the old workers finishing what they
+    /// run — keeps IIS down for [`super::IisTiming::reset_window`], and starts every pool
+    /// without a worker (each starts one on its first request).
     pub async fn iisreset(&self, mode: IisResetMode) -> NativeOutput {
         if mode == IisResetMode::Status {
             return self.status();
@@ -74,10 +81,18 @@ impl IisServer {
     }
 
     fn status(&self) -> NativeOutput {
-        let state = if lock(&self.inner.state).running {
-            "Running"
-        } else {
-            "Stopped"
+        let state = {
+            let mut st = lock(&self.inner.state);
+            if st.running {
+                "Running"
+            } else if st.pools.iter_mut().any(|p| {
+                p.prune();
+                !p.draining.is_empty()
+            }) {
+                "Stop Pending"
+            } else {
+                "Stopped"
+            }
         };
         let mut stdout = String::new();
         for (display, short, always) in [
@@ -97,8 +112,8 @@ impl IisServer {
     }
 
     /// Stops W3SVC: new requests get 503 at once; requests in flight may finish within the
-    /// stop timeout. On timeout, `force` kills their workers; otherwise the old workers are
-    /// put back and IIS keeps running.
+    /// stop timeout. On timeout, `force` kills their workers; otherwise the stop is left
+    /// pending as Windows leaves it: IIS stays stopped, the old workers finish their requests.
     async fn stop_services(&self, force: bool) -> Result<(), StillBusy> {
         let (saved, stop_timeout) = {
             let mut state = lock(&self.inner.state);
@@ -109,7 +124,7 @@ impl IisServer {
                 .map(|p| {
                     p.prune();
                     let current = p.current.clone();
-                    p.retire_current();
+                    let _ = p.retire_current();
                     current
                 })
                 .collect();
@@ -122,14 +137,6 @@ impl IisServer {
                     saved.iter().flatten().for_each(|w| w.terminate());
                     return Ok(());
                 }
-                let mut state = lock(&self.inner.state);
-                for (pool, worker) in state.pools.iter_mut().zip(saved) {
-                    if let Some(worker) = worker {
-                        pool.draining.retain(|w| !Arc::ptr_eq(w, &worker));
-                        pool.current = Some(worker);
-                    }
-                }
-                state.running = true;
                 return Err(StillBusy);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -137,19 +144,20 @@ impl IisServer {
         Ok(())
     }
 
-    /// Starts W3SVC: every pool gets a new worker (Exchange pools all start automatically).
+    /// Starts W3SVC: every pool is started, without a worker (on-demand start).
     fn start_services(&self) {
-        let now = self.inner.clock.now();
         let mut state = lock(&self.inner.state);
         if state.running {
             return;
         }
-        let ttl = state.token_ttl;
         for pool in &mut state.pools {
             pool.prune();
             pool.started = true;
-            pool.current = Some(Worker::start(now, ttl));
+            pool.recycling = false;
+            pool.current = None;
         }
         state.running = true;
+        drop(state);
+        self.inner.changed.notify_waiters();
     }
 }

@@ -1,12 +1,13 @@
 //! A worker process (w3wp) and its logon-token cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::clock::lock;
 
@@ -38,14 +39,6 @@ impl CacheKey {
     }
 }
 
-/// An OWA forms-based session. Real OWA keeps the credentials in the encrypted `cadata`
-/// cookie and decrypts them with a key held by the worker process; the lab keeps them in the
-/// worker instead, so a recycled worker forgets every session, as a real one does.
-pub(crate) struct OwaSession {
-    pub(crate) user: String,
-    pub(crate) password: SecretString,
-}
-
 /// One worker process of an application pool.
 pub(crate) struct Worker {
     pub(crate) pid: u32,
@@ -53,10 +46,10 @@ pub(crate) struct Worker {
     /// Lifetime of an unused cache entry; `None` = never expires (`UserTokenTTL` = 0).
     ttl: Option<TimeDelta>,
     cache: Mutex<HashMap<CacheKey, DateTime<Utc>>>,
-    sessions: Mutex<HashMap<String, OwaSession>>,
     in_flight: AtomicUsize,
-    /// Set by a forced `iisreset`: requests still running on it fail.
-    terminated: AtomicBool,
+    /// Set when the worker is killed (forced `iisreset`, or past its pool's shutdown time
+    /// limit while stopping): requests still running on it fail.
+    terminated: watch::Sender<bool>,
 }
 
 impl Worker {
@@ -68,9 +61,8 @@ impl Worker {
             started: now,
             ttl: (secs != 0).then(|| TimeDelta::seconds(i64::from(secs))),
             cache: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
-            terminated: AtomicBool::new(false),
+            terminated: watch::Sender::new(false),
         })
     }
 
@@ -98,32 +90,21 @@ impl Worker {
         lock(&self.cache).len()
     }
 
-    pub(crate) fn open_session(&self, session: OwaSession) -> String {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        lock(&self.sessions).insert(id.clone(), session);
-        id
-    }
-
-    pub(crate) fn session(&self, id: &str) -> Option<(String, SecretString)> {
-        lock(&self.sessions)
-            .get(id)
-            .map(|s| (s.user.clone(), s.password.clone()))
-    }
-
-    pub(crate) fn close_session(&self, id: &str) {
-        lock(&self.sessions).remove(id);
-    }
-
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn terminate(&self) {
-        self.terminated.store(true, Ordering::SeqCst);
+        self.terminated.send_replace(true);
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
-        self.terminated.load(Ordering::SeqCst)
+        *self.terminated.borrow()
+    }
+
+    /// Watches for the kill.
+    pub(crate) fn killed(&self) -> watch::Receiver<bool> {
+        self.terminated.subscribe()
     }
 }
 

@@ -465,13 +465,18 @@ pub(crate) async fn run(
                     .collect()),
                 IisPath::Workers(pool) => {
                     let p = find_pool(host, &pool).ok_or_else(|| not_found_path(&path))?;
+                    // Serving workers first, then the stopping ones (a recycle's old worker
+                    // finishing its requests), as IIS lists them with their state.
+                    let stopping = host.stopping_workers(&p.name);
                     Ok(p.workers
                         .into_iter()
-                        .map(|w| {
+                        .map(|w| (w, "Running"))
+                        .chain(stopping.into_iter().map(|w| (w, "Stopping")))
+                        .map(|(w, state)| {
                             Value::Object(
                                 Obj::new("Microsoft.IIs.PowerShell.Framework.ConfigurationElement")
                                     .with("processId", Value::Int(i64::from(w.pid)))
-                                    .with("state", Value::Str("Running".into())),
+                                    .with("state", Value::Str(state.into())),
                             )
                         })
                         .collect())
@@ -663,6 +668,29 @@ pub(crate) async fn run(
         }
         "out-null" => {
             bind(&[pos("InputObject", 0)], raw)?;
+            Ok(Vec::new())
+        }
+        "start-sleep" | "sleep" => {
+            let b = bind(&[pos("Seconds", 0), named("Milliseconds")], raw)?;
+            let ms =
+                match (b.get("Milliseconds"), b.get("Seconds")) {
+                    (Some(ms), None) => to_int(ms)?,
+                    (None, Some(s)) => to_int(s)?.saturating_mul(1000),
+                    _ => return Err(PsError::new(
+                        "Parameter set cannot be resolved using the specified named parameters.",
+                        "InvalidArgument",
+                        "AmbiguousParameterSet,Microsoft.PowerShell.Commands.StartSleepCommand",
+                    )),
+                };
+            let ms = u64::try_from(ms).map_err(|_| {
+                PsError::new(
+                    format!("Cannot validate argument on parameter 'Milliseconds'. The {ms} argument is less than the minimum allowed range of 0."),
+                    "InvalidData",
+                    "ParameterArgumentValidationError,Microsoft.PowerShell.Commands.StartSleepCommand",
+                )
+            })?;
+            // The script's wall-time guard still applies; one sleep is capped at a minute.
+            tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
             Ok(Vec::new())
         }
         "out-string" => {

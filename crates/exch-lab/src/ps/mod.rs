@@ -35,7 +35,7 @@
 //! |---|---|
 //! | `Import-Module WebAdministration` | no-op (other modules: error) |
 //! | `Get-ChildItem 'IIS:\AppPools'` | pool items `.Name`, `.State` |
-//! | `Get-ChildItem 'IIS:\AppPools\<pool>\WorkerProcesses'` | worker items `.processId`, `.state` |
+//! | `Get-ChildItem 'IIS:\AppPools\<pool>\WorkerProcesses'` | worker items `.processId`, `.state` (`Running`, or `Stopping` for a recycle's old worker) |
 //! | `Test-Path 'IIS:\AppPools\<pool>'` | `$true` / `$false` |
 //! | `Get-Process -Id <pid>` | `.Id`, `.ProcessName` (`w3wp`), `.StartTime` |
 //! | `Get-WebAppPoolState -Name <pool>` | `.Value` (`Started`/`Stopped`) |
@@ -45,6 +45,7 @@
 //! | `Get-ItemProperty` / `Set-ItemProperty` / `New-ItemProperty` of `HKLM:\SYSTEM\CurrentControlSet\Services\InetInfo\Parameters` `UserTokenTTL` | through the host |
 //! | `ConvertTo-Json [-InputObject x] [-Depth n] [-Compress]` | PS 5.1 JSON (`'`, `<`, `>`, `&` escaped as `\u00XX`, dates as `/Date(ms)/`) |
 //! | `Out-Null`, `Out-String`, `Write-Output` | as PowerShell |
+//! | `Start-Sleep [-Seconds] n` / `-Milliseconds n` | waits (at most a minute per call) |
 //!
 //! A missing pool fails with `Cannot find path 'IIS:\AppPools\<pool>' because it does not
 //! exist.`; an unknown command with `The term 'X' is not recognized as the name of a cmdlet, …`.

@@ -113,12 +113,28 @@ pub async fn owa_logon(server: &LabServer, user: &str, password: &str) -> (Seen,
 
 /// `GET /owa/` with a session cookie.
 pub async fn owa_mailbox(server: &LabServer, session: &str) -> Seen {
+    forms_page(server, "/owa/", session).await
+}
+
+/// `GET <page>` (`/owa/`, `/ecp/`) with a `cadata` cookie; `Refused` only when the cookie's
+/// credentials were refused (the logon page with `reason=2`), `Status(302)` for any other
+/// redirect (no readable cookie).
+pub async fn forms_page(server: &LabServer, page: &str, session: &str) -> Seen {
     let response = client()
-        .get(format!("{}/owa/", server.base_url()))
+        .get(format!("{}{page}", server.base_url()))
         .header("cookie", format!("cadata={session}"))
         .send()
         .await
         .unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if response.status() == StatusCode::FOUND && location != exch_lab::iis::LOGON_REFUSED {
+        return Seen::Status(StatusCode::FOUND);
+    }
     seen(&response)
 }
 
@@ -201,12 +217,14 @@ ConvertTo-Json -InputObject ([pscustomobject]@{{ requested = $requested; pools =
     )
 }
 
-/// The pools KB 3035228 / KB 2612821 say to recycle, for a server's version.
+/// The pools KB 3035228 / KB 2612821 say to recycle, for a server's version, and ECP (which
+/// shares OWA's forms logon; issue 15). Names as the default `applicationHost.config` spells them.
 pub fn auth_pools(server: &LabServer) -> Vec<&'static str> {
     let mut pools = vec![
         "MSExchangeSyncAppPool",
         "MSExchangeServicesAppPool",
         "MSExchangeOWAAppPool",
+        "MSExchangeECPAppPool",
     ];
     if server
         .exchange_server()
@@ -214,8 +232,8 @@ pub fn auth_pools(server: &LabServer) -> Vec<&'static str> {
         .is_some_and(|v| v.major >= 15)
     {
         pools.extend([
-            "MSExchangeRPCProxyFrontEndAppPool",
-            "MSExchangeMAPIFrontEndAppPool",
+            "MSExchangeRpcProxyFrontEndAppPool",
+            "MSExchangeMapiFrontEndAppPool",
         ]);
     } else {
         pools.push("DefaultAppPool");

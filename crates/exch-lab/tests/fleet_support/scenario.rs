@@ -5,23 +5,32 @@ use exch_lab::fleet::{Fleet, LabServer};
 use secrecy::SecretString;
 
 use super::{
-    all_accepted, all_refused, auth_pools, every_protocol, owa_logon, owa_mailbox, recycle_script,
-    run_powershell, Seen,
+    all_accepted, all_refused, auth_pools, every_protocol, forms_page, owa_logon, owa_mailbox,
+    recycle_script, run_powershell, Seen,
 };
 
 /// Recycles the authenticating pools of every server through its WinRM endpoint and checks the
-/// JSON the script prints: every pool has a new worker and no error.
+/// JSON the script prints (no error, a worker before), then — `Restart-WebAppPool` returns
+/// before the recycle is done — waits until the lab's own model has finished every recycle
+/// and checks that every pool has a new worker.
 pub async fn recycle_everywhere(fleet: &Fleet) {
     for server in fleet.servers() {
         let report = recycle(fleet, server).await;
         for pool in report["pools"].as_array().unwrap() {
             assert!(pool["error"].is_null(), "{}: {pool}", server.name());
+            let name = pool["name"].as_str().unwrap();
             let before = pool["before"][0]["pid"].as_u64();
-            let after = pool["after"][0]["pid"].as_u64();
+            assert!(before.is_some(), "{pool}");
             assert!(
-                before.is_some() && after.is_some() && before != after,
-                "{pool}"
+                server
+                    .iis()
+                    .recycled(name, std::time::Duration::from_secs(10))
+                    .await,
+                "{}: {name} did not finish recycling",
+                server.name()
             );
+            let now = server.iis().current_pid(name).map(u64::from);
+            assert!(now.is_some() && now != before, "{pool} → {now:?}");
         }
     }
 }
@@ -49,7 +58,7 @@ async fn account(dir: &dyn Directory, user: &str) -> exch_directory::Account {
         .unwrap()
 }
 
-/// Logs on everywhere (all accepted), returns one OWA session per server.
+/// Logs on everywhere (all accepted), returns one OWA/ECP `cadata` session per server.
 async fn logon_everywhere(fleet: &Fleet, user: &str, password: &str) -> Vec<String> {
     let mut sessions = Vec::new();
     for server in fleet.servers() {
@@ -57,7 +66,10 @@ async fn logon_everywhere(fleet: &Fleet, user: &str, password: &str) -> Vec<Stri
         assert!(all_accepted(&seen), "{}: {seen:?}", server.name());
         let (owa, session) = owa_logon(server, user, password).await;
         assert!(matches!(owa, Seen::Ok { .. }));
-        sessions.push(session.unwrap());
+        let session = session.unwrap();
+        let ecp = forms_page(server, "/ecp/", &session).await;
+        assert!(matches!(ecp, Seen::Ok { .. }), "{}: {ecp:?}", server.name());
+        sessions.push(session);
     }
     sessions
 }
@@ -77,6 +89,31 @@ async fn still_in_from_cache(fleet: &Fleet, user: &str, password: &str, sessions
             owa_mailbox(server, session).await,
             Seen::Ok { .. }
         ));
+        assert!(matches!(
+            forms_page(server, "/ecp/", session).await,
+            Seen::Ok { .. }
+        ));
+    }
+}
+
+/// Sessions and Basic logons survive a recycle while the account is enabled: cookie sessions
+/// log on again from the `cadata` credentials on the new workers.
+async fn sessions_survive_a_recycle(
+    fleet: &Fleet,
+    user: &str,
+    password: &str,
+    sessions: &[String],
+) {
+    recycle_everywhere(fleet).await;
+    for (server, session) in fleet.servers().iter().zip(sessions) {
+        for page in ["/owa/", "/ecp/"] {
+            match forms_page(server, page, session).await {
+                Seen::Ok { token, .. } => assert_eq!(token, "directory", "{page}"),
+                other => panic!("{}{page}: {other:?}", server.name()),
+            }
+        }
+        let seen = every_protocol(server, user, password).await;
+        assert!(all_accepted(&seen), "{}: {seen:?}", server.name());
     }
 }
 
@@ -84,7 +121,9 @@ async fn refused_everywhere(fleet: &Fleet, user: &str, password: &str, sessions:
     for (server, session) in fleet.servers().iter().zip(sessions) {
         let seen = every_protocol(server, user, password).await;
         assert!(all_refused(&seen), "{}: {seen:?}", server.name());
+        // The sessions are refused by the directory (the logon page with reason=2), not lost.
         assert_eq!(owa_mailbox(server, session).await, Seen::Refused);
+        assert_eq!(forms_page(server, "/ecp/", session).await, Seen::Refused);
         assert!(server.counters().iis.logons_refused > 0);
     }
 }
@@ -92,6 +131,8 @@ async fn refused_everywhere(fleet: &Fleet, user: &str, password: &str, sessions:
 /// Logon → disable → still in from the cache → recycle over WinRM → refused everywhere.
 pub async fn disable_then_recycle(fleet: &Fleet, dir: &dyn Directory, user: &str, password: &str) {
     let sessions = logon_everywhere(fleet, user, password).await;
+    sessions_survive_a_recycle(fleet, user, password, &sessions).await;
+    // Back in the caches (the checks above logged on again).
     let acct = account(dir, user).await;
     dir.disable_account(&acct).await.unwrap();
     // The directory itself refuses the account now …
@@ -126,5 +167,36 @@ pub async fn reset_then_recycle(
     for server in fleet.servers() {
         let seen = every_protocol(server, user, new).await;
         assert!(all_accepted(&seen), "{}: {seen:?}", server.name());
+    }
+}
+
+/// The flush runs before the change (as when it does not wait for the domain controllers):
+/// the sessions survive it, log on again with the still-valid account, and the disabled user
+/// stays in from the caches afterwards — an OWA check that could not catch this proves nothing.
+pub async fn recycle_before_disable_leaves_the_user_in(
+    fleet: &Fleet,
+    dir: &dyn Directory,
+    user: &str,
+    password: &str,
+) {
+    let sessions = logon_everywhere(fleet, user, password).await;
+    recycle_everywhere(fleet).await;
+    still_in_after_relogon(fleet, user, password, &sessions).await;
+    let acct = account(dir, user).await;
+    dir.disable_account(&acct).await.unwrap();
+    still_in_from_cache(fleet, user, password, &sessions).await;
+}
+
+async fn still_in_after_relogon(fleet: &Fleet, user: &str, password: &str, sessions: &[String]) {
+    for (server, session) in fleet.servers().iter().zip(sessions) {
+        let seen = every_protocol(server, user, password).await;
+        assert!(all_accepted(&seen), "{}: {seen:?}", server.name());
+        for page in ["/owa/", "/ecp/"] {
+            assert!(
+                matches!(forms_page(server, page, session).await, Seen::Ok { .. }),
+                "{}{page}",
+                server.name()
+            );
+        }
     }
 }
