@@ -9,7 +9,13 @@
 //!
 //! Boundaries are found from the CLI's `--progress json` lines (written after the journal),
 //! flushes are kept in flight by a long lab recycle latency, and the stop before the reset
-//! uses the CLI's `EXCH_REVOKE_TEST_PAUSE_AT=password-written` hook. Needs Samba
+//! uses the CLI's `EXCH_REVOKE_TEST_PAUSE_AT=password-written` hook. The CLI has no stop
+//! between the journal and the password file, nor between the reset and the journal's
+//! update: those two states are produced by a real kill at `password-written` followed by the
+//! harness doing the rest of the step itself (deleting the file it never wrote; setting the
+//! stored password on the account with its own LDAP connection). What the DC holds
+//! (`pwdLastSet`, `uSNChanged`, `userAccountControl`, binds) is read with the harness's own
+//! LDAP connection, never through the library under test. Needs Samba
 //! (`EXCH_REVOKE_AD_ENV`; skipped with a `SKIPPED:` line otherwise, failed when
 //! `EXCH_REVOKE_REQUIRE_SAMBA=1`).
 #![allow(clippy::unwrap_used)]
@@ -17,7 +23,6 @@
 mod common;
 
 use common::{secret, SambaFleet};
-use exch_directory::{AuthResult, UserRef};
 use exch_lab::fleet::LabServer;
 use exch_samba::SambaAd;
 use std::io::{BufRead, BufReader};
@@ -165,6 +170,46 @@ async fn bind_rc(ad: &SambaAd, upn: &str, pw: &str) -> u32 {
     ad.try_bind(upn, &secret(pw)).await.unwrap().rc
 }
 
+/// Sets `password` on `dn` with the harness's own LDAPS connection (`unicodePwd` replace, as
+/// an administrator), not through the library under test.
+async fn set_password_directly(ad: &SambaAd, dn: &str, password: &str) {
+    let value: Vec<u8> = format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let mut ldap = ad.admin().await.unwrap();
+    ldap.modify(
+        dn,
+        vec![ldap3::Mod::Replace(
+            b"unicodePwd".to_vec(),
+            std::collections::HashSet::from([value]),
+        )],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    let _ = ldap.unbind().await;
+}
+
+/// `(pwdLastSet, uSNChanged, userAccountControl)` of `dn`, read from Samba with the harness's
+/// own LDAP connection (not through the library under test). Any write to the account moves
+/// `uSNChanged`; a write of a value the account already has is a no-op for AD and leaves no
+/// trace (checked by hand: Samba keeps `uSNChanged` on such a modify).
+async fn account_state(ad: &SambaAd, dn: &str) -> (String, String, String) {
+    let read = |attr: &'static str| async move {
+        ad.read_attribute(dn, attr)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{dn} has no {attr}"))
+    };
+    (
+        read("pwdLastSet").await,
+        read("uSNChanged").await,
+        read("userAccountControl").await,
+    )
+}
+
 /// (1) Killed after the password is stored, before the reset is sent: the file holds a
 /// password the account does not have. The rerun sets THAT password (never a new one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,24 +255,77 @@ async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
     assert_eq!(job.json("report.json")["outcome"], "Revoked");
     assert_eq!(job.json("journal.json")["finished"], true);
 
-    // Sending the stored password again (a kill after the reset, before the journal recorded
-    // it) is accepted by AD: an administrative reset to the current password is not refused.
-    let a = lab
-        .dir
-        .find_account(&UserRef::parse(&user.upn).unwrap())
+    lab.cleanup().await;
+    let _ = ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(&job.dir);
+}
+
+/// (1c) The reset was sent, the journal never recorded it: the CLI is killed for real after the
+/// password file is written, then the harness sets that very password on the account with its
+/// own LDAP connection (what the CLI's reset would have done before a kill that came before
+/// the journal's update). The rerun sends the same password again (an administrative reset to
+/// the current password is accepted), never a new one, and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
+    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+        return;
+    };
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name("kj"), &secret(OLD_PW))
         .await
         .unwrap();
-    lab.dir.reset_password(&a, &secret(&stored)).await.unwrap();
+    let job = Job::new(&lab, "crash-unjournaled", &user.upn, &["--reset-password"]);
+    tokio::task::block_in_place(|| {
+        job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
+    });
+    let stored = job.password();
+    assert_eq!(
+        bind_rc(ad, &user.upn, OLD_PW).await,
+        0,
+        "the reset was sent"
+    );
+    set_password_directly(ad, &user.dn, &stored).await;
     assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    let journal = job.json("journal.json");
+    assert_eq!(journal["finished"], false);
+    assert!(
+        journal["report"]["actions"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "the journal recorded the reset: {journal}"
+    );
+    let before = account_state(ad, &user.dn).await;
+
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        job.password(),
+        stored,
+        "the rerun replaced the stored password"
+    );
+    assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
+    let after = account_state(ad, &user.dn).await;
+    assert_ne!(after.0, before.0, "the rerun did not send the reset again");
+    let report = job.json("report.json");
+    assert_eq!(report["outcome"], "Revoked", "{stdout}");
+    assert_eq!(
+        report["actions"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["actions"][0]["done_earlier"], false, "{report}");
 
     lab.cleanup().await;
     let _ = ad.delete(&user.dn).await;
     let _ = std::fs::remove_dir_all(&job.dir);
 }
 
-/// (1b) Killed after the journal named the password file but before the file was written
-/// (same state: the file is missing, no reset sent; also what a lost file looks like): the
-/// rerun generates a new password, stores it first, and sets it.
+/// (1b) The journal names a password file that does not exist, no reset sent: what a kill
+/// after the journal, before the file, leaves (and what a lost file looks like). Produced by
+/// a real kill at `password-written` and deleting the file. The rerun generates a new
+/// password, stores it first, and sets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first() {
     let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
@@ -294,16 +392,16 @@ async fn killed_after_the_directory_change_the_rerun_finishes() {
         journal["report"]["servers"].as_array().unwrap().is_empty(),
         "a server finished before the kill: {lines:?}"
     );
-    let dn = exch_directory::Dn(user.dn.clone());
-    let first = on_first_dc(&lab, &dn).await;
-    assert!(first.is_disabled());
+    let first = account_state(ad, &user.dn).await;
     assert_eq!(
-        lab.dir
-            .authenticate(&user.upn, &secret(&stored))
-            .await
-            .unwrap(),
-        AuthResult::AccountDisabled,
-        "the stored password is the account's (AD says 533 only for the right password)"
+        first.2.parse::<u32>().unwrap() & 2,
+        2,
+        "not disabled on the DC: {first:?}"
+    );
+    let bind = ad.try_bind(&user.upn, &secret(&stored)).await.unwrap();
+    assert!(
+        bind.rc == 49 && bind.text.contains("data 533"),
+        "the stored password is the account's (AD says 533 only for the right password): {bind:?}"
     );
 
     for s in lab.fleet.servers() {
@@ -314,23 +412,30 @@ async fn killed_after_the_directory_change_the_rerun_finishes() {
     assert_eq!(job.password(), stored);
     let report = job.json("report.json");
     assert_eq!(report["outcome"], "Revoked", "{stdout}");
-    for a in report["actions"].as_array().unwrap() {
-        assert_eq!(a["done_earlier"], true, "{a}");
-    }
-    let after = on_first_dc(&lab, &dn).await;
-    assert_eq!(
-        after.pwd_last_set, first.pwd_last_set,
-        "the rerun reset again"
-    );
+    // Both actions are in the report, each taken from the journal, none sent again.
+    let mut kinds: Vec<String> = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["done_earlier"], true, "{a}");
+            a["action"].to_string()
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["\"Disable\"", "\"ResetPassword\""], "{report}");
+    // Samba's own record: no write to the account (no reset: pwdLastSet; nothing else:
+    // uSNChanged).
+    let after = account_state(ad, &user.dn).await;
+    assert_eq!(after.0, first.0, "the rerun reset again");
+    assert_eq!(after.1, first.1, "the rerun wrote to the account again");
     for s in lab.fleet.servers() {
         assert!(s.counters().iis.recycles > 0, "{} not flushed", s.name());
     }
-    assert_eq!(
-        lab.dir
-            .authenticate(&user.upn, &secret(OLD_PW))
-            .await
-            .unwrap(),
-        AuthResult::BadCredentials
+    let bind = ad.try_bind(&user.upn, &secret(OLD_PW)).await.unwrap();
+    assert!(
+        bind.rc == 49 && bind.text.contains("data 52e"),
+        "the old password still works: {bind:?}"
     );
 
     lab.cleanup().await;
@@ -378,6 +483,7 @@ async fn killed_mid_flush_the_rerun_flushes_only_the_rest() {
     assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
     let recycles = |s: &LabServer| s.counters().iis.recycles;
     let before: Vec<u64> = servers.iter().map(recycles).collect();
+    let state = account_state(ad, &user.dn).await;
 
     set_recycle(&servers[2], FAST);
     let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
@@ -392,7 +498,14 @@ async fn killed_mid_flush_the_rerun_flushes_only_the_rest() {
     );
     let report = job.json("report.json");
     assert_eq!(report["outcome"], "Revoked", "{stdout}");
-    assert_eq!(report["actions"][0]["done_earlier"], true);
+    let actions = report["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{report}");
+    assert_eq!(actions[0]["done_earlier"], true, "{report}");
+    assert_eq!(
+        account_state(ad, &user.dn).await,
+        state,
+        "the rerun wrote to the account again"
+    );
 
     lab.cleanup().await;
     let _ = ad.delete(&user.dn).await;
@@ -547,17 +660,4 @@ async fn resume_of_a_partial_run_keeps_the_applied_password() {
     lab.cleanup().await;
     let _ = ad.delete(&user.dn).await;
     let _ = std::fs::remove_dir_all(&job.dir);
-}
-
-/// Reads the account on the first domain controller (what convergence reads).
-async fn on_first_dc(lab: &SambaFleet, dn: &exch_directory::Dn) -> exch_directory::Account {
-    let dcs = lab.dir.domain_controllers().await.unwrap();
-    match dcs.first() {
-        Some(dc) => lab.dir.account_on(dc, dn).await.unwrap(),
-        None => lab
-            .dir
-            .find_account(&UserRef::parse(dn.as_str()).unwrap())
-            .await
-            .unwrap(),
-    }
 }

@@ -1,10 +1,14 @@
 //! Issue 8, secrets: no password used anywhere in a run — AD bind, WinRM, the user's old one,
 //! a given new one, a generated one, and the wrong ones of the failing paths — appears in any
-//! output: TRACE logs of every crate (ldap3, reqwest, hyper, rustls, winrm-rs included),
+//! output: TRACE logs of every crate (ldap3, reqwest, hyper, rustls, sspi included),
 //! `Debug` and `Display` of builders, directories, flushers, plans, reports and errors, the
 //! report JSON, and the `revoke` CLI's stdout/stderr (at `RUST_LOG=trace`), its JSON report
-//! and its journal. Forms checked: plain, base64, base64 of UTF-16LE `"pw"` (the `unicodePwd`
-//! wire form), base64 of `user:pw` (HTTP Basic), URL-encoded, JSON-escaped.
+//! and its journal. Forms checked ([`FORMS`], 16, plus base64 of `user:pw` for every user in
+//! play): plain; base64 of the UTF-8 and of the UTF-16LE bytes at all three alignments (a
+//! password inside a larger blob such as an `-EncodedCommand` body or a Basic header); base64
+//! of UTF-16LE `"pw"` (the `unicodePwd` wire form); percent-encoded with upper- and lower-case
+//! hex; hex of the UTF-8 and UTF-16LE bytes in both cases; XML- and JSON-escaped. The test
+//! passwords contain `& < > ' "` so that the escaped forms differ from the plain one.
 //!
 //! Also: the CLI takes no password in argv; it refuses a reset over `ldap://` before
 //! connecting; the report names the security opt-outs. The library-level checks of plain LDAP
@@ -31,12 +35,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-const WINRM_PW: &str = "WinRM-Lab-S3cret!q7";
-const OLD_PW: &str = "Old-Us3r-Pass!w8";
-const GIVEN_PW: &str = "Given-N3w-Pass!k2";
-const WRONG_WINRM_PW: &str = "Wr0ng-WinRM-Pw!z5";
-const WRONG_BIND_PW: &str = "Wr0ng-B1nd-Pw!x4";
-const PLAIN_RESET_PW: &str = "Pla1n-Reset-Pw!j6";
+const WINRM_PW: &str = "WinRM<Lab>S3cret&q7";
+const OLD_PW: &str = "Old'Us3r&Pass<w8";
+const GIVEN_PW: &str = "Given\"N3w&Pass>k2";
+const WRONG_WINRM_PW: &str = "Wr0ng&WinRM<Pw!z5";
+const WRONG_BIND_PW: &str = "Wr0ng'B1nd&Pw!x4";
+const PLAIN_RESET_PW: &str = "Pla1n<Reset&Pw!j6";
+
+/// Named outputs of `no_password_in_logs_debug_errors_or_reports` (events and logs apart).
+const OUTPUTS_NAMED: usize = 30;
+/// Events of its two successful runs, at least (plan, steps, actions, servers, probes, …).
+const EVENTS_AT_LEAST: usize = 20;
 
 /// Everything the global TRACE subscriber wrote.
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -70,44 +79,137 @@ fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
 }
 
-/// Every form of `pw` that could plausibly leak (see the module docs); `users` are the
-/// names it is used with (for `user:pw` in Basic headers).
+/// The forms searched for each password (names as in RELIABILITY.md); every one is
+/// searched, and [`assert_no_leak`] counts the searches.
+const FORMS: [&str; 16] = [
+    "plain",
+    "base64 (offset 0 mod 3)",
+    "base64 (offset 1 mod 3)",
+    "base64 (offset 2 mod 3)",
+    "UTF-16LE base64 (offset 0 mod 3)",
+    "UTF-16LE base64 (offset 1 mod 3)",
+    "UTF-16LE base64 (offset 2 mod 3)",
+    "unicodePwd base64",
+    "percent-encoded, upper-case hex",
+    "percent-encoded, lower-case hex",
+    "hex, lower case",
+    "hex, upper case",
+    "UTF-16LE hex, lower case",
+    "UTF-16LE hex, upper case",
+    "XML-escaped",
+    "JSON-escaped",
+];
+
+fn utf16(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// The base64 characters that `bytes` produce wherever they sit in a larger blob that starts
+/// `offset` bytes earlier (mod 3): the characters of the groups made of `bytes` alone. A
+/// password inside an `-EncodedCommand` body or a Basic header is found at any alignment.
+fn base64_inside(bytes: &[u8], offset: usize) -> String {
+    let mut padded = vec![0u8; offset];
+    padded.extend_from_slice(bytes);
+    let enc = B64.encode(&padded);
+    let first = offset.div_ceil(3) * 4;
+    let last = (padded.len() / 3) * 4;
+    enc[first..last].to_owned()
+}
+
+fn hex(bytes: &[u8], upper: bool) -> String {
+    bytes
+        .iter()
+        .map(|b| {
+            if upper {
+                format!("{b:02X}")
+            } else {
+                format!("{b:02x}")
+            }
+        })
+        .collect()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// Every form of `pw` that could plausibly leak (see [`FORMS`]); `users` are the names it is
+/// used with (for `user:pw` in Basic headers, on top of the base64 alignments).
 fn forms(pw: &str, users: &[&str]) -> Vec<(String, String)> {
-    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
-    let mut f = vec![
-        ("plain".to_owned(), pw.to_owned()),
-        ("base64".to_owned(), B64.encode(pw)),
+    let mut f = vec![("plain".to_owned(), pw.to_owned())];
+    for k in 0..3 {
+        f.push((
+            format!("base64 (offset {k} mod 3)"),
+            base64_inside(pw.as_bytes(), k),
+        ));
+    }
+    for k in 0..3 {
+        f.push((
+            format!("UTF-16LE base64 (offset {k} mod 3)"),
+            base64_inside(&utf16(pw), k),
+        ));
+    }
+    f.extend([
         (
             "unicodePwd base64".to_owned(),
             B64.encode(utf16(&format!("\"{pw}\""))),
         ),
-        ("UTF-16LE base64".to_owned(), B64.encode(utf16(pw))),
-        ("url-encoded".to_owned(), url_encode(pw)),
-        ("json".to_owned(), serde_json::to_string(pw).unwrap()),
-    ];
+        (
+            "percent-encoded, upper-case hex".to_owned(),
+            url_encode(pw, true),
+        ),
+        (
+            "percent-encoded, lower-case hex".to_owned(),
+            url_encode(pw, false),
+        ),
+        ("hex, lower case".to_owned(), hex(pw.as_bytes(), false)),
+        ("hex, upper case".to_owned(), hex(pw.as_bytes(), true)),
+        (
+            "UTF-16LE hex, lower case".to_owned(),
+            hex(&utf16(pw), false),
+        ),
+        ("UTF-16LE hex, upper case".to_owned(), hex(&utf16(pw), true)),
+        ("XML-escaped".to_owned(), xml_escape(pw)),
+        (
+            "JSON-escaped".to_owned(),
+            serde_json::to_string(pw).unwrap(),
+        ),
+    ]);
+    assert_eq!(
+        f.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        FORMS,
+        "the forms searched are the forms listed"
+    );
     for u in users {
         f.push((format!("Basic {u}:pw"), B64.encode(format!("{u}:{pw}"))));
     }
     f
 }
 
-fn url_encode(s: &str) -> String {
+fn url_encode(s: &str, upper: bool) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 (b as char).to_string()
             }
-            _ => format!("%{b:02X}"),
+            _ if upper => format!("%{b:02X}"),
+            _ => format!("%{b:02x}"),
         })
         .collect()
 }
 
-/// Panics naming the first leak of any password in any text.
-fn assert_no_leak(texts: &[(&str, &str)], passwords: &[(&str, &str)], users: &[&str]) {
+/// Panics naming the first leak of any password in any text; returns the number of
+/// (password, form, output) searches made.
+fn assert_no_leak(texts: &[(&str, &str)], passwords: &[(&str, &str)], users: &[&str]) -> usize {
     let mut checked = 0;
     for (pw_name, pw) in passwords {
-        assert!(pw.len() >= 8, "{pw_name}: too short to search for");
+        assert!(pw.len() >= 12, "{pw_name}: too short to search for");
         for (form, needle) in forms(pw, users) {
+            assert!(needle.len() >= 8, "{pw_name}: {form} needle too short");
             for (what, text) in texts {
                 checked += 1;
                 assert!(
@@ -118,7 +220,11 @@ fn assert_no_leak(texts: &[(&str, &str)], passwords: &[(&str, &str)], users: &[&
             }
         }
     }
-    assert!(checked > 0);
+    assert_eq!(
+        checked,
+        passwords.len() * (FORMS.len() + users.len()) * texts.len()
+    );
+    checked
 }
 
 fn excerpt(text: &str, needle: &str) -> String {
@@ -301,6 +407,10 @@ async fn no_password_in_logs_debug_errors_or_reports() {
                 .reset_password(&a, &secret(PLAIN_RESET_PW))
                 .await
                 .unwrap_err();
+            assert!(
+                matches!(e, exch_directory::DirectoryError::InsecureTransport { .. }),
+                "{e}"
+            );
             push("plain reset Display", e.to_string());
             push("plain reset Debug", format!("{e:?}"));
             let notes = plain.security_notes();
@@ -309,7 +419,15 @@ async fn no_password_in_logs_debug_errors_or_reports() {
                 "{notes:?}"
             );
         }
-        Err(e) => push("plain bind refused", format!("{e} {e:?}")),
+        // A DC started with AD_ALLOW_PLAIN_BIND=0 refuses the service bind itself.
+        Err(e) => {
+            assert!(
+                matches!(e, exch_directory::DirectoryError::InsecureTransport { .. }),
+                "{e}"
+            );
+            push("plain bind refused Display", e.to_string());
+            push("plain bind refused Debug", format!("{e:?}"));
+        }
     }
     let res = lab
         .dir
@@ -354,12 +472,24 @@ async fn no_password_in_logs_debug_errors_or_reports() {
         bob.upn.as_str(),
         carol.upn.as_str(),
     ];
-    assert_no_leak(&texts, &passwords, &users);
+    // Every output is searched: 30 named ones (Debug / Display / JSON / summaries of every
+    // object above, successes and failures), one per event of the two runs, and the logs.
+    let events = texts.iter().filter(|(w, _)| *w == "event").count();
+    assert_eq!(
+        texts.len() - events - 1,
+        OUTPUTS_NAMED,
+        "outputs: {:?}",
+        texts.iter().map(|(w, _)| *w).collect::<Vec<_>>()
+    );
+    assert!(events >= EVENTS_AT_LEAST, "only {events} events captured");
+    let searches = assert_no_leak(&texts, &passwords, &users);
     eprintln!(
-        "checked {} outputs and {} KiB of TRACE logs for {} passwords",
+        "checked {} outputs ({OUTPUTS_NAMED} named, {events} events, the logs) and {} KiB of \
+         TRACE logs for {} passwords in {} forms: {searches} searches",
         texts.len(),
         logs.len() / 1024,
-        passwords.len()
+        passwords.len(),
+        FORMS.len() + users.len()
     );
 }
 
@@ -473,7 +603,8 @@ async fn no_password_in_cli_output() {
         ("wrong WinRM password", WRONG_WINRM_PW),
     ];
     let users = [WINRM_USER, ad.env().admin_bind.as_str(), user.upn.as_str()];
-    assert_no_leak(&texts, &passwords, &users);
+    let searches = assert_no_leak(&texts, &passwords, &users);
+    assert_eq!(searches, 5 * (FORMS.len() + 3) * 6);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

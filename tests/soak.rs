@@ -5,14 +5,21 @@
 //! process's open file descriptors and tokio's alive tasks back to their baseline, and RSS
 //! flat (printed at 0, 50, 100, 150, 200 runs; growth bounded below).
 //!
-//! `SOAK_RUNS=<n>` changes the number of runs (default 200).
+//! Every run is checked for what it must be, not only "not Failed": without a fault (or with
+//! `TimedOut` receives) `Revoked`; with a fault `Partial`, with exactly the faulted server to
+//! retry, in the failure kind of its fault, every other server proven, and the lab's own
+//! counters showing that the fault happened (see [`check_run`]).
+//!
+//! `SOAK_RUNS=<n>` changes the number of runs (default 200, at least 100: the RSS check
+//! compares the checkpoint at the middle with the last).
 #![allow(clippy::unwrap_used)]
 
 use exch_directory::InMemoryDirectory;
 use exch_iis::{WinRmAuth, WinRmFlusher};
-use exch_lab::fleet::{Faults, Fleet, ServerSpec};
+use exch_lab::fleet::{Faults, Fleet, ServerCounters, ServerSpec};
 use exch_remediate::{
-    HttpProber, NewPassword, Outcome, Remediation, RetryPolicy, Strategy, Timeouts,
+    HttpProber, NewPassword, Outcome, Remediation, Report, RetryPolicy, ServerOutcome, Strategy,
+    Timeouts,
 };
 use secrecy::SecretString;
 use std::collections::BTreeMap;
@@ -20,7 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USER: &str = "soak@lab.example.test";
-const PER_SERVER: Duration = Duration::from_millis(250);
+/// Loose enough that a healthy server always makes it on a loaded 2-core machine (a healthy
+/// flush takes ~40 ms in a debug build), so that only the faulted server times out.
+const PER_SERVER: Duration = Duration::from_millis(750);
 
 /// Bounds asserted after the loop (and stated in RELIABILITY.md). While the clients live,
 /// their idle keep-alive connections (up to 5 per server: the probes run concurrently) are
@@ -69,7 +78,9 @@ fn fault(kind: usize) -> (&'static str, Faults) {
 const FAULT_KINDS: usize = 11; // 9 faults + "none" twice as likely
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd must be readable: the fd checks depend on it")
+        .count()
 }
 
 fn rss_kib() -> u64 {
@@ -81,7 +92,7 @@ fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
-        .unwrap_or(0)
+        .expect("VmRSS must be readable in /proc/self/status: the RSS checks depend on it")
 }
 
 fn alive_tasks() -> usize {
@@ -90,16 +101,102 @@ fn alive_tasks() -> usize {
         .num_alive_tasks()
 }
 
+fn kind(o: &ServerOutcome) -> String {
+    match o {
+        ServerOutcome::Flushed { .. } => "Flushed".into(),
+        ServerOutcome::Unproven { .. } => "Unproven".into(),
+        ServerOutcome::Failed { kind, .. } => kind.clone(),
+        ServerOutcome::Skipped { .. } => "Skipped".into(),
+        _ => "?".into(),
+    }
+}
+
+/// What one run must be, given its fault (`name` as in [`fault`]) on `victim`, judged by the
+/// report and by the victim's own lab counters (`before` / `after` the run, WinRM Receives).
+fn check_run(
+    name: &str,
+    report: &Report,
+    victim: &str,
+    before: &ServerCounters,
+    after: &ServerCounters,
+    receives: u64,
+) -> Result<(), String> {
+    // The failure kind the victim must show, and whether its command ran (lab: recycles).
+    let (want, ran): (&str, Option<bool>) = match name {
+        "none" => ("Flushed", Some(true)),
+        "TimedOut receives" => {
+            if receives < 3 {
+                return Err(format!(
+                    "{receives} Receives by the lab: no TimedOut re-poll"
+                ));
+            }
+            ("Flushed", Some(true))
+        }
+        "unreachable" => ("Unreachable", Some(false)),
+        "slow past the per-server timeout" => ("Timeout", None),
+        "hang" => ("Timeout", Some(false)),
+        "wrong credentials" => ("Unauthenticated", Some(false)),
+        "SOAP fault" => ("Fault", Some(false)),
+        "non-zero exit" => ("CommandFailed", Some(false)),
+        "failing pool" => {
+            if after.iis.recycle_failures <= before.iis.recycle_failures {
+                return Err("no failed recycle counted by the lab".into());
+            }
+            ("Unproven", None)
+        }
+        "malformed JSON" => ("Protocol", Some(true)),
+        other => return Err(format!("unknown fault {other}")),
+    };
+    if let Some(ran) = ran {
+        let recycled = after.iis.recycles > before.iis.recycles;
+        if recycled != ran {
+            return Err(format!(
+                "the lab saw recycles {} → {} on the victim (command ran: want {ran})",
+                before.iis.recycles, after.iis.recycles
+            ));
+        }
+    }
+    let outcome = |n: &str| report.servers.iter().find(|s| s.server == n);
+    let got = outcome(victim).map(|s| kind(&s.outcome));
+    if got.as_deref() != Some(want) {
+        return Err(format!("victim outcome {got:?}, want {want}"));
+    }
+    for s in &report.servers {
+        if s.server != victim && !s.outcome.is_proven() {
+            return Err(format!("healthy {} not proven", s.server));
+        }
+    }
+    if report.servers.len() != 3 {
+        return Err(format!("{} servers in the report", report.servers.len()));
+    }
+    let (outcome, retry): (Outcome, Vec<String>) = if want == "Flushed" {
+        (Outcome::Revoked, Vec::new())
+    } else {
+        (Outcome::Partial, vec![victim.to_owned()])
+    };
+    if report.outcome != outcome || report.servers_to_retry != retry {
+        return Err(format!(
+            "{:?} retrying {:?}, want {outcome:?} retrying {retry:?}",
+            report.outcome, report.servers_to_retry
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_200_remediations_with_random_faults() {
     if !cfg!(target_os = "linux") {
-        eprintln!("SKIPPED: soak reads /proc/self (Linux only)");
+        exch_samba::record_skip("soak reads /proc/self (Linux only)");
         return;
     }
     let runs: usize = std::env::var("SOAK_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    assert!(
+        runs >= 100,
+        "SOAK_RUNS={runs}: at least 100 (the RSS check compares run 50 or later with the last)"
+    );
     let seed: u64 = std::env::var("SOAK_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -186,9 +283,20 @@ async fn soak_200_remediations_with_random_faults() {
     for i in 1..=runs {
         let victim = &servers[rng.below(servers.len())];
         let (name, faults) = fault(rng.below(FAULT_KINDS).min(9));
+        let before = victim.counters();
+        let receives = victim.winrm_stats().receive;
         victim.set_faults(&faults).await.unwrap();
         let report = remediate(flusher.clone(), prober.clone(), i).await;
+        let after = victim.counters();
+        let receives = victim.winrm_stats().receive - receives;
         victim.set_faults(&Faults::none()).await.unwrap();
+        if let Err(e) = check_run(name, &report, victim.name(), &before, &after, receives) {
+            panic!(
+                "run {i} ({name} on {}): {e}\n{}",
+                victim.name(),
+                report.summary()
+            );
+        }
         let e = outcomes.entry(name).or_default();
         e.0 += 1;
         if report.outcome == Outcome::Revoked {

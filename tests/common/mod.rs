@@ -10,8 +10,8 @@ use exch_samba::SambaAd;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 pub const WINRM_USER: &str = "LAB\\svc-revoke";
 
@@ -19,29 +19,27 @@ pub fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
-/// The `revoke` example binary, built first when missing or older than its sources.
+/// The `revoke` example binary, built by cargo once per test process before first use: cargo
+/// decides what is stale (the example's own files, every library crate it links, features),
+/// so a binary older than any of its sources is never tested.
 pub fn revoke_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/<test>-<hash> → target/debug/examples/revoke
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("revoke");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/revoke");
-    let newest_src = std::fs::read_dir(&src)
-        .unwrap()
-        .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    if built.is_none_or(|t| t < newest_src) {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "revoke"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example revoke failed");
-    }
-    assert!(bin.exists(), "{} missing after the build", bin.display());
-    bin
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/debug/deps/<test>-<hash> → target/debug/examples/revoke
+            let dir = exe.parent().unwrap().parent().unwrap();
+            let bin = dir.join("examples").join("revoke");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--example", "revoke"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "cargo build --example revoke failed");
+            assert!(bin.exists(), "{} missing after the build", bin.display());
+            bin
+        })
+        .clone()
 }
 
 /// The code under test's directory: LDAPS to the DC, bound as its administrator.

@@ -442,15 +442,48 @@ async fn bad_service_credentials_and_untrusted_ca() {
 #[tokio::test]
 async fn connection_is_reused_and_debug_has_no_secret() {
     let Some(ad) = ad() else { return };
-    let dir = ldaps(ad).await;
+    // A TCP relay in front of the DC that counts the connections made through it (it listens
+    // on the DC's IP, which the DC's certificate names).
+    let upstream: std::net::SocketAddr = ad
+        .env()
+        .url_ldaps
+        .trim_start_matches("ldaps://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind((upstream.ip(), 0))
+        .await
+        .unwrap();
+    let relay = format!("ldaps://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let relay_task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    let dir = connect(ad, &relay, false)
+        .await
+        .expect("LDAPS via the relay");
     let u = user(ad, "reuse").await;
     let r = UserRef::parse(&u.upn).unwrap();
-    let t0 = std::time::Instant::now();
+    let after_build = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after_build >= 1, "the build made no connection");
     for _ in 0..20 {
         dir.find_account(&r).await.unwrap();
     }
-    let per_op = t0.elapsed() / 20;
-    eprintln!("find_account on a reused connection: {per_op:?} per call");
+    let after = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        after,
+        after_build,
+        "20 find_account calls opened {} new connection(s)",
+        after - after_build
+    );
     let dbg = format!("{dir:?}");
     assert!(
         !dbg.contains(secrecy::ExposeSecret::expose_secret(
@@ -458,6 +491,7 @@ async fn connection_is_reused_and_debug_has_no_secret() {
         )),
         "{dbg}"
     );
+    relay_task.abort();
     ad.delete(&u.dn).await.unwrap();
 }
 

@@ -73,7 +73,9 @@ proptest! {
 
     #[test]
     fn parsers_never_panic(stdout in prop_oneof![any::<String>(), jsonish()]) {
-        prop_assert!(parse_all(&stdout) < Duration::from_secs(2));
+        // A loose per-case ceiling (debug build, loaded machine); super-linear blowups are
+        // what `deep_and_large_json` bounds.
+        prop_assert!(parse_all(&stdout) < Duration::from_secs(10));
     }
 }
 
@@ -100,7 +102,8 @@ fn deep_and_large_json() {
         ),
         ("1 MiB of digits", "9".repeat(1 << 20)),
     ] {
+        // Linear work on 1 MiB takes well under a second; a quadratic one, hours.
         let took = parse_all(&s);
-        assert!(took < Duration::from_secs(5), "{what}: {took:?}");
+        assert!(took < Duration::from_secs(30), "{what}: {took:?}");
     }
 }

@@ -183,8 +183,10 @@ async fn expect_error(
     let server = &fleet.exchange_servers()[0];
     let t = Instant::now();
     let e = f.flush(server, &method).await.unwrap_err();
+    // A loose ceiling (the flusher's timeout is 3 s; a loaded machine adds seconds, never
+    // a hang's forever).
     assert!(
-        t.elapsed() < Duration::from_secs(6),
+        t.elapsed() < Duration::from_secs(30),
         "took {:?}",
         t.elapsed()
     );
@@ -258,7 +260,9 @@ async fn a_pool_that_fails_is_reported_not_proven() {
         .expect("OWA in the report");
     assert!(!owa.proven && owa.error.is_some(), "{owa:?}");
     assert!(!report.is_proven());
-    assert_eq!(report.pools.iter().filter(|p| p.proven).count(), 4);
+    // Every other default pool is proven (7 default pools on 2016 since issue 15).
+    assert_eq!(report.pools.len(), 7);
+    assert_eq!(report.pools.iter().filter(|p| p.proven).count(), 6);
     fleet.shutdown().await;
 }
 

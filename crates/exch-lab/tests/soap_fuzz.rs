@@ -175,7 +175,9 @@ proptest! {
     #[test]
     fn arbitrary_scripts_finish(script in prop_oneof![any::<String>(), psish()]) {
         let took = run_ps(&script);
-        prop_assert!(took < Duration::from_secs(10), "{took:?} for {script:?}");
+        // A loose per-case ceiling (debug build, loaded machine): the interpreter's own
+        // limits (`max_duration` 5 s above) end a script that runs away.
+        prop_assert!(took < Duration::from_secs(30), "{took:?} for {script:?}");
     }
 }
 

@@ -33,7 +33,7 @@ fn need(ok: bool, what: &str) -> Option<()> {
     if required() {
         panic!("{SUITE}: {what} is required (EXCH_REVOKE_REQUIRE_SAMBA=1) but missing");
     }
-    eprintln!("SKIPPED: {SUITE}: {what} missing; run scripts/test.sh");
+    exch_lab::samba::record_skip(&format!("{SUITE}: {what} missing; run scripts/test.sh"));
     None
 }
 

@@ -29,7 +29,9 @@ fn available(module: &str) -> bool {
         if std::env::var("EXCH_REVOKE_REQUIRE_PYWINRM").as_deref() == Ok("1") {
             panic!("{module} is required (EXCH_REVOKE_REQUIRE_PYWINRM=1) but `python3 -c 'import {module}'` fails; python3 -m pip install pywinrm pypsrp pyspnego");
         }
-        println!("SKIPPED: python module {module} not installed; run scripts/test.sh");
+        exch_lab::samba::record_skip(&format!(
+            "winrm_pywinrm: python module {module} not installed; run scripts/test.sh"
+        ));
     }
     ok
 }

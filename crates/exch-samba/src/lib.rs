@@ -3,6 +3,7 @@
 
 mod admin;
 mod kerberos;
+mod pair;
 mod start;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use secrecy::SecretString;
 
 pub use admin::{AdUser, BindAnswer};
 pub use kerberos::HttpService;
+pub use pair::{DcId, PairDc, PairGuard, SambaPair, AD_PAIR_ENV_VAR, SHARED_NOTIFY_INTERVAL};
 
 /// Environment variable naming an `ad.env` file of a running DC.
 pub const AD_ENV_VAR: &str = "EXCH_REVOKE_AD_ENV";
@@ -24,6 +26,46 @@ pub const REQUIRE_VAR: &str = "EXCH_REVOKE_REQUIRE_SAMBA";
 /// Environment variable (`=1`) that forbids starting a DC: without [`AD_ENV_VAR`] the Samba
 /// suites then skip (or fail under [`REQUIRE_VAR`]) instead of starting `target/samba-ad-auto`.
 pub const NO_START_VAR: &str = "EXCH_REVOKE_NO_SAMBA_START";
+/// Environment variable naming the file every skipped suite is recorded in (one
+/// `SKIPPED: …` line each, see [`record_skip`]); default `target/test-skips.txt` of this
+/// workspace. `scripts/test.sh` empties it first, prints it at the end and fails when it is
+/// not empty.
+pub const SKIP_FILE_VAR: &str = "EXCH_REVOKE_SKIP_FILE";
+
+/// The file [`record_skip`] appends to: [`SKIP_FILE_VAR`], or `target/test-skips.txt` of the
+/// workspace this crate was built in.
+pub fn skip_file() -> std::path::PathBuf {
+    match std::env::var_os(SKIP_FILE_VAR) {
+        Some(p) if !p.is_empty() => p.into(),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-skips.txt"),
+    }
+}
+
+/// Records that a test suite skipped itself: prints `SKIPPED: <what>` to stderr (which
+/// `cargo test` captures and hides when the test passes) **and** appends the line, with the
+/// test binary's name, to [`skip_file`], so that a skip stays visible after the run
+/// (`scripts/test.sh` fails on it). For test suites and benches.
+pub fn record_skip(what: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIPPED: {what}");
+    eprintln!("{line}");
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let path = skip_file();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{line} [{binary}]\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!("(could not record the skip in {}: {e})", path.display());
+    }
+}
 
 /// A harness failure: what failed and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -179,9 +221,9 @@ impl SambaAd {
         }
     }
 
-    /// For test suites: the shared DC, or `None` after printing
+    /// For test suites: the shared DC, or `None` after recording the skip ([`record_skip`]:
     /// `SKIPPED: <suite>: Samba AD not available (<reason>); run scripts/test.sh to run it`
-    /// to stderr.
+    /// on stderr and in [`skip_file`]).
     ///
     /// # Panics
     /// When `EXCH_REVOKE_REQUIRE_SAMBA=1` and no DC is available, and whenever
@@ -194,9 +236,9 @@ impl SambaAd {
                 if std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1") {
                     panic!("{suite}: Samba AD is required ({REQUIRE_VAR}=1) but not available: {reason}");
                 }
-                eprintln!(
-                    "SKIPPED: {suite}: Samba AD not available ({reason}); run scripts/test.sh to run it"
-                );
+                record_skip(&format!(
+                    "{suite}: Samba AD not available ({reason}); run scripts/test.sh to run it"
+                ));
                 None
             }
             Err(e) => panic!("{suite}: {e}"),
