@@ -8,12 +8,10 @@
 //! kept byte for byte, the reset is not sent again, only the failed server is flushed.
 //!
 //! Boundaries are found from the CLI's `--progress json` lines (written after the journal),
-//! flushes are kept in flight by a long lab recycle latency, and the stop before the reset
-//! uses the CLI's `EXCH_REVOKE_TEST_PAUSE_AT=password-written` hook. The CLI has no stop
-//! between the journal and the password file, nor between the reset and the journal's
-//! update: those two states are produced by a real kill at `password-written` followed by the
-//! harness doing the rest of the step itself (deleting the file it never wrote; setting the
-//! stored password on the account with its own LDAP connection). What the DC holds
+//! flushes are kept in flight by a long lab recycle latency, and the three stops around the
+//! reset use the CLI's `EXCH_REVOKE_TEST_PAUSE_AT` hook: `journal-written` (journal written,
+//! password file not yet), `password-written` (before the reset is sent) and `reset-sent` (the
+//! reset answered, the journal not yet updated) — every state is a real SIGKILL. What the DC holds
 //! (`pwdLastSet`, `uSNChanged`, `userAccountControl`, binds) is read with the harness's own
 //! LDAP connection, never through the library under test. Needs Samba
 //! (`EXCH_REVOKE_AD_ENV`; skipped with a `SKIPPED:` line otherwise, failed when
@@ -170,28 +168,6 @@ async fn bind_rc(ad: &SambaAd, upn: &str, pw: &str) -> u32 {
     ad.try_bind(upn, &secret(pw)).await.unwrap().rc
 }
 
-/// Sets `password` on `dn` with the harness's own LDAPS connection (`unicodePwd` replace, as
-/// an administrator), not through the library under test.
-async fn set_password_directly(ad: &SambaAd, dn: &str, password: &str) {
-    let value: Vec<u8> = format!("\"{password}\"")
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    let mut ldap = ad.admin().await.unwrap();
-    ldap.modify(
-        dn,
-        vec![ldap3::Mod::Replace(
-            b"unicodePwd".to_vec(),
-            std::collections::HashSet::from([value]),
-        )],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    let _ = ldap.unbind().await;
-}
-
 /// `(pwdLastSet, uSNChanged, userAccountControl)` of `dn`, read from Samba with the harness's
 /// own LDAP connection (not through the library under test). Any write to the account moves
 /// `uSNChanged`; a write of a value the account already has is a no-op for AD and leaves no
@@ -260,11 +236,10 @@ async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
     let _ = std::fs::remove_dir_all(&job.dir);
 }
 
-/// (1c) The reset was sent, the journal never recorded it: the CLI is killed for real after the
-/// password file is written, then the harness sets that very password on the account with its
-/// own LDAP connection (what the CLI's reset would have done before a kill that came before
-/// the journal's update). The rerun sends the same password again (an administrative reset to
-/// the current password is accepted), never a new one, and finishes.
+/// (1c) The reset was sent, the journal never recorded it: the CLI is killed for real at
+/// `reset-sent`, after the directory answered the reset and before the journal's update. The
+/// rerun sends the same password again (an administrative reset to the current password is
+/// accepted), never a new one, and finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
     let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
@@ -276,16 +251,17 @@ async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
         .await
         .unwrap();
     let job = Job::new(&lab, "crash-unjournaled", &user.upn, &["--reset-password"]);
+    let pristine = account_state(ad, &user.dn).await;
     tokio::task::block_in_place(|| {
-        job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
+        job.run_and_kill(&lab, Some("reset-sent"), |l| is_event(l, "paused"))
     });
     let stored = job.password();
-    assert_eq!(
-        bind_rc(ad, &user.upn, OLD_PW).await,
-        0,
-        "the reset was sent"
+    // The reset landed (read by the harness's own connection), the journal does not know.
+    assert_ne!(
+        account_state(ad, &user.dn).await.0,
+        pristine.0,
+        "pwdLastSet did not move: the reset was not sent before the kill"
     );
-    set_password_directly(ad, &user.dn, &stored).await;
     assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
     let journal = job.json("journal.json");
     assert_eq!(journal["finished"], false);
@@ -322,9 +298,8 @@ async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
     let _ = std::fs::remove_dir_all(&job.dir);
 }
 
-/// (1b) The journal names a password file that does not exist, no reset sent: what a kill
-/// after the journal, before the file, leaves (and what a lost file looks like). Produced by
-/// a real kill at `password-written` and deleting the file. The rerun generates a new
+/// (1b) The journal names a password file that does not exist, no reset sent: a real kill at
+/// `journal-written`, after the journal and before the file. The rerun generates a new
 /// password, stores it first, and sets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first() {
@@ -337,17 +312,30 @@ async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first(
         .await
         .unwrap();
     let job = Job::new(&lab, "crash-missing", &user.upn, &["--reset-password"]);
+    let pristine = account_state(ad, &user.dn).await;
     tokio::task::block_in_place(|| {
-        job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
+        job.run_and_kill(&lab, Some("journal-written"), |l| is_event(l, "paused"))
     });
-    let never_sent = job.password();
-    std::fs::remove_file(job.file("new.pw")).unwrap();
+    assert!(
+        !job.file("new.pw").exists(),
+        "the password file was written before the kill"
+    );
+    let journal = job.json("journal.json");
+    assert!(
+        journal.to_string().contains("new.pw"),
+        "the journal does not name the password file: {journal}"
+    );
+    assert_eq!(
+        account_state(ad, &user.dn).await,
+        pristine,
+        "nothing was sent"
+    );
+    assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 0);
 
     let (code, stdout, stderr) = tokio::task::block_in_place(|| job.run_to_end(&lab, 2));
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("missing or empty"), "{stdout}");
     let stored = job.password();
-    assert_ne!(stored, never_sent);
     assert_private(&job.file("new.pw"));
     assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
     assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);

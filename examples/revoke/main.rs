@@ -25,9 +25,10 @@
 //! No password appears in the logs at any level, dependencies' TRACE included (tested by
 //! `tests/secrets.rs`).
 //!
-//! Test hook: `EXCH_REVOKE_TEST_PAUSE_AT=password-written` makes the tool stop (forever) right
-//! after the password file and the journal are written and before the reset is sent, so that a
-//! test can kill it exactly there.
+//! Test hook: `EXCH_REVOKE_TEST_PAUSE_AT=POINT` makes the tool stop (forever) at POINT, so that
+//! a test can kill it exactly there: `journal-written` (the journal names the password file,
+//! which is not written yet), `password-written` (journal and password file written, the reset
+//! not sent), `reset-sent` (the reset was sent and answered, the journal does not know yet).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod journal;
@@ -37,7 +38,7 @@ use clap::{Parser, ValueEnum};
 use exch_directory::{Directory, LdapDirectory};
 use exch_iis::{CacheFlusher, FlushMethod, WinRmAuth, WinRmFlusher};
 use exch_remediate::{
-    Event, HttpProber, NewPassword, Outcome, Remediation, Report, Strategy, Timeouts,
+    Action, Event, HttpProber, NewPassword, Outcome, Remediation, Report, Strategy, Timeouts,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use journal::Journal;
@@ -469,6 +470,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
     if let Some((path, j)) = &journal {
         j.save(path)?;
     }
+    pause_if_asked("journal-written").await;
     if let (Some(path), Some(pw)) = (&store_in, remediation.generated_password()) {
         secrets::write_private(path, pw)?;
         println!(
@@ -496,6 +498,11 @@ async fn run(args: Args) -> Result<Outcome, String> {
         let bar = bar.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
+                if let Event::ActionRecorded { record } = &e {
+                    if record.action == Action::ResetPassword && record.outcome.is_some() {
+                        pause_if_asked("reset-sent").await;
+                    }
+                }
                 // Journal first: once a line says a step is done, the journal knows it.
                 if let Some((path, j)) = &mut journal {
                     if j.apply(&e) {

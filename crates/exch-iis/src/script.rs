@@ -147,23 +147,26 @@ const WAIT_STEPS_MS: [u32; 12] = [
     0, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 40000,
 ];
 
-/// Recycle of `pools`, one after the other, with the workers before and after each.
+/// Recycle of `pools`: every pool's recycle is requested first, one after the other (the
+/// workers before it read just before its request), then all of them are watched together.
 ///
 /// `Restart-WebAppPool` returns when IIS has accepted the request, not when the new worker
 /// serves: on an overlapped pool the old worker keeps taking new requests (from its token
 /// cache) until the new one has started; a stop-then-start pool has no worker until the old
-/// one has gone. So after the request the script looks at the pool's serving workers again,
-/// with back-off, until none of the workers listed before still serves and (for a pool that
-/// had one) a new worker serves — at most the pool's shutdown limit
-/// ([`crate::catalog::recycle_profile`]) — and reports how long it waited (`waitedMs`). A pool
-/// left without a worker at the limit is proven (no worker, no cache: IIS starts one on
-/// demand); one whose old worker still serves is not.
+/// one has gone. So after the requests the script looks at the pools' serving workers again,
+/// with back-off, until for each pool none of the workers listed before still serves and (for
+/// a pool that had one) a new worker serves — until the first look at or past that pool's
+/// shutdown limit ([`crate::catalog::recycle_profile`]; the back-off steps may pass a 5 s limit
+/// by up to 1.4 s) — and reports how long it waited (`waitedMs`). The
+/// pools start their new workers in parallel, so a server's flush waits for its slowest pool,
+/// not for the sum of them. A pool left without a worker at the limit is proven (no worker, no
+/// cache: IIS starts one on demand); one whose old worker still serves is not.
 ///
 /// Names are matched against the server's pools with `-eq` (case-insensitive, like IIS); a pool
 /// the server lacks is reported in `missing`, not fatal; a pool that fails to recycle carries
 /// the error text. Prints `{"requested":…,"pools":[{"name","state","before","after","error",
-/// "waitedMs","limitMs"}],"missing":[…]}` with `requested` taken from the server clock before
-/// the first recycle.
+/// "waitedMs","limitMs"}],"missing":[…]}` (pools in the order they were done) with
+/// `requested` taken from the server clock before the first recycle.
 pub fn recycle_pools(pools: &[AppPool]) -> String {
     let limits: Vec<String> = pools
         .iter()
@@ -178,10 +181,11 @@ pub fn recycle_pools(pools: &[AppPool]) -> String {
     let mut s = String::from(PROLOGUE);
     s.push_str("$present = @(Get-ChildItem -Path 'IIS:\\AppPools')\n");
     s.push_str("$requested = [DateTime]::UtcNow.ToString('o')\n");
-    s.push_str("$result = @()\n$missing = @()\n");
+    s.push_str("$result = @()\n$missing = @()\n$pending = @()\n");
     s.push_str(&format!("$limits = @({})\n", limits.join(", ")));
     s.push_str(&format!("$steps = @({})\n", steps.join(", ")));
     s.push_str("$index = 0\n");
+    // 1. Request every recycle.
     s.push_str(&format!("foreach ($want in {}) {{\n", pool_list(pools)));
     s.push_str("    $limit = $limits[$index]\n    $index += 1\n");
     s.push_str("    $name = $null\n");
@@ -191,22 +195,29 @@ pub fn recycle_pools(pools: &[AppPool]) -> String {
     s.push_str(
         "        try { Restart-WebAppPool -Name $name; $failure = $null } catch { $failure = $_.Exception.Message }\n",
     );
-    s.push_str("        $waited = 0\n        $stale = $true\n");
-    s.push_str("        foreach ($step in $steps) { if ($stale) {\n");
-    s.push_str("        if ($waited + $step -gt $limit) { $step = $limit - $waited }\n");
-    s.push_str("        if ($step -gt 0) { Start-Sleep -Milliseconds $step }\n");
-    s.push_str("        $waited += $step\n");
-    s.push_str(&workers_into("after", "$name", "        "));
-    s.push_str("        $stale = $false\n");
-    s.push_str("        if ($null -eq $failure) {\n");
-    s.push_str("        if ($before.Count -gt 0 -and $after.Count -eq 0) { $stale = $true }\n");
-    s.push_str("        foreach ($w in $after) { foreach ($b in $before) { if ($w.pid -eq $b.pid) { $stale = $true } } } }\n");
-    s.push_str("        if ($waited -ge $limit) { $stale = $false }\n");
-    s.push_str("        } }\n");
     s.push_str(
-        "        $result += [pscustomobject]@{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $failure; waitedMs = $waited; limitMs = $limit }\n",
+        "        $pending += [pscustomobject]@{ name = $name; before = $before; failure = $failure; limit = $limit }\n",
     );
     s.push_str("    }\n}\n");
+    // 2. Watch them together until each is done or at its limit.
+    s.push_str("$waited = 0\n");
+    s.push_str("foreach ($step in $steps) { if ($pending.Count -gt 0) {\n");
+    s.push_str("    if ($step -gt 0) { Start-Sleep -Milliseconds $step }\n");
+    s.push_str("    $waited += $step\n");
+    s.push_str("    $next = @()\n");
+    s.push_str("    foreach ($e in $pending) {\n");
+    s.push_str("        $name = $e.name\n        $before = $e.before\n");
+    s.push_str(&workers_into("after", "$name", "        "));
+    s.push_str("        $stale = $false\n");
+    s.push_str("        if ($null -eq $e.failure) {\n");
+    s.push_str("        if ($before.Count -gt 0 -and $after.Count -eq 0) { $stale = $true }\n");
+    s.push_str("        foreach ($w in $after) { foreach ($b in $before) { if ($w.pid -eq $b.pid) { $stale = $true } } } }\n");
+    s.push_str("        if ($waited -ge $e.limit) { $stale = $false }\n");
+    s.push_str("        if ($stale) { $next += $e }\n");
+    s.push_str(
+        "        else { $result += [pscustomobject]@{ name = $name; state = [string](Get-WebAppPoolState -Name $name).Value; before = $before; after = $after; error = $e.failure; waitedMs = $waited; limitMs = $e.limit } }\n",
+    );
+    s.push_str("    }\n    $pending = $next\n} }\n");
     s.push_str(
         "ConvertTo-Json -InputObject ([pscustomobject]@{ requested = $requested; pools = @($result); missing = @($missing) }) -Depth 5 -Compress\n",
     );

@@ -154,7 +154,28 @@ impl Prober for HttpProber {
             };
         }
         match status.as_u16() {
-            401 | 403 => ProbeResult::Refused(format!("{url}: HTTP {status}")),
+            401 => {
+                // A refusal proves something only when the endpoint takes password logons:
+                // an endpoint that offers no Basic (EWS and MAPI at Exchange's defaults accept
+                // Windows authentication only) refuses every Basic logon, revoked or not.
+                let offers: Vec<String> = response
+                    .headers()
+                    .get_all(reqwest::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(|v| v.split_whitespace().next())
+                    .map(str::to_owned)
+                    .collect();
+                if offers.iter().any(|o| o.eq_ignore_ascii_case("basic")) {
+                    ProbeResult::Refused(format!("{url}: HTTP {status}"))
+                } else {
+                    ProbeResult::Error(format!(
+                        "{url}: HTTP {status} without a Basic challenge (offers: {}): this endpoint does not take password logons, so a refusal proves nothing",
+                        if offers.is_empty() { "nothing".to_owned() } else { offers.join(", ") }
+                    ))
+                }
+            }
+            403 => ProbeResult::Refused(format!("{url}: HTTP {status}")),
             200..=299 => ProbeResult::Accepted(format!("{url}: HTTP {status}")),
             _ => ProbeResult::Error(format!("{url}: HTTP {status}")),
         }
@@ -164,6 +185,49 @@ impl Prober for HttpProber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-shot HTTP server answering every request with `head` (status line and headers).
+    async fn answering(head: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(format!("{head}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_401_without_a_basic_challenge_is_not_a_refusal() {
+        let server = ExchangeServer::new("EX1", "ex1.corp.example");
+        let pw = SecretString::from("Old-Passw0rd!".to_owned());
+        let windows_only = answering(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM",
+        )
+        .await;
+        let p = HttpProber::new()
+            .expect("client")
+            .base_url("EX1", windows_only);
+        match p.probe(&server, Protocol::Ews, "bob", &pw).await {
+            ProbeResult::Error(e) => assert!(e.contains("Negotiate, NTLM"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let basic =
+            answering("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"").await;
+        let p = HttpProber::new().expect("client").base_url("EX1", basic);
+        assert!(matches!(
+            p.probe(&server, Protocol::Ews, "bob", &pw).await,
+            ProbeResult::Refused(_)
+        ));
+    }
 
     #[test]
     fn plain_http_base_urls_are_named_as_a_security_note() {
