@@ -123,14 +123,15 @@ async fn main() {
     }
     let sequential = !std::env::args().any(|a| a == "--no-sequential");
     let password = common::winrm_password();
-    let l = SERVER_RECYCLE;
+    let l = common::server_time();
     let in_flight = 64;
     println!(
-        "fleet_flush ({} mode): L = {} ms per server = {} default pools x {} ms (lab recycle_latency is per pool, pools recycle one after another); {}",
+        "fleet_flush ({} mode): L = {} ms per server = {} default pools x {} ms of recycle requests (lab recycle_latency is per pool, requested one after another) + {} ms for the last new worker to start; {}",
         if full { "full" } else { "smoke" },
         l.as_millis(),
         common::default_pools_2019(),
-        common::per_pool_latency(l).as_millis(),
+        common::per_pool_latency(SERVER_RECYCLE).as_millis(),
+        (l - SERVER_RECYCLE).as_millis(),
         common::machine_note()
     );
     let modes: Vec<Auth> = match common::arg_value("--auth").as_deref() {
@@ -167,7 +168,8 @@ async fn main() {
     for &n in &sizes {
         for &auth in &modes {
             let (fleet, dir) =
-                common::in_memory_fleet_with(auth, n, &format!("F{n}X"), l, &password).await;
+                common::in_memory_fleet_with(auth, n, &format!("F{n}X"), SERVER_RECYCLE, &password)
+                    .await;
             let fresh = || common::flusher_with(auth, fleet.endpoints(), &password);
             let seq = if sequential {
                 Some(

@@ -241,7 +241,7 @@ async fn client(n: usize, full: bool) {
     println!(
         "scale ({} mode): {n} lab servers in a child process, L = {} ms per server; client VmHWM before the first run {} MB; {}",
         if full { "full" } else { "smoke" },
-        SERVER_RECYCLE.as_millis(),
+        common::server_time().as_millis(),
         mb(base_hwm),
         common::machine_note()
     );
@@ -308,7 +308,7 @@ async fn client(n: usize, full: bool) {
         "client CPU per server (ms)",
     ]);
     for (r, k) in rows.iter().zip([64, n, 64]) {
-        let ideal = SERVER_RECYCLE * u32::try_from(n.div_ceil(k)).unwrap_or(u32::MAX);
+        let ideal = common::server_time() * u32::try_from(n.div_ceil(k)).unwrap_or(u32::MAX);
         table.row(vec![
             r.auth.name().to_owned(),
             r.strategy.clone(),

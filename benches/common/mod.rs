@@ -17,8 +17,16 @@ use exch_remediate::{
 };
 use secrecy::SecretString;
 
-/// One server's recycle time L (issue 7): the whole default pool set of one server.
+/// The time the recycle requests of one server's whole default pool set take (issue 7's L,
+/// spread over the pools as the lab's per-pool `recycle_latency`).
 pub(crate) const SERVER_RECYCLE: Duration = Duration::from_millis(200);
+
+/// One server's own flush time, the L of the ideal `ceil(N/k) · L`: the recycle requests plus
+/// the new worker's start-up after the last of them (the lab's default `worker_startup`, 50 ms),
+/// which the proof waits for since recycles became asynchronous (issue 15).
+pub(crate) fn server_time() -> Duration {
+    SERVER_RECYCLE + exch_lab::model::IisTiming::default().worker_startup
+}
 
 /// The WinRM account of the lab fleets (lab-only credentials, never printed).
 pub(crate) const WINRM_USER: &str = "LAB\\svc-bench";

@@ -20,16 +20,52 @@ fn server(name: &str, major: u8, minor: u8) -> ExchangeServer {
         .with_roles(roles)
 }
 
+/// The default flush per version, written from the sources and not from the catalog under
+/// test: the pools that authenticate users per KB 3035228 / KB 2612821 (EAS, EWS, OWA, and
+/// RPC/HTTP — `DefaultAppPool` before 2013), spelled as Exchange's default
+/// `applicationHost.config` spells them (CSS-Exchange `E16_`/`E19_applicationHost_Default.config`),
+/// MAPI/HTTP from 2013, ECP from 2010 and Autodiscover (Basic on by default, issue 15).
+fn documented_default(major: u8) -> Vec<&'static str> {
+    let mut pools = vec![
+        "MSExchangeSyncAppPool",
+        "MSExchangeServicesAppPool",
+        "MSExchangeOWAAppPool",
+        "MSExchangeAutodiscoverAppPool",
+    ];
+    match major {
+        8 => pools.push("DefaultAppPool"),
+        14 => pools.extend(["DefaultAppPool", "MSExchangeECPAppPool"]),
+        _ => pools.extend([
+            "MSExchangeRpcProxyFrontEndAppPool",
+            "MSExchangeMapiFrontEndAppPool",
+            "MSExchangeECPAppPool",
+        ]),
+    }
+    pools.sort_unstable();
+    pools
+}
+
 #[tokio::test]
 async fn conformance_on_every_version() {
     let flusher = RecordingFlusher::new();
-    for s in [
-        server("EX2007", 8, 3),
-        server("EX2010", 14, 3),
-        server("EX2016", 15, 1),
-        server("EX2019", 15, 2),
+    for (s, major) in [
+        (server("EX2007", 8, 3), 8),
+        (server("EX2010", 14, 3), 14),
+        (server("EX2016", 15, 1), 15),
+        (server("EX2019", 15, 2), 15),
     ] {
-        let fx = Fixture::new(s.clone(), catalog::default_pools(&s));
+        let documented = documented_default(major);
+        let mut from_catalog: Vec<String> = catalog::default_pools(&s)
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        from_catalog.sort_unstable();
+        assert_eq!(from_catalog, documented, "{}: catalog vs sources", s.name);
+        let pools = documented
+            .iter()
+            .map(|p| AppPool::new(*p).unwrap())
+            .collect();
+        let fx = Fixture::new(s.clone(), pools);
         conformance::run_all(&flusher, &fx).await;
     }
     assert!(flusher.calls().len() > 20);

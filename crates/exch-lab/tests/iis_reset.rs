@@ -197,7 +197,23 @@ async fn noforce_waits_for_requests_in_flight_then_restarts() {
         let ex = ex.clone();
         async move { ex.iis().iisreset(IisResetMode::RestartNoForce).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Visible state, not a sleep: IIS says "Stop Pending" while it waits for the held request,
+    // and the reset has not returned.
+    let t = std::time::Instant::now();
+    while !ex
+        .iis()
+        .iisreset(IisResetMode::Status)
+        .await
+        .stdout
+        .contains("Stop Pending")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "IIS never began to stop"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!reset.is_finished(), "iisreset /noforce did not wait");
     hold.release();
     assert!(matches!(in_flight.await.unwrap(), Seen::Ok { .. }));
     assert_eq!(reset.await.unwrap().exit_code, 0);
