@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers panic on purpose
 
+mod sources;
+use sources::documented_default;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,31 +21,6 @@ fn server(name: &str, major: u8, minor: u8) -> ExchangeServer {
     ExchangeServer::new(name, format!("{}.corp.example", name.to_lowercase()))
         .with_version(ExchangeVersion::new(major, minor, 1000))
         .with_roles(roles)
-}
-
-/// The default flush per version, written from the sources and not from the catalog under
-/// test: the pools that authenticate users per KB 3035228 / KB 2612821 (EAS, EWS, OWA, and
-/// RPC/HTTP — `DefaultAppPool` before 2013), spelled as Exchange's default
-/// `applicationHost.config` spells them (CSS-Exchange `E16_`/`E19_applicationHost_Default.config`),
-/// MAPI/HTTP from 2013, ECP from 2010 and Autodiscover (Basic on by default, issue 15).
-fn documented_default(major: u8) -> Vec<&'static str> {
-    let mut pools = vec![
-        "MSExchangeSyncAppPool",
-        "MSExchangeServicesAppPool",
-        "MSExchangeOWAAppPool",
-        "MSExchangeAutodiscoverAppPool",
-    ];
-    match major {
-        8 => pools.push("DefaultAppPool"),
-        14 => pools.extend(["DefaultAppPool", "MSExchangeECPAppPool"]),
-        _ => pools.extend([
-            "MSExchangeRpcProxyFrontEndAppPool",
-            "MSExchangeMapiFrontEndAppPool",
-            "MSExchangeECPAppPool",
-        ]),
-    }
-    pools.sort_unstable();
-    pools
 }
 
 #[tokio::test]
