@@ -225,16 +225,16 @@ impl WinRmFlusherBuilder {
             None if self.accept_invalid_certs => transport::Trust::AcceptAny,
             None => transport::Trust::System,
         };
-        let needs_password = self.auth_needs_password();
+        // Every method authenticates with a user and a password (Kerberos gets its ticket
+        // with them: a credential cache cannot be used).
         let (user, password) = match (self.user, self.password) {
             (Some(u), Some(p)) if !u.trim().is_empty() => (u, p),
-            _ if needs_password => {
+            _ => {
                 return Err(invalid(
                     "credentials",
                     "missing user or password; call credentials(user, password)".into(),
                 ))
             }
-            _ => (String::new(), SecretString::from(String::new())),
         };
         if self.timeout.is_zero() {
             return Err(invalid("timeout", "must be greater than zero".into()));
@@ -308,12 +308,6 @@ impl WinRmFlusherBuilder {
                 round_trips_total: AtomicU64::new(0),
             }),
         })
-    }
-
-    fn auth_needs_password(&self) -> bool {
-        match self.auth {
-            WinRmAuth::Basic | WinRmAuth::Ntlm | WinRmAuth::Kerberos => true,
-        }
     }
 }
 

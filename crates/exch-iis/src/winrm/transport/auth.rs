@@ -338,6 +338,11 @@ impl ClientContext {
         &self.target
     }
 
+    /// Whether this is a Kerberos context (one round trip, mutual authentication).
+    pub(crate) fn is_kerberos(&self) -> bool {
+        matches!(self.mech, Mech::Kerberos { .. })
+    }
+
     /// The mechanism's name, for messages.
     pub(crate) fn name(&self) -> &'static str {
         match self.mech {

@@ -2,7 +2,6 @@
 //! lives on exactly one of these: NTLM and Kerberos authenticate the connection, not the
 //! request, so a context is never moved to another connection.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,12 +114,6 @@ impl Conn {
             headers: parts.headers,
             body,
         })
-    }
-}
-
-impl From<io::Error> for WsmanError {
-    fn from(e: io::Error) -> Self {
-        WsmanError::Connect(e)
     }
 }
 

@@ -150,8 +150,6 @@ pub(crate) struct Settings {
 pub(crate) struct Counters {
     /// HTTP requests sent (handshake legs included).
     pub(crate) http_requests: AtomicU64,
-    /// Of those, handshake legs (empty-bodied authentication POSTs).
-    pub(crate) handshake_requests: AtomicU64,
     /// Connections opened.
     pub(crate) connections: AtomicU64,
 }
@@ -454,8 +452,8 @@ impl Transport {
     /// Kerberos's AP-REQ → 200 + AP-REP (mutual authentication, checked).
     async fn handshake(&self, session: &mut Session) -> Result<(), WsmanError> {
         let mut input: Option<Vec<u8>> = None;
-        let (scheme, mech, spn) = match &session.ctx {
-            Some(c) => (c.scheme(), c.name(), c.target().to_owned()),
+        let (scheme, mech, kerberos, spn) = match &session.ctx {
+            Some(c) => (c.scheme(), c.name(), c.is_kerberos(), c.target().to_owned()),
             None => return Err(WsmanError::Protocol("handshake without a context".into())),
         };
         loop {
@@ -468,9 +466,6 @@ impl Transport {
                     .parse()
                     .map_err(|_| WsmanError::Protocol("bad Authorization header".into()))?,
             );
-            self.counters
-                .handshake_requests
-                .fetch_add(1, Ordering::Relaxed);
             let reply = self.send(session, req).await?;
             match reply.status {
                 s if s.is_success() => {
@@ -495,23 +490,21 @@ impl Transport {
                     return Ok(());
                 }
                 StatusCode::UNAUTHORIZED => {
-                    let offers = header_schemes(&reply)
-                        .iter()
-                        .any(|o| o.eq_ignore_ascii_case(scheme));
-                    if !offers {
+                    let offered = header_schemes(&reply);
+                    if !offered.iter().any(|o| o.eq_ignore_ascii_case(scheme)) {
                         session.broken = true;
                         return Err(WsmanError::NoAllowedMethod {
-                            offered: header_schemes(&reply),
-                            wanted: if mech == "Kerberos" {
+                            offered,
+                            wanted: if kerberos {
                                 "Kerberos"
                             } else {
                                 "Negotiate (NTLM)"
                             },
                         });
                     }
-                    if step.complete || mech == "Kerberos" {
+                    if step.complete || kerberos {
                         session.broken = true;
-                        return Err(WsmanError::Refused(if mech == "Kerberos" {
+                        return Err(WsmanError::Refused(if kerberos {
                             format!("the server refused the Kerberos ticket for {spn} (clock skew between the server and the KDC, a stale service key, the SPN registered on another account, or no right to use WinRM)")
                         } else {
                             "the server refused the NTLM AUTHENTICATE message (wrong user or password, unknown user, locked or disabled account, or no right to use WinRM)".into()
