@@ -14,11 +14,13 @@ Prints one JSON document: {"cmd": {...}, "ps": {...}} (std_out, std_err, status_
 `iisreset /status` and of `powershell -EncodedCommand <script>`), or {"error": ..., "kind":
 ...} with exit code 2 when the server refuses. Exit code 3 if pypsrp is missing.
 """
-import argparse
 import base64
 import json
 import sys
 from urllib.parse import urlsplit
+
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from the shared module
+from winrm_check_common import parse_args, print_outcome  # noqa: E402
 
 try:
     from pypsrp.client import Client
@@ -29,15 +31,7 @@ except ImportError:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("url")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("--auth", default="ntlm")
-    p.add_argument("--encryption", default="always")
-    p.add_argument("--ca", default=None)
-    p.add_argument("--hostname-override", default=None)
-    a = p.parse_args()
+    a = parse_args("--auth")
     u = urlsplit(a.url)
     kwargs = {}
     if a.ca:
@@ -49,22 +43,16 @@ def main():
                     encryption=a.encryption, operation_timeout=5, read_timeout=10, **kwargs)
     script = "Get-WebAppPoolState -Name 'MSExchangeOWAAppPool' | ConvertTo-Json -Compress"
     encoded = base64.b64encode(script.encode("utf-16-le")).decode()
-    try:
+
+    def run():
         out = {}
         for name, command in (("cmd", "iisreset /status"),
                               ("ps", "powershell -NoProfile -EncodedCommand " + encoded)):
             stdout, stderr, rc = client.execute_cmd(command)
             out[name] = {"std_out": stdout, "std_err": stderr, "status_code": rc}
-    except AuthenticationError as e:
-        print(json.dumps({"error": str(e), "kind": "unauthorized"}))
-        sys.exit(2)
-    except WinRMTransportError as e:
-        print(json.dumps({"error": str(e), "kind": "transport"}))
-        sys.exit(2)
-    except Exception as e:  # noqa: BLE001 - report any refusal as JSON
-        print(json.dumps({"error": "%s: %s" % (type(e).__name__, e), "kind": "other"}))
-        sys.exit(2)
-    print(json.dumps(out))
+        return out
+
+    print_outcome(run, AuthenticationError, WinRMTransportError)
 
 
 if __name__ == "__main__":

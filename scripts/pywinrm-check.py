@@ -15,9 +15,11 @@ run_ps (a PowerShell script) and run_cmd (iisreset /status); or, when the server
 {"error": "<message>", "kind": "unauthorized" | "transport" | "other"} with exit code 2.
 Exit code 3 if pywinrm is missing.
 """
-import argparse
 import json
 import sys
+
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from the shared module
+from winrm_check_common import parse_args, print_outcome  # noqa: E402
 
 try:
     import winrm
@@ -36,15 +38,7 @@ def result(r):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("url")
-    p.add_argument("user")
-    p.add_argument("password")
-    p.add_argument("--transport", default="ntlm")
-    p.add_argument("--encryption", default="always")
-    p.add_argument("--ca", default=None)
-    p.add_argument("--hostname-override", default=None)
-    a = p.parse_args()
+    a = parse_args("--transport")
     kwargs = dict(auth=(a.user, a.password), transport=a.transport,
                   message_encryption=a.encryption,
                   operation_timeout_sec=5, read_timeout_sec=10)
@@ -56,22 +50,11 @@ def main():
     script = ("$result = @()\n"
               "foreach ($pool in @(Get-ChildItem -Path 'IIS:\\AppPools')) { $result += $pool.Name }\n"
               "ConvertTo-Json -InputObject ([pscustomobject]@{ pools = @($result) }) -Compress\n")
-    try:
-        out = {
-            "ps": result(session.run_ps(script)),
-            "cmd": result(session.run_cmd("iisreset", ["/status"])),
-            "ps_error": result(session.run_ps("Get-Item -Path 'C:\\does\\not\\exist'")),
-        }
-    except InvalidCredentialsError as e:
-        print(json.dumps({"error": str(e), "kind": "unauthorized"}))
-        sys.exit(2)
-    except WinRMTransportError as e:
-        print(json.dumps({"error": str(e), "kind": "transport"}))
-        sys.exit(2)
-    except Exception as e:  # noqa: BLE001 - report any refusal as JSON
-        print(json.dumps({"error": "%s: %s" % (type(e).__name__, e), "kind": "other"}))
-        sys.exit(2)
-    print(json.dumps(out))
+    print_outcome(lambda: {
+        "ps": result(session.run_ps(script)),
+        "cmd": result(session.run_cmd("iisreset", ["/status"])),
+        "ps_error": result(session.run_ps("Get-Item -Path 'C:\\does\\not\\exist'")),
+    }, InvalidCredentialsError, WinRMTransportError)
 
 
 if __name__ == "__main__":

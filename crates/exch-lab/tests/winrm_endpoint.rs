@@ -1,13 +1,14 @@
 //! The WinRM endpoint over real HTTP on 127.0.0.1, driven by winrm-rs and by raw SOAP.
 #![allow(clippy::unwrap_used)]
 
+mod winrm_harness;
 mod winrm_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use exch_lab::winrm::{LabAuth, WinRmConfig, WinRmService};
+use winrm_harness::serve_with;
 use winrm_rs::{
     AuthMethod, SoapError, WinrmClient, WinrmConfig as ClientConfig, WinrmCredentials, WinrmError,
 };
@@ -15,17 +16,6 @@ use winrm_support::FakeHost;
 
 const USER: &str = "LAB\\admin";
 const PASSWORD: &str = "S3cret!pass";
-
-async fn serve_with(host: FakeHost, config: WinRmConfig) -> (SocketAddr, WinRmService) {
-    let service = WinRmService::new(Arc::new(host), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = service.router();
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    (addr, service)
-}
 
 async fn serve(host: FakeHost) -> (SocketAddr, WinRmService) {
     serve_with(

@@ -9,6 +9,8 @@
 //! a failure instead under `EXCH_REVOKE_REQUIRE_SAMBA=1` (or `EXCH_REVOKE_REQUIRE_PYWINRM=1`).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+mod winrm_harness;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_lab::winrm::{KerberosAcceptorConfig, WinRmStats};
 use exch_samba::{AdUser, HttpService, SambaAd};
 use secrecy::SecretString;
+use winrm_harness::{python_has, run_script, Krb5Env};
 
 const SUITE: &str = "exch-lab winrm kerberos (Samba KDC)";
 
@@ -35,14 +38,6 @@ fn need(ok: bool, what: &str) -> Option<()> {
     }
     exch_lab::samba::record_skip(&format!("{SUITE}: {what} missing; run scripts/test.sh"));
     None
-}
-
-fn python_has(module: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// A lab server whose endpoint has the key of its SPN from the Samba KDC, a user of the DC
@@ -170,25 +165,34 @@ impl KerberosLab {
     /// Runs `script` (under scripts/) with `args` and the ticket cache `ccache`: (exit code,
     /// JSON printed).
     async fn run(&self, script: &str, args: &[&str], ccache: &Path) -> (i32, serde_json::Value) {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join(script);
-        let out = tokio::process::Command::new("python3")
-            .arg(path)
-            .args(args)
-            .env("KRB5_CONFIG", &self.krb5_conf)
-            .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "{script} printed no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), json)
+        let krb5 = Krb5Env {
+            krb5_conf: &self.krb5_conf,
+            ccache,
+        };
+        run_script(script, args, Some(krb5)).await
+    }
+
+    /// `pywinrm-check.py` with `transport="kerberos"` as `principal` (from `ccache`) against
+    /// `url`, asking for a ticket for `HTTP/<spn_host>`; `extra` arguments appended.
+    async fn pywinrm_kerberos(
+        &self,
+        url: &str,
+        principal: &str,
+        spn_host: &str,
+        extra: &[&str],
+        ccache: &Path,
+    ) -> (i32, serde_json::Value) {
+        let mut args = vec![
+            url,
+            principal,
+            "",
+            "--transport",
+            "kerberos",
+            "--hostname-override",
+            spn_host,
+        ];
+        args.extend_from_slice(extra);
+        self.run("pywinrm-check.py", &args, ccache).await
     }
 
     async fn cleanup(self) {
@@ -230,19 +234,11 @@ async fn pywinrm_kerberos_with_encryption_runs_powershell_and_cmd() {
     // HTTP-SPNEGO-session-encrypted after `Negotiate`).
     let url = server.winrm_url();
     let (code, json) = lab
-        .run(
-            "pywinrm-check.py",
-            &[
-                &url,
-                &principal,
-                "",
-                "--transport",
-                "kerberos",
-                "--encryption",
-                "always",
-                "--hostname-override",
-                lab.fqdn(),
-            ],
+        .pywinrm_kerberos(
+            &url,
+            &principal,
+            lab.fqdn(),
+            &["--encryption", "always"],
             &lab.ccache,
         )
         .await;
@@ -260,21 +256,11 @@ async fn pywinrm_kerberos_with_encryption_runs_powershell_and_cmd() {
     // HTTPS with the lab CA: plain SOAP inside TLS, mutual-auth token on the first reply.
     let url = server.winrm_https_url().unwrap();
     let (code, json) = lab
-        .run(
-            "pywinrm-check.py",
-            &[
-                &url,
-                &principal,
-                "",
-                "--transport",
-                "kerberos",
-                "--encryption",
-                "auto",
-                "--ca",
-                lab.ca.to_str().unwrap(),
-                "--hostname-override",
-                lab.fqdn(),
-            ],
+        .pywinrm_kerberos(
+            &url,
+            &principal,
+            lab.fqdn(),
+            &["--encryption", "auto", "--ca", lab.ca.to_str().unwrap()],
             &lab.ccache,
         )
         .await;
@@ -357,19 +343,7 @@ async fn a_ticket_for_another_spn_or_another_user_is_refused() {
     };
     lab.services.push(other);
     let (code, json) = lab
-        .run(
-            "pywinrm-check.py",
-            &[
-                &url,
-                &principal,
-                "",
-                "--transport",
-                "kerberos",
-                "--hostname-override",
-                &other_fqdn,
-            ],
-            &lab.ccache,
-        )
+        .pywinrm_kerberos(&url, &principal, &other_fqdn, &[], &lab.ccache)
         .await;
     assert_eq!(code, 2, "{json}");
     let stats = lab.stats();
@@ -389,21 +363,10 @@ async fn a_ticket_for_another_spn_or_another_user_is_refused() {
         .await
         .unwrap();
     let ccache = std::env::temp_dir().join(format!("exch-lab-krb5cc-{sam}"));
-    lab.kinit(&format!("{sam}@{}", lab.ad.env().realm), password, &ccache);
+    let stranger_principal = format!("{sam}@{}", lab.ad.env().realm);
+    lab.kinit(&stranger_principal, password, &ccache);
     let (code, json) = lab
-        .run(
-            "pywinrm-check.py",
-            &[
-                &url,
-                &format!("{sam}@{}", lab.ad.env().realm),
-                "",
-                "--transport",
-                "kerberos",
-                "--hostname-override",
-                lab.fqdn(),
-            ],
-            &ccache,
-        )
+        .pywinrm_kerberos(&url, &stranger_principal, lab.fqdn(), &[], &ccache)
         .await;
     assert_eq!(code, 2, "{json}");
     let stats = lab.stats();
@@ -442,17 +405,11 @@ async fn a_stale_service_key_or_clock_skew_is_refused() {
             .unwrap();
         let server = &fleet.servers()[0];
         let (code, json) = lab
-            .run(
-                "pywinrm-check.py",
-                &[
-                    &server.winrm_url(),
-                    &principal,
-                    "",
-                    "--transport",
-                    "kerberos",
-                    "--hostname-override",
-                    lab.fqdn(),
-                ],
+            .pywinrm_kerberos(
+                &server.winrm_url(),
+                &principal,
+                lab.fqdn(),
+                &[],
                 &lab.ccache,
             )
             .await;

@@ -3,6 +3,7 @@
 //! encryption framed as Windows frames it, plain text refused, channel bindings over TLS.
 #![allow(clippy::unwrap_used)]
 
+mod winrm_harness;
 mod winrm_support;
 
 use std::net::SocketAddr;
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use exch_lab::fleet::{Fleet, ServerSpec};
-use exch_lab::winrm::{WinRmConfig, WinRmConnection, WinRmService};
+use exch_lab::winrm::{WinRmConfig, WinRmService};
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, DataRepresentation,
     EncryptionFlags, Ntlm, SecurityBuffer, SecurityBufferRef, Sspi, SspiImpl, Username,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use winrm_harness::serve_with;
 use winrm_support::FakeHost;
 
 const USER: &str = "LAB\\admin";
@@ -44,17 +46,11 @@ fn create() -> String {
 }
 
 async fn serve() -> (SocketAddr, WinRmService) {
-    let service = WinRmService::new(
-        Arc::new(FakeHost::exchange()),
+    serve_with(
+        FakeHost::exchange(),
         WinRmConfig::new(USER, PASSWORD.to_string().into()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = service
-        .router()
-        .into_make_service_with_connect_info::<WinRmConnection>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, service)
+    )
+    .await
 }
 
 struct Reply {

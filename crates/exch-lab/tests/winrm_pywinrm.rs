@@ -5,26 +5,22 @@
 //! `EXCH_REVOKE_REQUIRE_PYWINRM=1`.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod winrm_harness;
 mod winrm_support;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_lab::winrm::tls::CertSignature;
-use exch_lab::winrm::{WinRmConfig, WinRmConnection, WinRmService};
+use exch_lab::winrm::{WinRmConfig, WinRmService};
+use winrm_harness::{python_has, run_script, serve_with};
 use winrm_support::FakeHost;
 
 const USER: &str = "lab\\admin";
 const PASSWORD: &str = "Py-pass'1";
 
 fn available(module: &str) -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok = python_has(module);
     if !ok {
         if std::env::var("EXCH_REVOKE_REQUIRE_PYWINRM").as_deref() == Ok("1") {
             panic!("{module} is required (EXCH_REVOKE_REQUIRE_PYWINRM=1) but `python3 -c 'import {module}'` fails; python3 -m pip install pywinrm pypsrp pyspnego");
@@ -36,36 +32,19 @@ fn available(module: &str) -> bool {
     ok
 }
 
-async fn serve(config: WinRmConfig) -> (SocketAddr, WinRmService) {
-    let service = WinRmService::new(Arc::new(FakeHost::exchange()), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = service
-        .router()
-        .into_make_service_with_connect_info::<WinRmConnection>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, service)
+/// The endpoint at its defaults, accepting `USER`/`PASSWORD`: (its `/wsman` URL, the service).
+async fn serve() -> (String, WinRmService) {
+    let (addr, service) = serve_with(
+        FakeHost::exchange(),
+        WinRmConfig::new(USER, PASSWORD.to_string().into()),
+    )
+    .await;
+    (format!("http://{addr}/wsman"), service)
 }
 
 /// Runs `script` (under scripts/) with `args`: (exit code, JSON printed).
 async fn run(script: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts")
-        .join(script);
-    let out = tokio::process::Command::new("python3")
-        .arg(path)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{script} printed no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
+    run_script(script, args, None).await
 }
 
 fn assert_ran(json: &serde_json::Value) {
@@ -87,8 +66,7 @@ async fn pywinrm_ntlm_with_encryption_runs_powershell_and_cmd() {
     if !available("winrm") {
         return;
     }
-    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
-    let url = format!("http://{addr}/wsman");
+    let (url, service) = serve().await;
     let (code, json) = run("pywinrm-check.py", &[&url, USER, PASSWORD]).await;
     assert_eq!(code, 0, "{json}");
     assert_ran(&json);
@@ -105,8 +83,7 @@ async fn pywinrm_basic_is_refused_by_default() {
     if !available("winrm") {
         return;
     }
-    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
-    let url = format!("http://{addr}/wsman");
+    let (url, service) = serve().await;
     let (code, json) = run(
         "pywinrm-check.py",
         &[
@@ -132,8 +109,7 @@ async fn pywinrm_ntlm_without_encryption_is_refused() {
     if !available("winrm") {
         return;
     }
-    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
-    let url = format!("http://{addr}/wsman");
+    let (url, service) = serve().await;
     let (code, json) = run(
         "pywinrm-check.py",
         &[&url, USER, PASSWORD, "--encryption", "never"],
@@ -150,8 +126,7 @@ async fn pywinrm_ntlm_with_a_wrong_password_is_refused() {
     if !available("winrm") {
         return;
     }
-    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
-    let url = format!("http://{addr}/wsman");
+    let (url, service) = serve().await;
     let (code, json) = run("pywinrm-check.py", &[&url, USER, "wrong-password"]).await;
     assert_eq!(code, 2, "{json}");
     assert_eq!(json["kind"], "unauthorized", "{json}");
@@ -164,8 +139,7 @@ async fn pypsrp_winrs_with_ntlm_and_encryption_runs_cmd_and_powershell() {
     if !available("pypsrp") {
         return;
     }
-    let (addr, service) = serve(WinRmConfig::new(USER, PASSWORD.to_string().into())).await;
-    let url = format!("http://{addr}/wsman");
+    let (url, service) = serve().await;
     let (code, json) = run("pypsrp-check.py", &[&url, USER, PASSWORD]).await;
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["cmd"]["status_code"], 0, "{json}");

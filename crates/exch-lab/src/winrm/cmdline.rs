@@ -93,7 +93,7 @@ pub(crate) fn plan(command: &str, arguments: &[String]) -> Plan {
     plan_line(&line, 0)
 }
 
-/// The longest command line cmd.exe accepts (characters).
+/// The longest command line cmd.exe accepts (UTF-16 units).
 pub(crate) const MAX_CMD_LINE: usize = 8191;
 
 fn not_recognized(name: &str) -> Plan {
