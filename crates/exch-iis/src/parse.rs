@@ -205,20 +205,23 @@ pub fn recycle_report(
     let requested_at = cx.time(&raw.requested)?;
     let mut pools = Vec::with_capacity(raw.pools.len());
     for p in raw.pools {
-        let before = cx.workers(&p.before)?;
-        let after = cx.workers(&p.after)?;
-        let mut error = p.error.filter(|e| !e.trim().is_empty());
-        if error.is_none() && !PoolFlush::is_flush_proven(&before, &after, None, requested_at) {
-            error = Some(stale_workers(&before, &after, p.waited_ms, p.limit_ms));
-        }
-        pools.push(PoolFlush::new(
+        let mut flush = PoolFlush::new(
             cx.pool(&p.name)?,
-            before,
-            after,
+            cx.workers(&p.before)?,
+            cx.workers(&p.after)?,
             state(p.state.as_deref()),
-            error,
+            p.error.filter(|e| !e.trim().is_empty()),
             requested_at,
-        ));
+        );
+        if !flush.proven && flush.error.is_none() {
+            flush.error = Some(stale_workers(
+                &flush.before,
+                &flush.after,
+                p.waited_ms,
+                p.limit_ms,
+            ));
+        }
+        pools.push(flush);
     }
     let missing_pools = raw
         .missing

@@ -203,6 +203,7 @@ impl TokenCacheSettings {
     }
 }
 
+/// Serde for a [`std::time::Duration`] as whole seconds (`#[serde(with = "…")]`).
 pub(crate) mod duration_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;

@@ -12,7 +12,7 @@ use exch_directory::{Directory, InMemoryDirectory, UserRef};
 use exch_lab::clock::LabClock;
 use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_lab::host::IisHost;
-use fleet_support::{basic, owa_logon, owa_mailbox, Seen};
+use fleet_support::{basic, forms_page, owa_logon, owa_mailbox, Seen};
 
 const EWS: &str = "/EWS/Exchange.asmx";
 const PW: &str = "Old-Passw0rd!";
@@ -196,40 +196,6 @@ async fn overlapped_recycle_loses_no_request_in_flight() {
     fleet.shutdown().await;
 }
 
-/// `GET /ecp/` with a `cadata` cookie.
-async fn ecp_page(server: &exch_lab::fleet::LabServer, session: &str) -> Seen {
-    let response = fleet_support::client()
-        .get(format!("{}/ecp/", server.base_url()))
-        .header("cookie", format!("cadata={session}"))
-        .send()
-        .await
-        .unwrap();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    match response.status() {
-        reqwest::StatusCode::OK => Seen::Ok {
-            token: response
-                .headers()
-                .get("x-lab-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
-            pid: response
-                .headers()
-                .get("x-lab-pid")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        },
-        reqwest::StatusCode::FOUND if location == exch_lab::iis::LOGON_REFUSED => Seen::Refused,
-        other => Seen::Status(other),
-    }
-}
-
 #[tokio::test]
 async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuses() {
     let dir = InMemoryDirectory::new();
@@ -249,7 +215,7 @@ async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuse
     let session = session.unwrap();
     assert!(!session.contains("alice"), "the cookie is encrypted");
     assert_eq!(token(&owa_mailbox(ex, &session).await), "cache");
-    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
+    assert_eq!(token(&forms_page(ex, "/ecp/", &session).await), "directory");
     let (wrong, none) = owa_logon(ex, "alice@lab.example.test", "nope").await;
     assert_eq!((wrong, none), (Seen::Refused, None));
     // A cookie that does not open is sent to the logon page (reason=0): not a refusal.
@@ -279,7 +245,7 @@ async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuse
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
+    assert_eq!(token(&forms_page(ex, "/ecp/", &session).await), "directory");
     // Neither does an iisreset, and the cookie opens on another front end (same certificate)…
     let out = ex
         .iis()
@@ -287,7 +253,7 @@ async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuse
         .await;
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(token(&owa_mailbox(ex, &session).await), "directory");
-    assert_eq!(token(&ecp_page(ex, &session).await), "directory");
+    assert_eq!(token(&forms_page(ex, "/ecp/", &session).await), "directory");
     assert_eq!(token(&owa_mailbox(other, &session).await), "directory");
     // …but not on a server with another certificate.
     other
@@ -302,13 +268,13 @@ async fn owa_and_ecp_sessions_survive_recycles_and_end_when_the_directory_refuse
     // refused by the directory (an explicit refusal: reason=2), on OWA and ECP.
     disable(&dir, "alice@lab.example.test").await;
     assert_eq!(token(&owa_mailbox(ex, &session).await), "cache");
-    assert_eq!(token(&ecp_page(ex, &session).await), "cache");
+    assert_eq!(token(&forms_page(ex, "/ecp/", &session).await), "cache");
     let refused_before = ex.counters().iis.logons_refused;
     for pool in ["MSExchangeOWAAppPool", "MSExchangeECPAppPool"] {
         ex.iis().recycle(pool).await.unwrap();
         assert!(ex.iis().recycled(pool, Duration::from_secs(5)).await);
     }
-    assert_eq!(ecp_page(ex, &session).await, Seen::Refused);
+    assert_eq!(forms_page(ex, "/ecp/", &session).await, Seen::Refused);
     let response = fleet_support::client()
         .get(format!("{}/owa/", ex.base_url()))
         .header("cookie", format!("cadata={session}"))

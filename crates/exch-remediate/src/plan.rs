@@ -67,19 +67,12 @@ fn pool_impact(p: &PlannedPool) -> String {
             long.join(", ")
         )
     };
-    if profile.overlapping {
-        format!(
-            "{} ({}): overlapped recycle — the old worker serves until the new one has started, then finishes requests in flight, {cut}",
-            p.pool,
-            protocols.join(", ")
-        )
+    let how = if profile.overlapping {
+        "overlapped recycle — the old worker serves until the new one has started, then finishes requests in flight"
     } else {
-        format!(
-            "{} ({}): stop-then-start (disallowOverlappingRotation) — new requests wait until the new worker has started, {cut}",
-            p.pool,
-            protocols.join(", ")
-        )
-    }
+        "stop-then-start (disallowOverlappingRotation) — new requests wait until the new worker has started"
+    };
+    format!("{} ({}): {how}, {cut}", p.pool, protocols.join(", "))
 }
 
 /// The long-lived requests of these protocols, which a recycle cuts at the shutdown limit.

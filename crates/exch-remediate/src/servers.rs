@@ -149,27 +149,25 @@ async fn await_old_workers(
     mut flush: exch_iis::FlushReport,
     dl: Deadline,
 ) -> exch_iis::FlushReport {
-    let waiting = |f: &exch_iis::FlushReport| -> Vec<usize> {
-        f.pools
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| !x.proven && x.error.is_none())
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let pending = waiting(&flush);
-    if pending.is_empty() {
-        return flush;
-    }
-    let limit = pending
+    // The pools still waiting, with their shutdown limits: a pool leaves once proven or once
+    // its limit has passed (it is not looked at again after that).
+    let mut pending: Vec<(usize, std::time::Duration)> = flush
+        .pools
         .iter()
-        .map(|&i| exch_iis::catalog::recycle_profile(&flush.pools[i].pool).shutdown_time_limit)
-        .max()
-        .unwrap_or_default();
+        .enumerate()
+        .filter(|(_, x)| !x.proven && x.error.is_none())
+        .map(|(i, x)| {
+            let profile = exch_iis::catalog::recycle_profile(&x.pool);
+            (i, profile.shutdown_time_limit)
+        })
+        .collect();
+    let Some(limit) = pending.iter().map(|&(_, l)| l).max() else {
+        return flush;
+    };
     let limit = dl.cap(limit);
     let started = Instant::now();
     let mut delay = std::time::Duration::from_millis(50);
-    while started.elapsed() < limit && !r.cancel.is_cancelled() {
+    while !pending.is_empty() && started.elapsed() < limit && !r.cancel.is_cancelled() {
         tokio::select! {
             _ = tokio::time::sleep(delay.min(limit.saturating_sub(started.elapsed()))) => {}
             _ = r.cancel.cancelled() => break,
@@ -188,7 +186,9 @@ async fn await_old_workers(
             }
             Err(_) => continue,
         };
-        for i in waiting(&flush) {
+        let elapsed = started.elapsed();
+        pending.retain(|&(_, pool_limit)| elapsed <= pool_limit);
+        for &(i, _) in &pending {
             let x = &flush.pools[i];
             let Some(now) = listed
                 .iter()
@@ -196,10 +196,6 @@ async fn await_old_workers(
             else {
                 continue;
             };
-            let pool_limit = exch_iis::catalog::recycle_profile(&x.pool).shutdown_time_limit;
-            if started.elapsed() > pool_limit {
-                continue;
-            }
             flush.pools[i] = exch_iis::PoolFlush::new(
                 x.pool.clone(),
                 x.before.clone(),
@@ -209,9 +205,9 @@ async fn await_old_workers(
                 flush.requested_at,
             );
         }
-        if waiting(&flush).is_empty() {
-            tracing::debug!(waited = ?started.elapsed(), "old workers gone");
-            break;
+        pending.retain(|&(i, _)| !flush.pools[i].proven);
+        if flush.pools.iter().all(|x| x.proven || x.error.is_some()) {
+            tracing::debug!(waited = ?elapsed, "old workers gone");
         }
     }
     flush

@@ -487,36 +487,26 @@ impl IisServer {
                 let mut state = lock(&self.inner.state);
                 let running = state.running;
                 let ttl = state.token_ttl;
-                let p = state.pool_mut(pool);
-                match p {
-                    _ if !running => {
-                        drop(state);
-                        self.inner.counters.refused_during_reset.inc();
-                        return Err(Logon::Unavailable);
-                    }
-                    None => {
-                        drop(state);
-                        self.inner.counters.refused_pool_stopped.inc();
-                        return Err(Logon::Unavailable);
-                    }
-                    Some(p) if !p.started => {
-                        drop(state);
-                        self.inner.counters.refused_pool_stopped.inc();
-                        return Err(Logon::Unavailable);
-                    }
-                    Some(p) => {
-                        if let Some(worker) = &p.current {
-                            return Ok(InFlight::enter(worker));
-                        }
-                        if !p.recycling {
-                            let worker = Worker::start(now, ttl);
-                            let ticket = InFlight::enter(&worker);
-                            p.current = Some(worker);
-                            drop(state);
-                            self.inner.counters.workers_started_on_demand.inc();
-                            return Ok(ticket);
-                        }
-                    }
+                let Some(p) = state.pool_mut(pool).filter(|p| running && p.started) else {
+                    drop(state);
+                    let refused = if running {
+                        &self.inner.counters.refused_pool_stopped
+                    } else {
+                        &self.inner.counters.refused_during_reset
+                    };
+                    refused.inc();
+                    return Err(Logon::Unavailable);
+                };
+                if let Some(worker) = &p.current {
+                    return Ok(InFlight::enter(worker));
+                }
+                if !p.recycling {
+                    let worker = Worker::start(now, ttl);
+                    let ticket = InFlight::enter(&worker);
+                    p.current = Some(worker);
+                    drop(state);
+                    self.inner.counters.workers_started_on_demand.inc();
+                    return Ok(ticket);
                 }
             }
             if tokio::time::timeout_at(queued_until, changed)

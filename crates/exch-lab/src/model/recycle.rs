@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::worker::Worker;
-use super::{missing_pool, IisServer, INVALID_OBJECT};
+use super::{missing_pool, IisServer, Pool, INVALID_OBJECT};
 use crate::catalog::RecycleConfig;
 use crate::clock::lock;
 
@@ -58,11 +58,7 @@ impl IisServer {
                 let overlapping = p.config.overlapping;
                 if !overlapping {
                     // Stop-then-start: the old worker takes no new request from now on.
-                    let old = p.retire_current();
-                    let limit = p.config.shutdown_time_limit;
-                    if let Some(old) = old {
-                        self.arm_shutdown_limit(old, limit);
-                    }
+                    self.retire(p);
                 }
                 Some(overlapping)
             }
@@ -108,10 +104,7 @@ impl IisServer {
         };
         p.recycling = false;
         if running && p.started {
-            let limit = p.config.shutdown_time_limit;
-            if let Some(old) = p.retire_current() {
-                self.arm_shutdown_limit(old, limit);
-            }
+            self.retire(p);
             p.prune();
             p.current = Some(Worker::start(now, ttl));
             self.inner.counters.recycles_completed.inc();
@@ -121,8 +114,16 @@ impl IisServer {
         self.inner.changed.notify_waiters();
     }
 
+    /// Moves `p`'s current worker to the stopping ones and, if it still has requests, kills it
+    /// at the pool's shutdown time limit.
+    fn retire(&self, p: &mut Pool) {
+        if let Some(old) = p.retire_current() {
+            self.arm_shutdown_limit(old, p.config.shutdown_time_limit);
+        }
+    }
+
     /// Kills `worker` (its requests in flight fail) if it is still busy after `limit`.
-    pub(super) fn arm_shutdown_limit(&self, worker: Arc<Worker>, limit: Duration) {
+    fn arm_shutdown_limit(&self, worker: Arc<Worker>, limit: Duration) {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(limit).await;
@@ -188,10 +189,7 @@ impl IisServer {
         }
         p.started = false;
         p.prune();
-        let limit = p.config.shutdown_time_limit;
-        if let Some(old) = p.retire_current() {
-            self.arm_shutdown_limit(old, limit);
-        }
+        self.retire(p);
         drop(state);
         self.inner.changed.notify_waiters();
         Ok(())
