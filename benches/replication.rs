@@ -24,13 +24,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Table, SERVER_RECYCLE};
-use exch_core::{ExchangeServer, Protocol};
+use common::Table;
+use exch_core::Protocol;
 use exch_directory::{Directory, Dn, DomainController, LdapDirectory, UserRef};
-use exch_lab::fleet::Fleet;
-use exch_remediate::{HttpProber, ProbeResult, Prober, Step, Strategy};
+use exch_remediate::{Step, Strategy};
 use exch_samba::{DcId, SambaAd, SambaPair, SHARED_NOTIFY_INTERVAL};
-use futures::StreamExt;
 use secrecy::SecretString;
 
 const OLD: &str = "Old-Bench-Passw0rd!16";
@@ -40,15 +38,6 @@ const POLL: Duration = Duration::from_millis(20);
 
 fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, exch_samba::SambaError> + Send + 'static,
-) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("join")
-        .expect("pair script")
 }
 
 async fn ldap(pair: &SambaPair) -> LdapDirectory {
@@ -98,7 +87,7 @@ async fn converge_once(
         .expect("create user");
     let dn = Dn(user.dn.clone());
     // DC2 has the user first (forced pull), so only the change is timed.
-    blocking(|| pair.replicate_now()).await;
+    pair.blocking(|p| p.replicate_now()).await;
     until_dc2(dir, dc2, &dn, Instant::now(), |_| true).await;
     let account = dir.find_account(&UserRef::Dn(dn.clone())).await.unwrap();
     let before = account.pwd_last_set;
@@ -126,18 +115,6 @@ fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
     s.sort();
     let med = common::median(&mut s.clone());
     (s[0], med, s[s.len() - 1])
-}
-
-async fn logons(prober: &HttpProber, servers: &[ExchangeServer], user: &str) -> usize {
-    let tries = servers
-        .iter()
-        .flat_map(|s| PROTOCOLS.iter().map(move |p| (s, *p)));
-    futures::stream::iter(tries)
-        .map(|(s, p)| async move { prober.probe(s, p, user, &secret(OLD)).await })
-        .buffer_unordered(8)
-        .filter(|r| std::future::ready(matches!(r, ProbeResult::Accepted(_))))
-        .count()
-        .await
 }
 
 struct Revoked {
@@ -179,7 +156,7 @@ async fn main() {
         let (dir, dc2) = if full {
             // Restart both with this setting; the first change then waits for DC2's startup
             // pull: measured on its own.
-            blocking(move || pair.set_notify_interval(notify)).await;
+            pair.blocking(move |p| p.set_notify_interval(notify)).await;
             let dir = ldap(pair).await;
             let [d, _] = converge_once(pair, &dir, &dc2).await;
             first_after_restart = Some(d);
@@ -201,7 +178,8 @@ async fn main() {
         rows.push(row);
     }
     if full {
-        blocking(|| pair.set_notify_interval(Some(SHARED_NOTIFY_INTERVAL))).await;
+        pair.blocking(|p| p.set_notify_interval(Some(SHARED_NOTIFY_INTERVAL)))
+            .await;
     }
 
     // 2. Time to revoke: two DCs + n lab servers.
@@ -210,25 +188,8 @@ async fn main() {
     let password = common::winrm_password();
     let prefix = SambaAd::unique_name("Q");
     let ad = &pair.dc(DcId::Dc1).ad;
-    let fleet = Fleet::builder()
-        .directory(Arc::new(ldap(pair).await))
-        .dns_domain(pair.env().dns_domain())
-        .servers(n, common::server_template(&prefix, SERVER_RECYCLE))
-        .winrm_credentials(common::WINRM_USER, password.clone())
-        .registrar(move |s: ExchangeServer| async move {
-            let v = s.version.ok_or("no version")?;
-            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .build()
-        .await
-        .expect("lab fleet registered in Samba");
-    let mut prober = HttpProber::new().unwrap();
-    for s in fleet.servers() {
-        prober = prober.base_url(s.name(), s.base_url());
-    }
+    let fleet = common::samba_fleet(Arc::new(ldap(pair).await), ad, n, &prefix, &password).await;
+    let prober = common::prober(&fleet);
     let servers = fleet.exchange_servers();
     let tool: Arc<dyn Directory> = Arc::new(dir);
     let mut runs = Vec::new();
@@ -237,8 +198,8 @@ async fn main() {
             .create_user(&SambaAd::unique_name("rv"), &secret(OLD))
             .await
             .expect("create user");
-        blocking(|| pair.replicate_now()).await;
-        let warm = logons(&prober, &servers, &user.upn).await;
+        pair.blocking(|p| p.replicate_now()).await;
+        let warm = common::logons(&prober, &servers, &PROTOCOLS, &user.upn, &secret(OLD)).await;
         assert_eq!(warm, n * PROTOCOLS.len(), "logons before the run");
         let (_, report) = common::remediate(
             common::RunSpec {
@@ -271,16 +232,7 @@ async fn main() {
         });
         let _ = ad.delete(&user.dn).await;
     }
-    fleet.shutdown().await;
-    for s in fleet.servers() {
-        let _ = ad
-            .delete(&format!(
-                "CN={},{}",
-                s.name(),
-                ad.exchange_servers_container()
-            ))
-            .await;
-    }
+    common::remove_samba_fleet(&fleet, ad).await;
 
     println!("\n## 7a. Time to converge on real replication (change on DC1 → DC2 shows it)\n");
     let mut t = Table::new(&[

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Table, SERVER_RECYCLE};
-use exch_core::{ExchangeServer, Protocol};
+use exch_core::Protocol;
 use exch_directory::{Directory, LdapDirectory};
 use exch_lab::fleet::Fleet;
-use exch_remediate::{HttpProber, Outcome, ProbeResult, Prober, Step, Strategy};
+use exch_remediate::{HttpProber, Outcome, Step, Strategy};
 use exch_samba::SambaAd;
 use futures::StreamExt;
 use secrecy::SecretString;
@@ -54,29 +54,6 @@ async fn ldap(ad: &SambaAd) -> Arc<dyn Directory> {
             .await
             .expect("LDAPS to Samba"),
     )
-}
-
-/// Logs `user` on with `password` to every protocol of every server; returns how many were let in.
-async fn logons(
-    prober: &HttpProber,
-    servers: &[ExchangeServer],
-    user: &str,
-    password: &str,
-) -> usize {
-    let password = SecretString::from(password.to_owned());
-    let tries = servers
-        .iter()
-        .flat_map(|s| PROTOCOLS.iter().map(move |p| (s, *p)));
-    futures::stream::iter(tries)
-        .map(|(s, p)| {
-            let password = password.clone();
-            async move { prober.probe(s, p, user, &password).await }
-        })
-        // Every logon that misses a cache is an LDAPS bind; Samba listens with a backlog of 10.
-        .buffer_unordered(8)
-        .filter(|r| std::future::ready(matches!(r, ProbeResult::Accepted(_))))
-        .count()
-        .await
 }
 
 /// The lab's verdict on a logon with `password` on every server × protocol, except the
@@ -137,7 +114,7 @@ async fn revoke_user(
 ) -> Result<Measured, String> {
     let servers = fleet.exchange_servers();
     let served = servers.len() * PROTOCOLS.len();
-    let warm = logons(prober, &servers, upn, OLD).await;
+    let warm = common::logons(prober, &servers, &PROTOCOLS, upn, &SecretString::from(OLD)).await;
     if warm != served {
         return Err(format!("only {warm}/{served} logons before the run"));
     }
@@ -209,25 +186,8 @@ async fn main() {
     let password = common::winrm_password();
     let prefix = SambaAd::unique_name("R");
     let lab_dir = ldap(ad).await;
-    let fleet = Fleet::builder()
-        .directory(lab_dir)
-        .dns_domain(ad.env().dns_domain())
-        .servers(n, common::server_template(&prefix, SERVER_RECYCLE))
-        .winrm_credentials(common::WINRM_USER, password.clone())
-        .registrar(move |s: ExchangeServer| async move {
-            let v = s.version.ok_or("no version")?;
-            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .build()
-        .await
-        .expect("lab fleet registered in Samba");
-    let mut prober = HttpProber::new().unwrap();
-    for s in fleet.servers() {
-        prober = prober.base_url(s.name(), s.base_url());
-    }
+    let fleet = common::samba_fleet(lab_dir, ad, n, &prefix, &password).await;
+    let prober = common::prober(&fleet);
     let tool_dir = ldap(ad).await;
     println!(
         "revoke_time ({} mode): Samba AD {} + {n} lab servers, L = {} ms per server; {}",
@@ -247,16 +207,7 @@ async fn main() {
             }
         }
     }
-    fleet.shutdown().await;
-    for s in fleet.servers() {
-        let _ = ad
-            .delete(&format!(
-                "CN={},{}",
-                s.name(),
-                ad.exchange_servers_container()
-            ))
-            .await;
-    }
+    common::remove_samba_fleet(&fleet, ad).await;
     if let Some(e) = failure {
         panic!("revoke_time: {e}");
     }

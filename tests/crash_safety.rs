@@ -22,7 +22,7 @@ mod common;
 
 use common::{secret, SambaFleet};
 use exch_lab::fleet::LabServer;
-use exch_samba::SambaAd;
+use exch_samba::{AdUser, SambaAd};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +32,29 @@ const WINRM_PW: &str = "Crash-WinRM-Pw!r3";
 const OLD_PW: &str = "Crash-Old-Pass!t9";
 const SLOW: Duration = Duration::from_secs(60);
 const FAST: Duration = Duration::from_millis(10);
+
+/// The shared DC, a lab fleet of `servers` servers on it (recycle latency `recycle`) and a
+/// fresh user `<tag>…` with [`OLD_PW`]; `None` when the suite is skipped.
+async fn lab_and_user(
+    servers: usize,
+    recycle: Duration,
+    tag: &str,
+) -> Option<(&'static SambaAd, SambaFleet, AdUser)> {
+    let ad = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)")?;
+    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), servers, recycle, WINRM_PW).await;
+    let user = ad
+        .create_user(&SambaAd::unique_name(tag), &secret(OLD_PW))
+        .await
+        .unwrap();
+    Some((ad, lab, user))
+}
+
+/// Removes what a test left: the lab's servers, the user and the job's files.
+async fn clean_up(lab: SambaFleet, user: &AdUser, files: &Path) {
+    lab.cleanup().await;
+    let _ = lab.ad.delete(&user.dn).await;
+    let _ = std::fs::remove_dir_all(files);
+}
 
 fn set_recycle(s: &LabServer, latency: Duration) {
     let mut t = s.iis().timing();
@@ -190,14 +213,9 @@ async fn account_state(ad: &SambaAd, dn: &str) -> (String, String, String) {
 /// password the account does not have. The rerun sets THAT password (never a new one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(2, FAST, "kw").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, FAST, WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("kw"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let job = Job::new(&lab, "crash-written", &user.upn, &["--reset-password"]);
     let lines = tokio::task::block_in_place(|| {
         job.run_and_kill(&lab, Some("password-written"), |l| is_event(l, "paused"))
@@ -231,9 +249,7 @@ async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
     assert_eq!(job.json("report.json")["outcome"], "Revoked");
     assert_eq!(job.json("journal.json")["finished"], true);
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }
 
 /// (1c) The reset was sent, the journal never recorded it: the CLI is killed for real at
@@ -242,14 +258,9 @@ async fn killed_before_the_reset_the_rerun_sets_the_stored_password() {
 /// accepted), never a new one, and finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(1, FAST, "kj").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("kj"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let job = Job::new(&lab, "crash-unjournaled", &user.upn, &["--reset-password"]);
     let pristine = account_state(ad, &user.dn).await;
     tokio::task::block_in_place(|| {
@@ -293,9 +304,7 @@ async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
     );
     assert_eq!(report["actions"][0]["done_earlier"], false, "{report}");
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }
 
 /// (1b) The journal names a password file that does not exist, no reset sent: a real kill at
@@ -303,14 +312,9 @@ async fn reset_landed_but_not_journaled_the_rerun_sends_the_same_password() {
 /// password, stores it first, and sets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(1, FAST, "km").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("km"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let job = Job::new(&lab, "crash-missing", &user.upn, &["--reset-password"]);
     let pristine = account_state(ad, &user.dn).await;
     tokio::task::block_in_place(|| {
@@ -340,23 +344,16 @@ async fn journal_names_a_missing_password_file_the_rerun_stores_a_new_one_first(
     assert_eq!(bind_rc(ad, &user.upn, &stored).await, 0);
     assert_eq!(bind_rc(ad, &user.upn, OLD_PW).await, 49);
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }
 
 /// (2) Killed right after the directory change (disable + reset), every flush in flight: the
 /// rerun neither disables nor resets again, keeps the password file, flushes every server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_directory_change_the_rerun_finishes() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(2, SLOW, "kd").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, SLOW, WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("kd"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let job = Job::new(
         &lab,
         "crash-dir",
@@ -426,24 +423,17 @@ async fn killed_after_the_directory_change_the_rerun_finishes() {
         "the old password still works: {bind:?}"
     );
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }
 
 /// (3) Killed mid-flush (two servers proven, one recycling): the rerun flushes only the third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_flush_the_rerun_flushes_only_the_rest() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(3, FAST, "kf").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 3, FAST, WINRM_PW).await;
     let servers = lab.fleet.servers();
     set_recycle(&servers[2], SLOW);
-    let user = ad
-        .create_user(&SambaAd::unique_name("kf"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let job = Job::new(&lab, "crash-flush", &user.upn, &["--reset-password"]);
     let proven = std::sync::Mutex::new(0);
     tokio::task::block_in_place(|| {
@@ -495,22 +485,15 @@ async fn killed_mid_flush_the_rerun_flushes_only_the_rest() {
         "the rerun wrote to the account again"
     );
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }
 
 /// Without a journal an existing password file is never overwritten (nor reused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_journal_an_existing_password_file_is_refused() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(1, FAST, "kn").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 1, FAST, WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("kn"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let dir = common::scratch("crash-nojournal");
     let pw = dir.join("new.pw");
     std::fs::write(&pw, "Left-Over-Pw!123").unwrap();
@@ -532,9 +515,7 @@ async fn without_a_journal_an_existing_password_file_is_refused() {
         0,
         "the reset was sent"
     );
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    clean_up(lab, &user, &dir).await;
 }
 
 /// `--resume REPORT` of a `Partial` run (one server refused the WinRM credentials) that applied
@@ -544,16 +525,11 @@ async fn without_a_journal_an_existing_password_file_is_refused() {
 /// resuming the finished job needs no `--password-out` at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_of_a_partial_run_keeps_the_applied_password() {
-    let Some(ad) = SambaAd::require("crash safety (Samba AD + lab fleet + revoke CLI)") else {
+    let Some((ad, lab, user)) = lab_and_user(2, FAST, "kr").await else {
         return;
     };
-    let lab = SambaFleet::start(ad, &SambaAd::unique_name("K"), 2, FAST, WINRM_PW).await;
     let servers = lab.fleet.servers();
     servers[1].set_wrong_credentials(true);
-    let user = ad
-        .create_user(&SambaAd::unique_name("kr"), &secret(OLD_PW))
-        .await
-        .unwrap();
     let mut job = Job::with_files(
         &lab,
         "resume-partial",
@@ -645,7 +621,5 @@ async fn resume_of_a_partial_run_keeps_the_applied_password() {
         after_run_3
     );
 
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let _ = std::fs::remove_dir_all(&job.dir);
+    clean_up(lab, &user, &job.dir).await;
 }

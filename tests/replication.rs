@@ -52,15 +52,6 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, exch_samba::SambaError> + Send + 'static,
-) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("join")
-        .expect("pair script")
-}
-
 async fn ldap(pair: &SambaPair, url: &str) -> LdapDirectory {
     let env = pair.env();
     LdapDirectory::builder()
@@ -127,7 +118,7 @@ async fn bed(pair: &'static SambaPair) -> Bed {
         flusher = flusher.endpoint(s.name(), s.winrm_url());
     }
     // DC2 has the user (and the server objects) before anything is measured.
-    blocking(|| pair.replicate_now()).await;
+    pair.blocking(|p| p.replicate_now()).await;
     let bed = Bed {
         pair,
         tool: Arc::new(ldap(pair, &pair.dc(DcId::Dc1).url).await),
@@ -534,10 +525,10 @@ async fn dc2_stopped_is_named_and_the_flush_waits_for_the_converge_limit() {
     };
     let _g = pair.exclusive().await;
     let bed = bed(pair).await;
-    blocking(|| pair.stop_dc(DcId::Dc2)).await;
+    pair.blocking(|p| p.stop_dc(DcId::Dc2)).await;
     let limit = Duration::from_secs(3);
     let o = run(&bed, Act::Disable, limit, None, None).await;
-    blocking(|| pair.start_dc(DcId::Dc2)).await;
+    pair.blocking(|p| p.start_dc(DcId::Dc2)).await;
     let s = o.report.summary();
     assert_eq!(o.report.outcome, Outcome::Partial, "{s}");
     assert!(o.dc("DC1").converged, "{s}");
@@ -583,7 +574,7 @@ async fn dc2_started_late_convergence_completes() {
     };
     let _g = pair.exclusive().await;
     let bed = bed(pair).await;
-    blocking(|| pair.stop_dc(DcId::Dc2)).await;
+    pair.blocking(|p| p.stop_dc(DcId::Dc2)).await;
     let started = Arc::new(std::sync::Mutex::new(
         None::<std::thread::JoinHandle<Instant>>,
     ));
@@ -640,13 +631,15 @@ async fn replication_paused_never_converges_then_resumed_rerun_is_revoked() {
     };
     let _g = pair.exclusive().await;
     let bed = bed(pair).await;
-    blocking(|| pair.set_inbound_replication(DcId::Dc2, false)).await;
+    pair.blocking(|p| p.set_inbound_replication(DcId::Dc2, false))
+        .await;
     let limit = Duration::from_secs(3);
     let o = run(&bed, Act::Disable, limit, None, None).await;
     let still = dc_state(&pair.dc(DcId::Dc2).ad, &bed.user.dn)
         .await
         .expect("DC2 answers");
-    blocking(|| pair.set_inbound_replication(DcId::Dc2, true)).await;
+    pair.blocking(|p| p.set_inbound_replication(DcId::Dc2, true))
+        .await;
     let s = o.report.summary();
     assert_eq!(o.report.outcome, Outcome::Partial, "{s}");
     let dc2 = o.dc("DC2");
@@ -674,7 +667,7 @@ async fn replication_paused_never_converges_then_resumed_rerun_is_revoked() {
     );
 
     // Resumed: DC2 catches up (forced, so the test does not wait for the next periodic pull).
-    blocking(|| pair.replicate_now()).await;
+    pair.blocking(|p| p.replicate_now()).await;
     let o2 = run(
         &bed,
         Act::Disable,
@@ -713,7 +706,8 @@ async fn reset_is_refused_on_dc2_only_once_dc2_shows_it() {
     let bed = bed(pair).await;
     let dc2 = &pair.dc(DcId::Dc2).ad;
     let before = dc_state(dc2, &bed.user.dn).await.unwrap();
-    blocking(|| pair.set_inbound_replication(DcId::Dc2, false)).await;
+    pair.blocking(|p| p.set_inbound_replication(DcId::Dc2, false))
+        .await;
     let resumed = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let (checked, at) = (Arc::new(AtomicBool::new(false)), resumed.clone());
     let flag = checked.clone();
@@ -749,9 +743,9 @@ async fn reset_is_refused_on_dc2_only_once_dc2_shows_it() {
         );
         flag.store(true, Ordering::SeqCst);
         *at.lock().unwrap() = Some(Instant::now());
-        blocking(move || {
-            pair.set_inbound_replication(DcId::Dc2, true)?;
-            pair.replicate_now()
+        pair.blocking(|p| {
+            p.set_inbound_replication(DcId::Dc2, true)?;
+            p.replicate_now()
         })
         .await;
     };

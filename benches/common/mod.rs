@@ -7,14 +7,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exch_core::{ExchangeServer, ExchangeVersion};
+use exch_core::{ExchangeServer, ExchangeVersion, Protocol};
 use exch_directory::{Directory, InMemoryDirectory};
 use exch_iis::{WinRmAuth, WinRmFlusher};
 use exch_lab::fleet::{Fleet, LabServer, ServerSpec};
 use exch_lab::winrm::WinRmStats;
 use exch_remediate::{
-    Outcome, Prober, Remediation, Report, RetryPolicy, ServerOutcome, Step, Strategy, Timeouts,
+    HttpProber, Outcome, ProbeResult, Prober, Remediation, Report, RetryPolicy, ServerOutcome,
+    Step, Strategy, Timeouts,
 };
+use exch_samba::SambaAd;
+use futures::StreamExt;
 use secrecy::SecretString;
 
 /// The time the recycle requests of one server's whole default pool set take (issue 7's L,
@@ -94,6 +97,76 @@ pub(crate) fn per_pool_latency(server_recycle: Duration) -> Duration {
 /// `n` Exchange 2019 servers named `<prefix>01…` whose default flush takes `server_recycle`.
 pub(crate) fn server_template(prefix: &str, server_recycle: Duration) -> ServerSpec {
     ServerSpec::exchange_2019(prefix).recycle_latency(per_pool_latency(server_recycle))
+}
+
+/// A fleet of `n` servers (`server_template(prefix, SERVER_RECYCLE)`) whose IIS authenticates
+/// against `directory`, each registered in Samba by `ad` as an Exchange server object.
+pub(crate) async fn samba_fleet(
+    directory: Arc<dyn Directory>,
+    ad: &'static SambaAd,
+    n: usize,
+    prefix: &str,
+    password: &SecretString,
+) -> Fleet {
+    Fleet::builder()
+        .directory(directory)
+        .dns_domain(ad.env().dns_domain())
+        .servers(n, server_template(prefix, SERVER_RECYCLE))
+        .winrm_credentials(WINRM_USER, password.clone())
+        .registrar(move |s: ExchangeServer| async move {
+            let v = s.version.ok_or("no version")?;
+            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .build()
+        .await
+        .expect("lab fleet registered in Samba")
+}
+
+/// Shuts a [`samba_fleet`] down and deletes its server objects from Samba.
+pub(crate) async fn remove_samba_fleet(fleet: &Fleet, ad: &SambaAd) {
+    fleet.shutdown().await;
+    for s in fleet.servers() {
+        let _ = ad
+            .delete(&format!(
+                "CN={},{}",
+                s.name(),
+                ad.exchange_servers_container()
+            ))
+            .await;
+    }
+}
+
+/// An HTTP prober of every server of `fleet`.
+pub(crate) fn prober(fleet: &Fleet) -> HttpProber {
+    let mut prober = HttpProber::new().expect("HTTP prober");
+    for s in fleet.servers() {
+        prober = prober.base_url(s.name(), s.base_url());
+    }
+    prober
+}
+
+/// Logs `user` on with `password` to each of `protocols` of every server; returns how many
+/// were let in.
+pub(crate) async fn logons(
+    prober: &HttpProber,
+    servers: &[ExchangeServer],
+    protocols: &[Protocol],
+    user: &str,
+    password: &SecretString,
+) -> usize {
+    let tries = servers
+        .iter()
+        .flat_map(|s| protocols.iter().map(move |p| (s, *p)));
+    futures::stream::iter(tries)
+        .map(|(s, p)| async move { prober.probe(s, p, user, password).await })
+        // Every logon that misses a cache is an LDAPS bind; Samba listens with a backlog of 10.
+        .buffer_unordered(8)
+        .filter(|r| std::future::ready(matches!(r, ProbeResult::Accepted(_))))
+        .count()
+        .await
 }
 
 /// An in-memory directory (one DC, no lag) and a fleet of `n` servers registered in it.

@@ -7,20 +7,11 @@
 use std::time::{Duration, Instant};
 
 use exch_directory::{Directory, DirectoryError, Dn, DomainController, LdapDirectory, UserRef};
-use exch_samba::{DcId, SambaPair};
+use exch_samba::{AdUser, DcId, SambaAd, SambaPair};
 use secrecy::SecretString;
 
 const SUITE: &str = "exch-directory two_dcs";
 const OLD: &str = "Old-Passw0rd!";
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, exch_samba::SambaError> + Send + 'static,
-) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("join")
-        .expect("pair script")
-}
 
 async fn connect(pair: &SambaPair, url: &str) -> LdapDirectory {
     let env = pair.env();
@@ -32,6 +23,20 @@ async fn connect(pair: &SambaPair, url: &str) -> LdapDirectory {
         .build()
         .await
         .unwrap_or_else(|e| panic!("LDAPS to {url}: {e}"))
+}
+
+/// A directory connected to DC1 by its name, and the DCs it discovers.
+async fn discover_from_dc1(pair: &SambaPair) -> (LdapDirectory, Vec<DomainController>) {
+    let dir = connect(pair, &pair.dc(DcId::Dc1).url).await;
+    let dcs = dir.domain_controllers().await.expect("discovery");
+    (dir, dcs)
+}
+
+/// A fresh user `<tag>…` with the password [`OLD`].
+async fn new_user(ad: &SambaAd, tag: &str) -> AdUser {
+    ad.create_user(&SambaAd::unique_name(tag), &SecretString::from(OLD))
+        .await
+        .expect("create user")
 }
 
 fn named<'a>(dcs: &'a [DomainController], name: &str) -> &'a DomainController {
@@ -89,21 +94,15 @@ async fn account_is_read_on_each_dc_and_converges_on_real_replication() {
     };
     let _serial = pair.exclusive().await;
     let ad = &pair.dc(DcId::Dc1).ad;
-    let user = ad
-        .create_user(
-            &exch_samba::SambaAd::unique_name("two"),
-            &SecretString::from(OLD),
-        )
-        .await
-        .expect("create user");
-    blocking(|| pair.replicate_now()).await;
-    let dir = connect(pair, &pair.dc(DcId::Dc1).url).await;
-    let dcs = dir.domain_controllers().await.expect("discovery");
+    let user = new_user(ad, "two").await;
+    pair.blocking(|p| p.replicate_now()).await;
+    let (dir, dcs) = discover_from_dc1(pair).await;
     let (d1, d2) = (named(&dcs, "DC1"), named(&dcs, "DC2"));
     let dn = Dn(user.dn.clone());
     assert!(!dir.account_on(d2, &dn).await.expect("DC2").is_disabled());
 
-    blocking(|| pair.set_inbound_replication(DcId::Dc2, false)).await;
+    pair.blocking(|p| p.set_inbound_replication(DcId::Dc2, false))
+        .await;
     let account = dir
         .find_account(&UserRef::parse(&user.upn).unwrap())
         .await
@@ -123,8 +122,9 @@ async fn account_is_read_on_each_dc_and_converges_on_real_replication() {
     let bulk = dir.accounts_on(d2, std::slice::from_ref(&dn)).await;
     assert!(!bulk[0].as_ref().expect("bulk DC2").is_disabled());
 
-    blocking(|| pair.set_inbound_replication(DcId::Dc2, true)).await;
-    blocking(|| pair.replicate_now()).await;
+    pair.blocking(|p| p.set_inbound_replication(DcId::Dc2, true))
+        .await;
+    pair.blocking(|p| p.replicate_now()).await;
     let on2 = dir.account_on(d2, &dn).await.expect("DC2");
     assert!(on2.is_disabled(), "{on2:?}");
     assert_eq!(
@@ -147,15 +147,8 @@ async fn change_on_dc1_reaches_dc2_by_notification() {
     };
     let _serial = pair.exclusive().await;
     let ad = &pair.dc(DcId::Dc1).ad;
-    let user = ad
-        .create_user(
-            &exch_samba::SambaAd::unique_name("ntf"),
-            &SecretString::from(OLD),
-        )
-        .await
-        .expect("create user");
-    let dir = connect(pair, &pair.dc(DcId::Dc1).url).await;
-    let dcs = dir.domain_controllers().await.expect("discovery");
+    let user = new_user(ad, "ntf").await;
+    let (dir, dcs) = discover_from_dc1(pair).await;
     let d2 = named(&dcs, "DC2");
     let dn = Dn(user.dn.clone());
     // Wait until DC2 has the user at all (the add replicates like any change).
@@ -191,18 +184,17 @@ async fn a_stopped_dc_is_named_and_transient() {
         return;
     };
     let _serial = pair.exclusive().await;
-    let dir = connect(pair, &pair.dc(DcId::Dc1).url).await;
-    let dcs = dir.domain_controllers().await.expect("discovery");
+    let (dir, dcs) = discover_from_dc1(pair).await;
     let (d1, d2) = (named(&dcs, "DC1"), named(&dcs, "DC2"));
     let admin = Dn(pair.env().admin_dn.clone());
-    blocking(|| pair.stop_dc(DcId::Dc2)).await;
+    pair.blocking(|p| p.stop_dc(DcId::Dc2)).await;
     assert!(!pair.is_running(DcId::Dc2));
     let e = dir
         .account_on(d2, &admin)
         .await
         .expect_err("DC2 is stopped");
     let on1 = dir.account_on(d1, &admin).await;
-    blocking(|| pair.start_dc(DcId::Dc2)).await;
+    pair.blocking(|p| p.start_dc(DcId::Dc2)).await;
     assert!(
         matches!(e, DirectoryError::Unreachable { .. }) && e.is_transient(),
         "{e:?}"

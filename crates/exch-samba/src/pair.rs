@@ -272,6 +272,21 @@ impl SambaPair {
         self.script(&["notify", &v])
     }
 
+    /// Runs one of the blocking operations above (`|p| p.replicate_now()`, …) on tokio's
+    /// blocking pool, for async tests.
+    ///
+    /// # Panics
+    /// When the operation fails or panics.
+    pub async fn blocking<T: Send + 'static>(
+        &'static self,
+        op: impl FnOnce(&'static SambaPair) -> Result<T, SambaError> + Send + 'static,
+    ) -> T {
+        tokio::task::spawn_blocking(move || op(self))
+            .await
+            .expect("join")
+            .expect("pair script")
+    }
+
     /// Back to the shared state: both DCs running, inbound replication on for both, notify
     /// interval [`SHARED_NOTIFY_INTERVAL`]. Blocking; cheap when nothing is to do (a test that
     /// panicked midway leaves the next one a working pair).
