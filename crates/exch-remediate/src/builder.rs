@@ -8,9 +8,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::{Earlier, Engine, Target};
 use crate::{
-    Action, Event, NewPassword, Prober, Remediation, RemediationError, Report, RetryPolicy,
-    Strategy, Timeouts,
+    Action, Event, ManyReport, NewPassword, Prober, Remediation, RemediationError, Report,
+    RetryPolicy, Strategy, Timeouts,
 };
 
 /// Which servers to flush.
@@ -27,8 +28,8 @@ pub(crate) struct ServerSelection {
 /// [`flusher`](Self::flusher), [`user`](Self::user) and at least one action.
 #[derive(Debug, Default)]
 pub struct RemediationBuilder {
-    directory: Option<Arc<dyn Directory>>,
-    flusher: Option<Arc<dyn CacheFlusher>>,
+    pub(crate) directory: Option<Arc<dyn Directory>>,
+    pub(crate) flusher: Option<Arc<dyn CacheFlusher>>,
     pub(crate) user: Option<String>,
     /// Many-user input ([`crate::RevokeMany`]; see `many.rs`).
     pub(crate) many: crate::many::ManyInput,
@@ -44,8 +45,8 @@ pub struct RemediationBuilder {
     retry: RetryPolicy,
     cancel: Option<CancellationToken>,
     events: Option<UnboundedSender<Event>>,
-    probe: Option<(Arc<dyn Prober>, SecretString)>,
-    resume: Option<Report>,
+    pub(crate) probe: Option<(Arc<dyn Prober>, SecretString)>,
+    pub(crate) resume: Option<Earlier>,
 }
 
 impl RemediationBuilder {
@@ -183,21 +184,25 @@ impl RemediationBuilder {
     }
 
     /// Continue after an earlier run: actions it applied are not repeated (unless
-    /// [`force_reset`](Self::force_reset)) and servers it proved flushed are skipped.
+    /// [`force_reset`](Self::force_reset)); servers it proved flushed are skipped when this
+    /// run changes nothing in the directory (a change made now is followed by a flush of every
+    /// server). For many users, see [`resume_many`](Self::resume_many).
     pub fn resume(mut self, earlier: Report) -> Self {
-        self.resume = Some(earlier);
+        self.resume = Some(Earlier::One(Box::new(earlier)));
+        self
+    }
+
+    /// [`resume`](Self::resume) with the report of an earlier many-user run (with
+    /// [`users`](Self::users) or [`user`](Self::user)): per user, the actions that run
+    /// applied are not repeated.
+    pub fn resume_many(mut self, earlier: ManyReport) -> Self {
+        self.resume = Some(Earlier::Many(Box::new(earlier)));
         self
     }
 
     /// Validates the input. Nothing is contacted. Refused: [`users`](Self::users) (use
     /// [`build_many`](Self::build_many)) and [`contain_first`](Self::contain_first).
-    pub fn build(self) -> Result<Remediation, RemediationError> {
-        let directory = self.directory.ok_or_else(|| {
-            RemediationError::invalid("builder", "no directory: call .directory(..)")
-        })?;
-        let flusher = self
-            .flusher
-            .ok_or_else(|| RemediationError::invalid("builder", "no flusher: call .flusher(..)"))?;
+    pub fn build(mut self) -> Result<Remediation, RemediationError> {
         if !self.many.users.is_empty() {
             return Err(RemediationError::invalid(
                 "builder",
@@ -210,25 +215,59 @@ impl RemediationBuilder {
                 "only for many users (.users([..]) and .build_many()): a one-user run already disables the account before it resets the password",
             ));
         }
-        let user_text = self.user.ok_or_else(|| {
+        let user_text = self.user.take().ok_or_else(|| {
             RemediationError::invalid("builder", "no user: call .user(\"bob@corp.example\")")
         })?;
         let user = UserRef::parse(&user_text)?;
+        if let Some(Earlier::One(earlier)) = &self.resume {
+            if earlier.user != user_text {
+                return Err(RemediationError::invalid(
+                    "resume",
+                    format!(
+                        "the earlier report is for {:?}, not {:?}; pass the report of the same user",
+                        earlier.user, user_text
+                    ),
+                ));
+            }
+        }
+        let probe = self.probe.take();
+        let (engine, new_password) = self.engine()?;
+        let (prober, old_password) = match probe {
+            Some((p, old)) => (Some(p), Some(old)),
+            None => (None, None),
+        };
+        Ok(Remediation {
+            engine: Engine { prober, ..engine },
+            target: Target {
+                text: user_text,
+                parsed: Ok(user),
+                new_password,
+                old_password,
+            },
+        })
+    }
+
+    /// What one-user and many-user runs share, validated: the engine (without a prober),
+    /// and the new password for [`NewPassword::Given`] or one generated for
+    /// [`NewPassword::Generate`].
+    pub(crate) fn engine(self) -> Result<(Engine, Option<SecretString>), RemediationError> {
+        let directory = self.directory.ok_or_else(|| {
+            RemediationError::invalid("builder", "no directory: call .directory(..)")
+        })?;
+        let flusher = self
+            .flusher
+            .ok_or_else(|| RemediationError::invalid("builder", "no flusher: call .flusher(..)"))?;
         let mut actions = Vec::new();
         if self.disable {
             actions.push(Action::Disable);
         }
-        let mut new_password = None;
-        match self.reset {
-            Some(NewPassword::Generate) => {
-                actions.push(Action::ResetPassword);
-                new_password = Some(exch_directory::generate_password());
-            }
-            Some(NewPassword::Given(p)) => {
-                actions.push(Action::ResetPassword);
-                new_password = Some(p);
-            }
-            None => {}
+        let new_password = match self.reset {
+            Some(NewPassword::Generate) => Some(exch_directory::generate_password()),
+            Some(NewPassword::Given(p)) => Some(p),
+            None => None,
+        };
+        if new_password.is_some() {
+            actions.push(Action::ResetPassword);
         }
         if actions.is_empty() {
             return Err(RemediationError::invalid(
@@ -242,42 +281,50 @@ impl RemediationBuilder {
                 "max_in_flight / batch must be at least 1",
             ));
         }
+        if matches!(&self.method, FlushMethod::RecycleAppPools(p) if p.is_empty()) {
+            return Err(RemediationError::invalid(
+                "method",
+                "RecycleAppPools with no pool: name the pools, or use FlushMethod::RecycleCatalogPools for the catalog's",
+            ));
+        }
         if self.retry.attempts == 0 {
             return Err(RemediationError::invalid(
                 "retry",
                 "attempts must be at least 1",
             ));
         }
-        if let Some(earlier) = &self.resume {
-            if earlier.user != user_text {
-                return Err(RemediationError::invalid(
-                    "resume",
-                    format!(
-                        "the earlier report is for {:?}, not {:?}; pass the report of the same user",
-                        earlier.user, user_text
-                    ),
-                ));
-            }
+        let accounts_in_flight = self
+            .many
+            .accounts_in_flight
+            .unwrap_or(crate::DEFAULT_ACCOUNTS_IN_FLIGHT);
+        if accounts_in_flight == 0 {
+            return Err(RemediationError::invalid(
+                "accounts_in_flight",
+                "must be at least 1",
+            ));
         }
-        Ok(Remediation {
-            directory,
-            flusher,
-            user_text,
-            user,
-            actions,
+        Ok((
+            Engine {
+                directory,
+                flusher,
+                actions,
+                force_reset: self.force_reset,
+                selection: self.selection,
+                protocols: self.protocols,
+                method: self.method,
+                strategy: self.strategy,
+                timeouts: self.timeouts,
+                deadline: self.deadline,
+                retry: self.retry,
+                cancel: self.cancel.unwrap_or_default(),
+                events: self.events,
+                prober: None,
+                accounts_in_flight,
+                contain_first: self.many.contain_first,
+                skip_unresolved: self.many.skip_unresolved,
+                earlier: self.resume,
+            },
             new_password,
-            force_reset: self.force_reset,
-            selection: self.selection,
-            protocols: self.protocols,
-            method: self.method,
-            strategy: self.strategy,
-            timeouts: self.timeouts,
-            deadline: self.deadline,
-            retry: self.retry,
-            cancel: self.cancel.unwrap_or_default(),
-            events: self.events,
-            probe: self.probe,
-            resume: self.resume,
-        })
+        ))
     }
 }

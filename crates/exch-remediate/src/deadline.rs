@@ -1,9 +1,12 @@
 //! The overall deadline of one run ([`crate::RemediationBuilder::deadline`]): every wait and
-//! operation of `execute` is cut to what is left.
+//! operation of `execute` is cut to what is left. Kept on tokio's clock, so that tests can run
+//! a deadline on a paused clock.
 
-use exch_directory::DirectoryError;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::reasons::StepError;
 
 /// The overall deadline of one `execute` ([`crate::RemediationBuilder::deadline`]).
 #[derive(Clone, Copy)]
@@ -11,9 +14,6 @@ pub(crate) struct Deadline {
     pub(crate) at: Option<Instant>,
     pub(crate) limit: Duration,
 }
-
-/// How a server not started before the deadline is reported (`Skipped`, to be retried).
-pub(crate) const DEADLINE_SKIP: &str = "not started: the run deadline";
 
 impl Deadline {
     pub(crate) fn new(limit: Option<Duration>) -> Self {
@@ -44,22 +44,21 @@ impl Deadline {
     pub(crate) async fn bound<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
         match self.at {
             None => Some(fut.await),
-            Some(at) => tokio::time::timeout_at(tokio::time::Instant::from_std(at), fut)
-                .await
-                .ok(),
+            Some(at) => tokio::time::timeout_at(at, fut).await.ok(),
         }
     }
 
     /// A directory operation that must end by the deadline.
     pub(crate) async fn dir<T>(
         &self,
-        fut: impl Future<Output = Result<T, DirectoryError>>,
-    ) -> Result<T, DirectoryError> {
+        operation: &str,
+        fut: impl Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
         self.bound(fut).await.unwrap_or_else(|| {
-            Err(DirectoryError::Timeout {
-                operation: "directory operation (cut by the run deadline)".into(),
-                url: "(directory)".into(),
+            Err(StepError::TimedOut {
+                operation: operation.to_owned(),
                 after: self.limit,
+                by_deadline: true,
             })
         })
     }

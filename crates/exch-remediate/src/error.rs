@@ -28,6 +28,25 @@ pub enum RemediationError {
     /// The directory could not answer a read needed for the plan.
     #[error("planning failed: {0}")]
     Directory(#[from] DirectoryError),
+    /// The directory did not answer a read needed for the plan in time.
+    #[error("planning failed: {operation}: no answer after {after:?}")]
+    TimedOut {
+        /// What was waited for.
+        operation: String,
+        /// How long.
+        after: std::time::Duration,
+    },
+}
+
+impl From<crate::reasons::StepError> for RemediationError {
+    fn from(e: crate::reasons::StepError) -> Self {
+        match e {
+            crate::reasons::StepError::Directory(e) => RemediationError::Directory(e),
+            crate::reasons::StepError::TimedOut {
+                operation, after, ..
+            } => RemediationError::TimedOut { operation, after },
+        }
+    }
 }
 
 /// The first problems, then how many more (the full list is in the error's fields).

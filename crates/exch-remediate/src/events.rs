@@ -23,8 +23,10 @@ pub enum Event {
         /// Whether it fully succeeded.
         ok: bool,
     },
-    /// A domain controller shows the change.
+    /// A domain controller shows the change of one user's account.
     DcConverged {
+        /// The user (as given).
+        user: String,
         /// DC name.
         dc: String,
         /// Time since the change.
@@ -58,8 +60,17 @@ pub enum Event {
     /// A directory action was tried: the record the report will hold. For journals that let
     /// a killed run be resumed (see [`crate::RemediationBuilder::resume`]).
     ActionRecorded {
+        /// The user (as given).
+        user: String,
         /// The record.
         record: ActionRecord,
+    },
+    /// A user's outcome is known (at the end of the run, one per user).
+    UserFinished {
+        /// The user (as given).
+        user: String,
+        /// The user's outcome.
+        outcome: crate::Outcome,
     },
     /// A server's flush ended (after retries): the record the report will hold (without the
     /// probes, which come later). For journals, like [`Event::ActionRecorded`].
@@ -67,7 +78,8 @@ pub enum Event {
         /// The record.
         record: Box<ServerRecord>,
     },
-    /// Something the operator should know.
+    /// Something the operator should know: a security opt-out of a backend (at the start),
+    /// an account that changed since the plan.
     Warning {
         /// The message.
         message: String,

@@ -2,38 +2,30 @@
 //! [`RemediationBuilder::build_many`] → [`RevokeMany`] → [`plan`](RevokeMany::plan) →
 //! [`execute`](RevokeMany::execute) → one [`ManyReport`].
 //!
-//! The directory work runs with bounded concurrency ([`RemediationBuilder::max_in_flight`]);
+//! The directory work runs with bounded concurrency ([`RemediationBuilder::accounts_in_flight`]);
 //! then convergence is awaited for every account, then **one** flush per server clears the
 //! cached logons of every user of the batch at once, then the optional probes run per user.
 //! With [`RemediationBuilder::contain_first`] the directory work runs in two phases (every
 //! account disabled, then every password reset) so that the incident is contained sooner.
+//! The engine is the one [`Remediation`] runs for a batch of one (`engine/`).
 
-mod change;
-mod report;
-mod run;
-
-pub use report::{ManyReport, ServerProbes, UserProblem, UserRecord};
-
-use exch_directory::{Account, DirectoryError, UserRef};
-use futures::StreamExt;
+use exch_directory::{Account, UserRef};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::plan::PlannedServer;
+use crate::engine::{BatchRun, Earlier, Engine, PlannedTarget, Target};
+use crate::plan::{PlannedAction, PlannedServer};
 use crate::{
-    Action, NewPassword, Prober, Remediation, RemediationBuilder, RemediationError, Strategy,
+    Action, ManyReport, NewPassword, Prober, Remediation, RemediationBuilder, RemediationError,
+    Step, Strategy, UserProblem,
 };
 
-/// Users per [`exch_directory::Directory::find_accounts`] call in `plan`.
-const FIND_CHUNK: usize = 100;
-
-/// Default of [`RemediationBuilder::max_in_flight`].
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// Default of [`RemediationBuilder::accounts_in_flight`].
+pub const DEFAULT_ACCOUNTS_IN_FLIGHT: usize = 8;
 
 /// The many-user part of a [`RemediationBuilder`].
 #[derive(Default)]
@@ -42,8 +34,8 @@ pub(crate) struct ManyInput {
     passwords: Vec<(String, SecretString)>,
     old_passwords: Vec<(String, SecretString)>,
     prober: Option<Arc<dyn Prober>>,
-    max_in_flight: Option<usize>,
-    skip_unresolved: bool,
+    pub(crate) accounts_in_flight: Option<usize>,
+    pub(crate) skip_unresolved: bool,
     pub(crate) contain_first: bool,
 }
 
@@ -53,7 +45,7 @@ impl fmt::Debug for ManyInput {
             .field("users", &self.users.len())
             .field("given_passwords", &self.passwords.len())
             .field("old_passwords", &self.old_passwords.len())
-            .field("max_in_flight", &self.max_in_flight)
+            .field("accounts_in_flight", &self.accounts_in_flight)
             .field("skip_unresolved", &self.skip_unresolved)
             .field("contain_first", &self.contain_first)
             .finish_non_exhaustive()
@@ -80,11 +72,11 @@ impl RemediationBuilder {
         self
     }
 
-    /// With [`users`](Self::users): at most this many accounts in directory work at once
-    /// (lookups, changes, convergence reads; default [`DEFAULT_MAX_IN_FLIGHT`]). Servers
-    /// follow [`strategy`](Self::strategy) as usual.
-    pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.many.max_in_flight = Some(n);
+    /// At most this many accounts in directory work at once (lookups, changes, convergence
+    /// reads; default [`DEFAULT_ACCOUNTS_IN_FLIGHT`]). Not to be confused with the servers in
+    /// flight of [`Strategy::Parallel`].
+    pub fn accounts_in_flight(mut self, n: usize) -> Self {
+        self.many.accounts_in_flight = Some(n);
         self
     }
 
@@ -99,7 +91,7 @@ impl RemediationBuilder {
     /// With [`users`](Self::users), [`disable`](Self::disable) and
     /// [`reset_password`](Self::reset_password): contain first. The directory work runs in two
     /// phases instead of one combined modify per account: **phase 1** disables every account
-    /// (disable-only modifies, [`max_in_flight`](Self::max_in_flight) at a time), **phase 2**
+    /// (disable-only modifies, [`accounts_in_flight`](Self::accounts_in_flight) at a time), **phase 2**
     /// then resets every password — also for accounts whose disable failed. A disable costs
     /// the DC a fraction of a reset (Samba: ~2 ms vs ~26 ms, the new password is hashed), so
     /// the last account is disabled after about a tenth of the time; the whole run takes a
@@ -133,7 +125,7 @@ impl RemediationBuilder {
     /// Validates the input of a many-user run. Nothing is contacted; user identifiers are
     /// checked by [`RevokeMany::plan`] (so that every bad one is named at once). Refused:
     /// [`user`](Self::user) together with [`users`](Self::users),
-    /// [`resume`](Self::resume), [`probe_old_password`](Self::probe_old_password) (use
+    /// [`probe_old_password`](Self::probe_old_password) (use
     /// [`probe_old_passwords`](Self::probe_old_passwords)) and
     /// [`contain_first`](Self::contain_first) without both [`disable`](Self::disable) and
     /// [`reset_password`](Self::reset_password).
@@ -152,30 +144,34 @@ impl RemediationBuilder {
                 "no user: call .users([\"alice@corp.example\", ..])",
             ));
         }
-        let max_in_flight = many.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-        if max_in_flight == 0 {
-            return Err(RemediationError::invalid(
-                "max_in_flight",
-                "must be at least 1",
-            ));
-        }
-        // Everything shared with a one-user run is validated by `build` on a stand-in user.
-        self.user = Some("revoke-many".to_owned());
-        let template = self.build()?;
-        if template.resume.is_some() {
-            return Err(RemediationError::invalid(
-                "resume",
-                "not supported with .users(..): run again with the users left (see ManyReport::users_failed)",
-            ));
-        }
-        if template.probe.is_some() {
+        if self.probe.is_some() {
             return Err(RemediationError::invalid(
                 "probe_old_password",
                 "one old password for many users: use .probe_old_passwords(prober, [(user, old), ..])",
             ));
         }
-        let reset = template.actions.contains(&Action::ResetPassword);
-        if many.contain_first && !(reset && template.actions.contains(&Action::Disable)) {
+        if let Some(Earlier::One(r)) = &self.resume {
+            if !many.users.contains(&r.user) {
+                return Err(RemediationError::invalid(
+                    "resume",
+                    format!("the earlier report is for {:?}, who is not in .users(..); pass the report of this batch", r.user),
+                ));
+            }
+        }
+        if let Some(Earlier::Many(r)) = &self.resume {
+            if !r.users.iter().any(|u| many.users.contains(&u.user)) {
+                return Err(RemediationError::invalid(
+                    "resume",
+                    "the earlier report has none of the users of .users(..); pass the report of this batch",
+                ));
+            }
+        }
+        self.many.accounts_in_flight = many.accounts_in_flight;
+        self.many.contain_first = many.contain_first;
+        self.many.skip_unresolved = many.skip_unresolved;
+        let (engine, template_password) = self.engine()?;
+        let reset = engine.actions.contains(&Action::ResetPassword);
+        if many.contain_first && !(reset && engine.actions.contains(&Action::Disable)) {
             return Err(RemediationError::invalid(
                 "contain_first",
                 "needs both .disable() and .reset_password(..): it disables every account before resetting any password",
@@ -198,17 +194,17 @@ impl RemediationBuilder {
             given.insert(user, password);
         }
         let mut old: HashMap<String, SecretString> = many.old_passwords.into_iter().collect();
-        let users = many
+        let targets = many
             .users
             .into_iter()
             .map(|text| {
                 let new_password = match given.get(&text) {
                     Some(p) => Some(p.clone()),
                     None if generate => Some(exch_directory::generate_password()),
-                    None if reset => template.new_password.clone(),
+                    None if reset => template_password.clone(),
                     None => None,
                 };
-                ManyUser {
+                Target {
                     parsed: UserRef::parse(&text).map_err(|e| e.to_string()),
                     old_password: old.remove(&text),
                     new_password,
@@ -223,22 +219,13 @@ impl RemediationBuilder {
             ));
         }
         Ok(RevokeMany {
-            template,
-            users,
-            max_in_flight,
-            skip_unresolved: many.skip_unresolved,
-            contain_first: many.contain_first,
-            prober: many.prober,
+            engine: Engine {
+                prober: many.prober,
+                ..engine
+            },
+            targets,
         })
     }
-}
-
-/// One user of a [`RevokeMany`].
-struct ManyUser {
-    text: String,
-    parsed: Result<UserRef, String>,
-    new_password: Option<SecretString>,
-    old_password: Option<SecretString>,
 }
 
 /// The remediation of many users in one run: the same actions for every user, the directory
@@ -266,7 +253,7 @@ struct ManyUser {
 ///     .users(["alice@corp.example", "bob@corp.example"])
 ///     .disable()
 ///     .reset_password(NewPassword::Generate)
-///     .max_in_flight(16)
+///     .accounts_in_flight(16)
 ///     .build_many()?;
 /// // Store the new passwords first: the report never contains them.
 /// for (user, password) in run.new_passwords() {
@@ -280,23 +267,19 @@ struct ManyUser {
 /// # Ok(()) }
 /// ```
 pub struct RevokeMany {
-    template: Remediation,
-    users: Vec<ManyUser>,
-    max_in_flight: usize,
-    skip_unresolved: bool,
-    contain_first: bool,
-    prober: Option<Arc<dyn Prober>>,
+    engine: Engine,
+    targets: Vec<Target>,
 }
 
 impl fmt::Debug for RevokeMany {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RevokeMany")
-            .field("users", &self.users.len())
-            .field("actions", &self.template.actions)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("contain_first", &self.contain_first)
-            .field("method", &self.template.method)
-            .field("strategy", &self.template.strategy)
+            .field("users", &self.targets.len())
+            .field("actions", &self.engine.actions)
+            .field("accounts_in_flight", &self.engine.accounts_in_flight)
+            .field("contain_first", &self.engine.contain_first)
+            .field("method", &self.engine.method)
+            .field("strategy", &self.engine.strategy)
             .field("new_passwords", &"[REDACTED]")
             .finish_non_exhaustive()
     }
@@ -307,20 +290,28 @@ impl fmt::Debug for RevokeMany {
 pub struct PlannedUser {
     /// The user as given.
     pub user: String,
-    /// The account found (as read at plan time: `execute` guards its `userAccountControl`
-    /// change with this value and falls back to a fresh read when it changed).
+    /// The account found at plan time (`execute` reads it again and requires the same DN).
     pub account: Option<Account>,
     /// Why this user is skipped (only with [`RemediationBuilder::skip_unresolved`]).
     pub problem: Option<UserProblem>,
+    /// The actions for this user, with what an earlier run did (see
+    /// [`RemediationBuilder::resume_many`]); empty in plans of versions before 0.3 (then
+    /// every action of [`ManyPlan::actions`] is done).
+    #[serde(default)]
+    pub actions: Vec<PlannedAction>,
 }
 
 /// What [`RevokeMany::execute`] will do. Serializable; contains no secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ManyPlan {
     /// Every user, in the order given.
     pub users: Vec<PlannedUser>,
     /// The actions applied to every account.
     pub actions: Vec<Action>,
+    /// Steps in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
     /// Domain controllers whose convergence will be awaited.
     pub domain_controllers: Vec<String>,
     /// Servers, flushed (once for the whole batch) or skipped.
@@ -329,8 +320,9 @@ pub struct ManyPlan {
     pub method: exch_iis::FlushMethod,
     /// Strategy for the servers.
     pub strategy: Strategy,
-    /// Accounts in directory work at once.
-    pub max_in_flight: usize,
+    /// Accounts in directory work at once ([`RemediationBuilder::accounts_in_flight`]).
+    #[serde(alias = "max_in_flight")]
+    pub accounts_in_flight: usize,
     /// Every account disabled before any password is reset
     /// ([`RemediationBuilder::contain_first`]).
     #[serde(default)]
@@ -357,7 +349,7 @@ impl ManyPlan {
             "Plan for {n} of {} users: {:?}, {} in flight{}",
             self.users.len(),
             self.actions,
-            self.max_in_flight,
+            self.accounts_in_flight,
             if self.contain_first {
                 " (contain first: every account disabled, then every password reset)"
             } else {
@@ -391,13 +383,13 @@ impl RevokeMany {
 
     /// The users, in the order given.
     pub fn users(&self) -> impl Iterator<Item = &str> {
-        self.users.iter().map(|u| u.text.as_str())
+        self.targets.iter().map(|u| u.text.as_str())
     }
 
     /// The password `user` will get (generated per user with [`NewPassword::Generate`], or
     /// given). Store it **before** [`execute`](Self::execute): the report never contains it.
     pub fn new_password(&self, user: &str) -> Option<&SecretString> {
-        self.users
+        self.targets
             .iter()
             .find(|u| u.text == user)
             .and_then(|u| u.new_password.as_ref())
@@ -405,18 +397,18 @@ impl RevokeMany {
 
     /// Every user with the password they will get, in the order given.
     pub fn new_passwords(&self) -> impl Iterator<Item = (&str, &SecretString)> {
-        self.users
+        self.targets
             .iter()
             .filter_map(|u| u.new_password.as_ref().map(|p| (u.text.as_str(), p)))
     }
 
     /// The cancellation token: accounts and servers not yet started are skipped.
     pub fn cancellation(&self) -> CancellationToken {
-        self.template.cancel.clone()
+        self.engine.cancel.clone()
     }
 
-    /// The dry run: resolves every user (at most `max_in_flight` lookups at a time), the
-    /// domain controllers and the servers. Reads only.
+    /// The dry run: resolves every user (`accounts_in_flight` lookups at a time), the domain
+    /// controllers and the servers. Reads only.
     ///
     /// # Errors
     /// [`RemediationError::UnresolvedUsers`] naming **every** user that is invalid, not found,
@@ -424,183 +416,39 @@ impl RevokeMany {
     /// [`RemediationBuilder::skip_unresolved`]); [`RemediationError::Directory`] when the
     /// directory cannot answer. Nothing is changed either way.
     pub async fn plan(&self) -> Result<ManyPlan, RemediationError> {
-        let span = tracing::info_span!("plan_many", users = self.users.len());
-        async {
-            let r = &self.template;
-            // Lookups in chunks (one search per chunk where the backend can), chunks
-            // `max_in_flight` at a time; transient failures are retried one user at a time.
-            let valid: Vec<(usize, &UserRef)> = self
-                .users
-                .iter()
-                .enumerate()
-                .filter_map(|(i, u)| u.parsed.as_ref().ok().map(|p| (i, p)))
-                .collect();
-            // Futures are created up front (lazily polled): keeps `plan` Send.
-            let chunks: Vec<_> = valid
-                .chunks(FIND_CHUNK)
-                .map(|chunk| async move {
-                    let refs: Vec<UserRef> = chunk.iter().map(|(_, u)| (*u).clone()).collect();
-                    let limit = r.timeouts.directory.saturating_mul(4);
-                    let results =
-                        match tokio::time::timeout(limit, r.directory.find_accounts(&refs)).await {
-                            Ok(v) if v.len() == refs.len() => v,
-                            _ => refs
-                                .iter()
-                                .map(|_| {
-                                    Err(DirectoryError::Timeout {
-                                        operation: format!("find {} accounts", refs.len()),
-                                        url: "(directory)".into(),
-                                        after: limit,
-                                    })
-                                })
-                                .collect(),
-                        };
-                    let mut out = Vec::with_capacity(chunk.len());
-                    for (&(i, user), result) in chunk.iter().zip(results) {
-                        let result = match result {
-                            Err(e) if e.is_transient() => {
-                                r.dir_retry("find account", || r.directory.find_account(user))
-                                    .await
-                            }
-                            other => other,
-                        };
-                        out.push((i, result));
-                    }
-                    out
-                })
-                .collect();
-            let mut found: Vec<Option<Result<Account, DirectoryError>>> =
-                self.users.iter().map(|_| None).collect();
-            let done: Vec<Vec<(usize, Result<Account, DirectoryError>)>> =
-                futures::stream::iter(chunks)
-                    .buffered(self.max_in_flight)
-                    .collect()
-                    .await;
-            for (i, result) in done.into_iter().flatten() {
-                found[i] = Some(result);
-            }
-            let found: Vec<Result<Result<Account, UserProblem>, DirectoryError>> = self
-                .users
-                .iter()
-                .zip(found)
-                .map(|(u, result)| match (&u.parsed, result) {
-                    (Err(e), _) => Ok(Err(UserProblem::Invalid { reason: e.clone() })),
-                    (Ok(_), None) => Ok(Err(UserProblem::Invalid {
-                        reason: "not looked up".into(),
-                    })),
-                    (Ok(_), Some(Ok(a))) => Ok(Ok(a)),
-                    (Ok(_), Some(Err(DirectoryError::NotFound { what }))) => {
-                        Ok(Err(UserProblem::NotFound { detail: what }))
-                    }
-                    (Ok(_), Some(Err(e @ DirectoryError::Ambiguous { .. }))) => {
-                        Ok(Err(UserProblem::Ambiguous {
-                            detail: e.to_string(),
-                        }))
-                    }
-                    (Ok(_), Some(Err(e @ DirectoryError::InvalidInput { .. }))) => {
-                        Ok(Err(UserProblem::Invalid {
-                            reason: e.to_string(),
-                        }))
-                    }
-                    (Ok(_), Some(Err(e))) => Err(e),
-                })
-                .collect();
-            let mut first_of: HashMap<String, &str> = HashMap::new();
-            let mut users = Vec::with_capacity(found.len());
-            for (u, result) in self.users.iter().zip(found) {
-                let (account, problem) = match result? {
-                    Ok(a) => match first_of.get(&a.dn.as_str().to_ascii_lowercase()) {
-                        Some(first) => (
-                            None,
-                            Some(UserProblem::Duplicate {
-                                of: (*first).to_owned(),
-                                dn: a.dn.to_string(),
-                            }),
-                        ),
-                        None => {
-                            first_of.insert(a.dn.as_str().to_ascii_lowercase(), &u.text);
-                            (Some(a), None)
-                        }
-                    },
-                    Err(p) => (None, Some(p)),
-                };
-                users.push(PlannedUser {
-                    user: u.text.clone(),
-                    account,
-                    problem,
-                });
-            }
-            let problems: Vec<(String, UserProblem)> = users
-                .iter()
-                .filter_map(|u| u.problem.clone().map(|p| (u.user.clone(), p)))
-                .collect();
-            if !problems.is_empty() && !self.skip_unresolved {
-                return Err(RemediationError::UnresolvedUsers {
-                    total: users.len(),
-                    problems,
-                });
-            }
-            self.plan_rest(users).await
-        }
-        .instrument(span)
-        .await
+        let resolved = self.engine.resolve(&self.targets).await?;
+        self.engine.plan_batch(&self.targets, resolved).await
     }
 
-    /// The DCs and servers of the plan (as for one user).
-    async fn plan_rest(&self, users: Vec<PlannedUser>) -> Result<ManyPlan, RemediationError> {
-        let r = &self.template;
-        let dcs = r.dir(r.directory.domain_controllers()).await?;
-        let found = match &r.selection.given {
-            Some(given) => given.clone(),
-            None => r.dir(r.directory.exchange_servers()).await?,
-        };
-        let mut servers: Vec<PlannedServer> = found.into_iter().map(|s| r.plan_server(s)).collect();
-        servers.sort_by(|a, b| a.server.name.cmp(&b.server.name));
-        if let Some(missing) = r.selection.include.iter().find(|name| {
-            !servers
-                .iter()
-                .any(|p| p.server.name.eq_ignore_ascii_case(name))
-        }) {
-            return Err(RemediationError::invalid(
-                format!("server {missing:?}"),
-                "asked for with include_server, but the directory has no such Exchange server",
-            ));
-        }
-        let impact = servers
-            .iter()
-            .filter(|p| p.is_flushed())
-            .map(|p| r.impact_line(p))
-            .collect();
-        let probed_users = users
-            .iter()
-            .zip(&self.users)
-            .filter(|(p, u)| p.problem.is_none() && u.old_password.is_some())
-            .count();
-        Ok(ManyPlan {
-            users,
-            actions: r.actions.clone(),
-            domain_controllers: dcs.iter().map(|d| d.name.clone()).collect(),
-            servers,
-            method: r.method.clone(),
-            strategy: r.strategy,
-            max_in_flight: self.max_in_flight,
-            contain_first: self.contain_first,
-            probed_users: if self.prober.is_some() {
-                probed_users
-            } else {
-                0
-            },
-            impact,
-        })
-    }
-
-    /// Runs the plan: directory changes (at most `max_in_flight` accounts at a time, one
-    /// modify per account where the backend can, or with
-    /// [`RemediationBuilder::contain_first`] every disable, then every reset), convergence of every changed account, one
-    /// flush per server, the probes. Never returns early: every failure is in the report, per
-    /// user and per server. `Revoked` only when every user is.
+    /// Runs the plan: every account found again, the directory changes (`accounts_in_flight`
+    /// accounts at a time, one modify per account where the backend can, or with
+    /// [`RemediationBuilder::contain_first`] every disable, then every reset), convergence of
+    /// every changed account, one flush per server, the probes. Never returns early: every
+    /// failure is in the report, per user and per server. `Revoked` only when every user is.
     pub async fn execute(&self, plan: &ManyPlan) -> ManyReport {
-        let span = tracing::info_span!("execute_many", users = plan.users.len());
-        run::ManyRun::new(self, plan).go().instrument(span).await
+        let users = plan
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PlannedTarget {
+                user: &p.user,
+                target: self.targets.get(i).filter(|t| t.text == p.user),
+                dn: p.account.as_ref().map(|a| a.dn.as_str()),
+                problem: p.problem.as_ref(),
+                actions: if p.actions.is_empty() {
+                    plan.actions
+                        .iter()
+                        .map(|&action| PlannedAction {
+                            action,
+                            done_earlier: false,
+                            already_so: false,
+                        })
+                        .collect()
+                } else {
+                    p.actions.clone()
+                },
+            })
+            .collect();
+        BatchRun::new(&self.engine, users, &plan.servers).go().await
     }
 }

@@ -4,6 +4,7 @@ use exch_core::{AppPool, ExchangeServer, Protocol};
 use exch_iis::FlushMethod;
 use serde::{Deserialize, Serialize};
 
+use crate::reasons::SkipReason;
 use crate::{Action, Step, Strategy};
 
 /// One pool the plan will recycle on a server, and why.
@@ -25,7 +26,7 @@ pub struct PlannedServer {
     /// Why this server is in the plan or why it is skipped.
     pub why: String,
     /// `Some(reason)` when the server will not be flushed (Edge, excluded, done in an earlier run).
-    pub skip: Option<String>,
+    pub skip: Option<SkipReason>,
 }
 
 impl PlannedServer {
@@ -102,8 +103,10 @@ pub struct PlannedAccount {
     pub disabled_now: bool,
 }
 
-/// What `execute` will do. Serializable; contains no secret.
+/// What [`crate::Remediation::execute`] will do: the one-user view of the engine's
+/// [`crate::ManyPlan`]. Serializable; contains no secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// The user as given.
     pub user: String,

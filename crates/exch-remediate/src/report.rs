@@ -6,6 +6,7 @@ use exch_iis::FlushReport;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::reasons::{Cause, FailureKind, SkipReason};
 use crate::{Action, Step};
 
 /// Overall result.
@@ -91,7 +92,7 @@ pub enum ServerOutcome {
     /// The flush failed.
     Failed {
         /// Error kind (`Unreachable`, `Timeout`, `Unauthenticated`, …).
-        kind: String,
+        kind: FailureKind,
         /// Error text (names the server, never a credential).
         error: String,
         /// Attempts used.
@@ -99,8 +100,8 @@ pub enum ServerOutcome {
     },
     /// Not attempted.
     Skipped {
-        /// Why (cancelled, Edge server, directory change failed, …).
-        reason: String,
+        /// Why (cancelled, Edge server, no directory change, …).
+        reason: SkipReason,
     },
 }
 
@@ -138,8 +139,11 @@ pub struct ServerRecord {
     pub elapsed: Duration,
 }
 
-/// The report of one `execute`. Serializes to JSON; contains no secret.
+/// The report of one [`crate::Remediation::execute`]: the one-user view of the engine's
+/// [`crate::ManyReport`]. Serializes to JSON; contains no secret. Reports written by earlier
+/// versions still read (see [`SkipReason`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Overall outcome.
     pub outcome: Outcome,
@@ -160,8 +164,11 @@ pub struct Report {
     pub domain_controllers: Vec<DcRecord>,
     /// Per server.
     pub servers: Vec<ServerRecord>,
-    /// Why the outcome is not `Revoked` (empty when it is).
+    /// Why the outcome is not `Revoked` (empty when it is), for people: `causes`, written out.
     pub reasons: Vec<String>,
+    /// Why the outcome is not `Revoked`, typed (empty in reports of versions before 0.3).
+    #[serde(default)]
+    pub causes: Vec<Cause>,
     /// Servers whose flush must be rerun.
     pub servers_to_retry: Vec<String>,
     /// Whether the run was cancelled.
@@ -190,6 +197,7 @@ impl Report {
             domain_controllers: Vec::new(),
             servers: Vec::new(),
             reasons: Vec::new(),
+            causes: Vec::new(),
             servers_to_retry: Vec::new(),
             cancelled: false,
             security: Vec::new(),

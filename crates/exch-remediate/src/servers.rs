@@ -1,17 +1,19 @@
-//! Per-server work, shared by [`crate::Remediation`] and [`crate::RevokeMany`]: flushing the
+//! Per-server work of the engine (one user or many): flushing the
 //! planned servers with the chosen strategy (and retries, within the run's deadline), and
 //! probing a flushed server's endpoints with the old password.
 
 use exch_core::Protocol;
 use exch_iis::{FlushMethod, IisError};
 use futures::StreamExt;
-use std::time::Instant;
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::deadline::{Deadline, DEADLINE_SKIP};
+use crate::deadline::Deadline;
+use crate::engine::Engine;
 use crate::plan::PlannedServer;
+use crate::reasons::{FailureKind, SkipReason};
 use crate::report::{ProbeRecord, ServerRecord};
-use crate::{Event, ProbeResult, Remediation, ServerOutcome};
+use crate::{Event, ProbeResult, ServerOutcome};
 
 /// Servers probed at once (never more than the strategy flushes at once). Every probe that is
 /// refused is a logon that the server's IIS checks with a domain controller, so this bounds the
@@ -32,7 +34,7 @@ const PROBED: [Protocol; 5] = [
 /// Logs on to `p`'s endpoints (the protocols its flushed pools serve) as `user` with the old
 /// password `old`; one record per protocol.
 pub(crate) async fn probe_server(
-    r: &Remediation,
+    r: &Engine,
     prober: &dyn crate::Prober,
     p: &PlannedServer,
     user: &str,
@@ -87,7 +89,7 @@ pub(crate) async fn probe_server(
 
 /// Flushes `servers` with the run's strategy; records in plan order.
 pub(crate) async fn flush_servers(
-    r: &Remediation,
+    r: &Engine,
     servers: &[PlannedServer],
     dl: Deadline,
 ) -> Vec<ServerRecord> {
@@ -144,7 +146,7 @@ pub(crate) async fn flush_servers(
 /// ([`exch_iis::catalog::recycle_profile`]) and the run's deadline. Pools with an error are
 /// left as they are (a backend that already waited, like `WinRmFlusher`, says so in the error).
 async fn await_old_workers(
-    r: &Remediation,
+    r: &Engine,
     p: &PlannedServer,
     mut flush: exch_iis::FlushReport,
     dl: Deadline,
@@ -213,21 +215,7 @@ async fn await_old_workers(
     flush
 }
 
-fn kind_of(e: &IisError) -> &'static str {
-    match e {
-        IisError::Unreachable { .. } => "Unreachable",
-        IisError::Unauthenticated { .. } => "Unauthenticated",
-        IisError::Timeout { .. } => "Timeout",
-        IisError::PoolNotFound { .. } => "PoolNotFound",
-        IisError::CommandFailed { .. } => "CommandFailed",
-        IisError::Fault { .. } => "Fault",
-        IisError::Protocol { .. } => "Protocol",
-        IisError::InvalidInput { .. } => "InvalidInput",
-        _ => "Other",
-    }
-}
-
-pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) -> ServerRecord {
+pub(crate) async fn flush_one(r: &Engine, p: &PlannedServer, dl: Deadline) -> ServerRecord {
     let t = Instant::now();
     let record = |outcome| ServerRecord {
         server: p.server.name.clone(),
@@ -243,12 +231,12 @@ pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) 
     }
     if r.cancel.is_cancelled() {
         return record(ServerOutcome::Skipped {
-            reason: "cancelled".into(),
+            reason: SkipReason::Cancelled,
         });
     }
     if dl.expired() {
         return record(ServerOutcome::Skipped {
-            reason: format!("{DEADLINE_SKIP} ({:?}) was reached", dl.limit),
+            reason: SkipReason::Deadline { limit: dl.limit },
         });
     }
     let span = tracing::info_span!("flush", server = %p.server.name);
@@ -256,11 +244,11 @@ pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) 
         r.emit(Event::ServerStarted {
             server: p.server.name.clone(),
         });
+        // The planned pools, named: what the plan showed is what is recycled.
         let method = match &r.method {
-            FlushMethod::RecycleAppPools(_) => {
-                FlushMethod::RecycleAppPools(p.pools.iter().map(|x| x.pool.clone()).collect())
-            }
-            other => other.clone(),
+            FlushMethod::IisReset { .. } => r.method.clone(),
+            _ if p.pools.is_empty() => FlushMethod::RecycleCatalogPools,
+            _ => FlushMethod::RecycleAppPools(p.pools.iter().map(|x| x.pool.clone()).collect()),
         };
         let mut attempt = 0;
         let outcome = loop {
@@ -341,7 +329,7 @@ pub(crate) async fn flush_one(r: &Remediation, p: &PlannedServer, dl: Deadline) 
                 Err(e) => {
                     tracing::warn!(error = %e, "flush failed");
                     break ServerOutcome::Failed {
-                        kind: kind_of(&e).to_owned(),
+                        kind: FailureKind::of(&e),
                         error: e.to_string(),
                         attempts: attempt,
                     };

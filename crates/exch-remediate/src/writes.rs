@@ -1,9 +1,11 @@
 //! What a directory write that failed in transport actually did.
 
-use exch_directory::{Account, ChangeOutcome, DirectoryError, UserRef};
+use exch_directory::{Account, ChangeOutcome, UserRef};
 
 use crate::deadline::Deadline;
-use crate::{Action, Remediation};
+use crate::engine::Engine;
+use crate::reasons::StepError;
+use crate::Action;
 
 /// A write that failed with a transient error (time-out, connection lost) may still have been
 /// applied by the DC; the caller cannot tell from the error. This re-reads the account once:
@@ -16,17 +18,23 @@ use crate::{Action, Remediation};
 ///
 /// Errors that are not transient are returned as they are: the write was refused.
 pub(crate) async fn after_failed_write(
-    r: &Remediation,
+    r: &Engine,
     dl: Deadline,
     account: &Account,
     action: Action,
-    error: DirectoryError,
+    error: StepError,
 ) -> Result<ChangeOutcome, String> {
     if !error.is_transient() {
         return Err(error.to_string());
     }
     let again = UserRef::Dn(account.dn.clone());
-    let now = match dl.dir(r.dir(r.directory.find_account(&again))).await {
+    let now = match dl
+        .dir(
+            "read the account again",
+            r.dir("read the account again", r.directory.find_account(&again)),
+        )
+        .await
+    {
         Ok(now) => now,
         Err(e) => {
             return Err(format!(

@@ -7,8 +7,8 @@ use exch_core::{ExchangeServer, ExchangeVersion, Protocol, ServerRoles};
 use exch_directory::InMemoryDirectory;
 use exch_iis::{FlushOperation, RecordingFlusher};
 use exch_remediate::{
-    Outcome, ProbeResult, Prober, Remediation, RemediationBuilder, RetryPolicy, ServerOutcome,
-    Strategy, Timeouts,
+    FailureKind, Outcome, ProbeResult, Prober, Remediation, RemediationBuilder, RetryPolicy,
+    ServerOutcome, SkipReason, Strategy, Timeouts,
 };
 use secrecy::SecretString;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,12 +84,17 @@ async fn the_deadline_ends_a_rolling_run_that_hangs_on_every_server() {
     assert_eq!(report.outcome, Outcome::Partial, "{}", report.summary());
     let ex01 = &report.servers[0].outcome;
     assert!(
-        matches!(ex01, ServerOutcome::Failed { kind, error, .. } if kind == "Timeout" && error.contains("deadline")),
+        matches!(ex01, ServerOutcome::Failed { kind, error, .. } if *kind == FailureKind::Timeout && error.contains("deadline")),
         "{ex01:?}"
     );
     for s in &report.servers[1..] {
         assert!(
-            matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason.contains("deadline")),
+            matches!(
+                &s.outcome,
+                ServerOutcome::Skipped {
+                    reason: SkipReason::Deadline { .. }
+                }
+            ),
             "{s:?}"
         );
     }

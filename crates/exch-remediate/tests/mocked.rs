@@ -78,27 +78,30 @@ async fn convergence_on_every_dc_before_any_flush_and_one_flush_per_server() {
     dir.add_domain_controller("DC2", Duration::from_millis(30));
     let mut m = MockDirectory::new();
     let mut seq = Sequence::new();
-    // Plan, then execute: find, find again, disable exactly once — in this order.
+    // Plan, then execute: find, find again, disable exactly once — in this order (the
+    // engine's bulk calls, one user in each).
     let d = dir.clone();
-    m.expect_find_account()
+    m.expect_find_accounts()
         .times(2)
         .in_sequence(&mut seq)
-        .returning(move |u| block_on(d.find_account(u)));
+        .returning(move |u| block_on(d.find_accounts(u)));
     let d = dir.clone();
-    m.expect_disable_account()
+    m.expect_disable_and_reset()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |a| block_on(d.disable_account(a)));
+        .returning(move |a, disable, pw| block_on(d.disable_and_reset(a, disable, pw)));
     // Every DC read that shows the account disabled is counted.
     let shown = Arc::new(AtomicUsize::new(0));
     let d = dir.clone();
     let s = Arc::clone(&shown);
-    m.expect_account_on().returning(move |dc, dn| {
-        let a = block_on(d.account_on(dc, dn));
-        if a.as_ref().is_ok_and(|a| a.is_disabled()) {
-            s.fetch_add(1, Ordering::SeqCst);
-        }
-        a
+    m.expect_accounts_on().returning(move |dc, dns| {
+        let read = block_on(d.accounts_on(dc, dns));
+        let disabled = read
+            .iter()
+            .filter(|a| a.as_ref().is_ok_and(|a| a.is_disabled()))
+            .count();
+        s.fetch_add(disabled, Ordering::SeqCst);
+        read
     });
     answering(&dir, &mut m);
 
@@ -187,9 +190,10 @@ async fn a_resumed_run_never_resets_the_password_again() {
     // First run: the reset is applied, EX2 fails → Partial.
     let mut m = MockDirectory::new();
     let d = dir.clone();
-    m.expect_reset_password()
+    m.expect_disable_and_reset()
         .times(1)
-        .returning(move |a, p| block_on(d.reset_password(a, p)));
+        .returning(move |a, disable, pw| block_on(d.disable_and_reset(a, disable, pw)));
+    m.expect_reset_password().times(0);
     answering(&dir, &mut m);
     let fake = RecordingFlusher::new().with_error(
         "EX2",

@@ -14,7 +14,8 @@ use exch_iis::{
     TokenCacheSettings, WorkerProcess,
 };
 use exch_remediate::{
-    Event, NewPassword, Outcome, Remediation, RetryPolicy, ServerOutcome, Strategy, Timeouts,
+    Event, FailureKind, NewPassword, Outcome, Remediation, RetryPolicy, ServerOutcome, SkipReason,
+    Strategy, Timeouts,
 };
 use secrecy::SecretString;
 use std::collections::HashSet;
@@ -115,31 +116,23 @@ fn proven_report(server: &str, method: &FlushMethod) -> FlushReport {
         FlushMethod::RecycleAppPools(p) => p.clone(),
         _ => vec![exch_core::AppPool::from_static("DefaultAppPool")],
     };
-    FlushReport {
-        server: server.to_owned(),
-        method: method.clone(),
-        requested_at: now,
-        pools: pools
-            .into_iter()
-            .map(|pool| PoolFlush {
-                pool,
-                before: vec![WorkerProcess {
-                    pid: 1,
-                    started: now - chrono::Duration::hours(1),
-                }],
-                after: vec![WorkerProcess {
-                    pid: 2,
-                    started: now,
-                }],
-                state: PoolRunState::Started,
-                error: None,
-                proven: true,
-            })
-            .collect(),
-        missing_pools: Vec::new(),
-        elapsed: Duration::from_millis(1),
-        round_trips: 0,
-    }
+    FlushReport::new(server, method.clone(), now)
+        .with_pools(
+            pools
+                .into_iter()
+                .map(|pool| {
+                    PoolFlush::new(
+                        pool,
+                        vec![WorkerProcess::new(1, now - chrono::Duration::hours(1))],
+                        vec![WorkerProcess::new(2, now)],
+                        PoolRunState::Started,
+                        None,
+                        now,
+                    )
+                })
+                .collect(),
+        )
+        .with_elapsed(Duration::from_millis(1))
 }
 
 #[async_trait]
@@ -176,16 +169,14 @@ impl CacheFlusher for GateFlusher {
         Ok(proven_report(&server.name, method))
     }
     async fn token_cache(&self, _: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings { configured: None })
+        Ok(TokenCacheSettings::new(None))
     }
     async fn set_token_ttl(
         &self,
         _: &ExchangeServer,
         ttl: Duration,
     ) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings {
-            configured: Some(ttl),
-        })
+        Ok(TokenCacheSettings::new(Some(ttl)))
     }
 }
 
@@ -390,7 +381,7 @@ async fn cancellation_leaves_a_report_of_what_was_done() {
         .servers
         .iter()
         .filter(
-            |s| matches!(&s.outcome, ServerOutcome::Skipped { reason } if reason == "cancelled"),
+            |s| matches!(&s.outcome, ServerOutcome::Skipped { reason } if *reason == SkipReason::Cancelled),
         )
         .count();
     assert_eq!((flushed, cancelled), (2, 4), "{}", report.summary());
@@ -433,7 +424,7 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     assert_eq!(report.servers_to_retry, ["EX02"]);
     let ex02 = report.servers.iter().find(|s| s.server == "EX02").unwrap();
     assert!(
-        matches!(&ex02.outcome, ServerOutcome::Failed { kind, attempts: 2, .. } if kind == "Unreachable"),
+        matches!(&ex02.outcome, ServerOutcome::Failed { kind, attempts: 2, .. } if *kind == FailureKind::Unreachable),
         "{ex02:?}"
     );
     let mut retries = 0;

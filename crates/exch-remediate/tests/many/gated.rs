@@ -120,7 +120,7 @@ async fn directory_work_is_bounded_by_max_in_flight() {
             .users(users)
             .disable()
             .reset_password(NewPassword::Generate)
-            .max_in_flight(3)
+            .accounts_in_flight(3)
             .timeouts(exch_remediate::Timeouts {
                 directory: Duration::from_secs(3600),
                 ..Default::default()
@@ -166,7 +166,7 @@ async fn contain_first_disables_every_account_before_any_reset() {
             .users(users.clone())
             .disable()
             .reset_password(NewPassword::Generate)
-            .max_in_flight(2)
+            .accounts_in_flight(2)
             .contain_first()
             .timeouts(exch_remediate::Timeouts {
                 directory: Duration::from_secs(3600),
@@ -228,7 +228,11 @@ async fn contain_first_disables_every_account_before_any_reset() {
     assert!(report
         .summary()
         .contains("contained: every account disabled after"));
-    let change = &report.steps[0];
+    let change = report
+        .steps
+        .iter()
+        .find(|s| s.step == exch_remediate::Step::ChangeDirectory)
+        .unwrap();
     assert!(change.detail.contains("contain first"), "{}", change.detail);
     let json = serde_json::to_value(&report).unwrap();
     assert!(json["contained_after"].is_u64(), "{json}");

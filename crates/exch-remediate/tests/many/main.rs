@@ -69,7 +69,7 @@ async fn every_user_revoked_with_one_flush_per_server() {
         .users(users.clone())
         .disable()
         .reset_password(NewPassword::Generate)
-        .max_in_flight(4)
+        .accounts_in_flight(4)
         .build_many()
         .unwrap();
     // Generated per user, retrievable before execute, all different.
@@ -220,10 +220,10 @@ async fn builder_refuses_contradictions() {
     assert!(e.to_string().contains("no user"), "{e}");
     let e = base()
         .users(users.clone())
-        .max_in_flight(0)
+        .accounts_in_flight(0)
         .build_many()
         .unwrap_err();
-    assert!(e.to_string().contains("max_in_flight"), "{e}");
+    assert!(e.to_string().contains("accounts_in_flight"), "{e}");
     let e = base()
         .users(users.clone())
         .user_password(
@@ -328,7 +328,7 @@ async fn one_failed_reset_is_that_users_problem_only() {
         .users(users.clone())
         .disable()
         .reset_password(NewPassword::Generate)
-        .max_in_flight(1)
+        .accounts_in_flight(1)
         .build_many()
         .unwrap();
     let report = run.execute(&run.plan().await.unwrap()).await;
@@ -379,7 +379,7 @@ async fn contain_first_resets_even_where_the_disable_failed() {
         .users(users.clone())
         .disable()
         .reset_password(NewPassword::Generate)
-        .max_in_flight(1)
+        .accounts_in_flight(1)
         .contain_first()
         .build_many()
         .unwrap();

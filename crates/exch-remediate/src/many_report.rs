@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
+use crate::reasons::Cause;
 use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
 use crate::{Outcome, ServerOutcome};
 
@@ -61,6 +62,7 @@ pub struct ServerProbes {
 
 /// One user's record in a [`ManyReport`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UserRecord {
     /// The user as given.
     pub user: String,
@@ -75,12 +77,25 @@ pub struct UserRecord {
     pub domain_controllers: Vec<DcRecord>,
     /// Probes with the old password, per server (when asked).
     pub probes: Vec<ServerProbes>,
-    /// Why the outcome is not `Revoked` (empty when it is).
+    /// Why the outcome is not `Revoked` (empty when it is), for people: `causes`, written out.
     pub reasons: Vec<String>,
+    /// Why the outcome is not `Revoked`, typed (empty in reports of versions before 0.3).
+    #[serde(default)]
+    pub causes: Vec<Cause>,
 }
 
-/// The report of one [`crate::RevokeMany::execute`]. Serializes to JSON; contains no secret.
+impl UserRecord {
+    /// Records a cause (and its sentence in `reasons`).
+    pub(crate) fn add(&mut self, cause: Cause) {
+        self.reasons.push(cause.to_string());
+        self.causes.push(cause);
+    }
+}
+
+/// The report of one [`crate::RevokeMany::execute`] (and, seen through
+/// [`crate::Report`], of a one-user run). Serializes to JSON; contains no secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ManyReport {
     /// `Revoked` only when every user is; `Failed` when no directory change was applied for
     /// any user; `Partial` otherwise (see `users_failed`, `servers_to_retry`, `reasons`).
@@ -101,8 +116,11 @@ pub struct ManyReport {
     pub users_failed: Vec<String>,
     /// Servers whose flush must be rerun.
     pub servers_to_retry: Vec<String>,
-    /// Why the outcome is not `Revoked` (empty when it is).
+    /// Why the outcome is not `Revoked` (empty when it is), for people: `causes`, written out.
     pub reasons: Vec<String>,
+    /// Why the outcome is not `Revoked`, typed (empty in reports of versions before 0.3).
+    #[serde(default)]
+    pub causes: Vec<Cause>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
     /// Containment time: from the start of `execute` until the disable of every resolved
@@ -118,6 +136,12 @@ pub struct ManyReport {
 }
 
 impl ManyReport {
+    /// Records a cause (and its sentence in `reasons`).
+    pub(crate) fn add(&mut self, cause: Cause) {
+        self.reasons.push(cause.to_string());
+        self.causes.push(cause);
+    }
+
     /// The record of `user` (as given).
     pub fn user(&self, user: &str) -> Option<&UserRecord> {
         self.users.iter().find(|u| u.user == user)
