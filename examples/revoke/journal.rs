@@ -86,19 +86,7 @@ impl Journal {
 
     /// Folds a progress event in; `true` when the journal changed and must be written.
     pub(crate) fn apply(&mut self, event: &Event) -> bool {
-        match event {
-            Event::ActionRecorded { record } => {
-                self.report.actions.retain(|a| a.action != record.action);
-                self.report.actions.push(record.clone());
-                true
-            }
-            Event::ServerRecorded { record } => {
-                self.report.servers.retain(|s| s.server != record.server);
-                self.report.servers.push((**record).clone());
-                true
-            }
-            _ => false,
-        }
+        self.report.record(event)
     }
 
     /// The run ended: the journal holds its report.

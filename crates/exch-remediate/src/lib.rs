@@ -23,7 +23,7 @@ pub use many::{ManyPlan, PlannedUser, RevokeMany, DEFAULT_ACCOUNTS_IN_FLIGHT};
 pub use many_report::{ManyReport, ServerProbes, UserProblem, UserRecord};
 pub use options::{Action, NewPassword, RetryPolicy, Step, Strategy, Timeouts};
 pub use plan::{Plan, PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
-pub use probe::{HttpProber, ProbeResult, Prober};
+pub use probe::{HttpProber, ProbeResult, ProbeSetupError, Prober};
 pub use reasons::{Cause, FailureKind, SkipReason};
 pub use report::{
     ActionRecord, DcRecord, Outcome, ProbeRecord, Report, ServerOutcome, ServerRecord, StepRecord,

@@ -142,6 +142,65 @@ impl ManyReport {
         self.causes.push(cause);
     }
 
+    /// The journal of a batch about to run `plan`: every user, nothing done yet, outcome
+    /// `Partial` with the reason that the run was interrupted — until the run's
+    /// [`ManyReport`] replaces it. Fold the run's events into it with
+    /// [`record`](Self::record); after a crash, give it to
+    /// [`crate::RemediationBuilder::resume_many`].
+    pub fn journal(plan: &crate::ManyPlan) -> ManyReport {
+        ManyReport {
+            outcome: Outcome::Partial,
+            started: chrono::Utc::now(),
+            elapsed: Duration::ZERO,
+            steps: Vec::new(),
+            users: plan
+                .users
+                .iter()
+                .map(|u| UserRecord {
+                    user: u.user.clone(),
+                    account: u.account.as_ref().map(|a| a.dn.to_string()),
+                    outcome: Outcome::Partial,
+                    actions: Vec::new(),
+                    domain_controllers: Vec::new(),
+                    probes: Vec::new(),
+                    reasons: Vec::new(),
+                    causes: Vec::new(),
+                })
+                .collect(),
+            servers: Vec::new(),
+            users_failed: Vec::new(),
+            servers_to_retry: Vec::new(),
+            reasons: vec!["interrupted: this is the journal of a run that did not finish".into()],
+            causes: Vec::new(),
+            cancelled: false,
+            contained_after: None,
+            security: Vec::new(),
+        }
+    }
+
+    /// Folds a progress event into this report (see [`journal`](Self::journal)):
+    /// [`crate::Event::ActionRecorded`] replaces the record of its user's action,
+    /// [`crate::Event::ServerRecorded`] the record of its server. Returns whether the report
+    /// changed (and should be written again).
+    pub fn record(&mut self, event: &crate::Event) -> bool {
+        match event {
+            crate::Event::ActionRecorded { user, record } => {
+                let Some(u) = self.users.iter_mut().find(|u| &u.user == user) else {
+                    return false;
+                };
+                u.actions.retain(|a| a.action != record.action);
+                u.actions.push(record.clone());
+                true
+            }
+            crate::Event::ServerRecorded { record } => {
+                self.servers.retain(|s| s.server != record.server);
+                self.servers.push((**record).clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The record of `user` (as given).
     pub fn user(&self, user: &str) -> Option<&UserRecord> {
         self.users.iter().find(|u| u.user == user)

@@ -204,6 +204,26 @@ impl Report {
         }
     }
 
+    /// Folds a progress event into this report, for a journal that lets a killed run be
+    /// resumed ([`crate::RemediationBuilder::resume`]): [`crate::Event::ActionRecorded`] and
+    /// [`crate::Event::ServerRecorded`] replace the record of their action or server. Returns
+    /// whether the report changed (and should be written again).
+    pub fn record(&mut self, event: &crate::Event) -> bool {
+        match event {
+            crate::Event::ActionRecorded { record, .. } => {
+                self.actions.retain(|a| a.action != record.action);
+                self.actions.push(record.clone());
+                true
+            }
+            crate::Event::ServerRecorded { record } => {
+                self.servers.retain(|s| s.server != record.server);
+                self.servers.push((**record).clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A short human summary (one line per server plus the outcome).
     pub fn summary(&self) -> String {
         use std::fmt::Write;
