@@ -3,186 +3,90 @@
 #![allow(clippy::unwrap_used)]
 
 use async_trait::async_trait;
-use chrono::Utc;
 use exch_core::{ExchangeServer, ExchangeVersion, ServerRoles};
-use exch_directory::{
-    Account, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn, DomainController,
-    InMemoryDirectory, UserRef,
-};
-use exch_iis::{
-    AppPoolState, CacheFlusher, FlushMethod, FlushReport, IisError, PoolFlush, PoolRunState,
-    TokenCacheSettings, WorkerProcess,
-};
+use exch_directory::layers::{Hook as DirHook, Layered as DirLayered};
+use exch_directory::{AuthResult, Directory, DirectoryError, Dn, InMemoryDirectory, Operation};
+use exch_iis::layers::{Hook as FlushHook, Layered as FlushLayered};
+use exch_iis::{FlushOperation, Gate, IisError, RecordingFlusher};
 use exch_remediate::{
     Event, FailureKind, NewPassword, Outcome, Remediation, RetryPolicy, ServerOutcome, SkipReason,
     Strategy, Timeouts,
 };
 use secrecy::SecretString;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
 
 /// Shared call log: directory and flusher calls in the order they happened.
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// Delegates to an InMemoryDirectory and logs every call.
-#[derive(Debug, Clone)]
-struct LoggingDirectory {
-    inner: InMemoryDirectory,
-    log: Log,
-}
+/// A hook of both layers ([`exch_directory::layers`], [`exch_iis::layers`]) that writes one
+/// log: directory changes and DC reads, and flushes, in the order they happened.
+#[derive(Debug, Clone, Default)]
+struct Order(Log);
 
-impl LoggingDirectory {
+impl Order {
     fn note(&self, s: String) {
-        self.log.lock().unwrap().push(s);
+        self.0.lock().unwrap().push(s);
     }
 }
 
 #[async_trait]
-impl Directory for LoggingDirectory {
-    async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
-        self.note("find".into());
-        self.inner.find_account(user).await
+impl DirHook for Order {
+    async fn before(&self, op: Operation, object: &str) -> Result<(), DirectoryError> {
+        match op {
+            Operation::DisableAccount => self.note("disable".into()),
+            Operation::ResetPassword => self.note("reset".into()),
+            // `DN on DC`: the DC is what matters here.
+            Operation::AccountOn => {
+                let dc = object.rsplit(" on ").next().unwrap_or(object);
+                self.note(format!("read:{dc}"));
+            }
+            _ => {}
+        }
+        Ok(())
     }
-    async fn disable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.note("disable".into());
-        self.inner.disable_account(a).await
-    }
-    async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.enable_account(a).await
-    }
-    async fn reset_password(
-        &self,
-        a: &Account,
-        p: &SecretString,
-    ) -> Result<ChangeOutcome, DirectoryError> {
-        self.note("reset".into());
-        self.inner.reset_password(a, p).await
-    }
-    async fn authenticate(&self, u: &str, p: &SecretString) -> Result<AuthResult, DirectoryError> {
-        self.inner.authenticate(u, p).await
-    }
-    async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
-        self.inner.exchange_servers().await
-    }
-    async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
-        self.inner.domain_controllers().await
-    }
-    async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
-        let a = self.inner.account_on(dc, dn).await;
-        let shows = a.as_ref().map(|a| a.is_disabled()).unwrap_or(false);
-        self.note(format!(
-            "read:{}:{}",
-            dc.name,
-            if shows { "disabled" } else { "stale" }
-        ));
-        a
-    }
-}
-
-/// A flusher whose flushes wait for permits the test releases; it tracks how many are in
-/// flight (exactly, no sleeps) and can fail chosen servers.
-#[derive(Debug)]
-struct GateFlusher {
-    gate: Arc<Semaphore>,
-    in_flight: watch::Sender<usize>,
-    max_seen: Mutex<usize>,
-    failing: Mutex<HashSet<String>>,
-    log: Log,
-}
-
-impl GateFlusher {
-    fn new(log: Log, open: bool) -> Arc<Self> {
-        let permits = if open { Semaphore::MAX_PERMITS } else { 0 };
-        Arc::new(GateFlusher {
-            gate: Arc::new(Semaphore::new(permits)),
-            in_flight: watch::channel(0).0,
-            max_seen: Mutex::new(0),
-            failing: Mutex::new(HashSet::new()),
-            log,
-        })
-    }
-
-    async fn wait_in_flight(&self, n: usize) {
-        let mut rx = self.in_flight.subscribe();
-        rx.wait_for(|v| *v == n).await.unwrap();
-    }
-}
-
-fn proven_report(server: &str, method: &FlushMethod) -> FlushReport {
-    let now = Utc::now();
-    let pools = match method {
-        FlushMethod::RecycleAppPools(p) => p.clone(),
-        _ => vec![exch_core::AppPool::from_static("DefaultAppPool")],
-    };
-    FlushReport::new(server, method.clone(), now)
-        .with_pools(
-            pools
-                .into_iter()
-                .map(|pool| {
-                    PoolFlush::new(
-                        pool,
-                        vec![WorkerProcess::new(1, now - chrono::Duration::hours(1))],
-                        vec![WorkerProcess::new(2, now)],
-                        PoolRunState::Started,
-                        None,
-                        now,
-                    )
-                })
-                .collect(),
-        )
-        .with_elapsed(Duration::from_millis(1))
 }
 
 #[async_trait]
-impl CacheFlusher for GateFlusher {
-    async fn app_pools(&self, _: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError> {
-        Ok(Vec::new())
-    }
-    async fn flush(
-        &self,
-        server: &ExchangeServer,
-        method: &FlushMethod,
-    ) -> Result<FlushReport, IisError> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("flush:{}", server.name));
-        self.in_flight.send_modify(|v| *v += 1);
-        {
-            let now = *self.in_flight.borrow();
-            let mut m = self.max_seen.lock().unwrap();
-            *m = (*m).max(now);
+impl FlushHook for Order {
+    async fn before(&self, server: &ExchangeServer, op: &FlushOperation) -> Result<(), IisError> {
+        if matches!(op, FlushOperation::Flush(_)) {
+            self.note(format!("flush:{}", server.name));
         }
-        let permit = self.gate.acquire().await.unwrap();
-        permit.forget();
-        self.in_flight.send_modify(|v| *v -= 1);
-        if self.failing.lock().unwrap().contains(&server.name) {
-            return Err(IisError::Unreachable {
-                server: server.name.clone(),
-                endpoint: format!("http://{}:5985/wsman", server.fqdn),
-                detail: "connection refused".into(),
-                source: None,
-            });
+        Ok(())
+    }
+}
+
+/// Waits (yielding: the test runtime is single-threaded) until `done` holds, for at most
+/// 10 s.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::task::yield_now().await;
         }
-        Ok(proven_report(&server.name, method))
-    }
-    async fn token_cache(&self, _: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings::new(None))
-    }
-    async fn set_token_ttl(
-        &self,
-        _: &ExchangeServer,
-        ttl: Duration,
-    ) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings::new(Some(ttl)))
-    }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("still waiting for {what}"));
+}
+
+/// How many flushes `f` was asked for.
+fn flush_calls(f: &RecordingFlusher) -> usize {
+    f.calls()
+        .iter()
+        .filter(|c| matches!(c.operation, FlushOperation::Flush(_)))
+        .count()
+}
+
+/// `n` flushes parked at the gate and `started` asked for in all.
+async fn parked(f: &RecordingFlusher, gate: &Gate, n: usize, started: usize) {
+    until(&format!("{n} parked of {started}"), || {
+        gate.waiting() == n && flush_calls(f) == started
+    })
+    .await;
 }
 
 struct Lab {
     dir: InMemoryDirectory,
-    log: Log,
 }
 
 fn lab(servers: usize) -> Lab {
@@ -201,10 +105,7 @@ fn lab(servers: usize) -> Lab {
             .with_version(ExchangeVersion::new(15, 2, 1258))
             .with_roles(ServerRoles::EDGE),
     );
-    Lab {
-        dir,
-        log: Arc::new(Mutex::new(Vec::new())),
-    }
+    Lab { dir }
 }
 
 fn fast_timeouts() -> Timeouts {
@@ -222,11 +123,9 @@ async fn no_flush_before_every_dc_shows_the_change() {
     l.dir.add_domain_controller("DC1", Duration::ZERO);
     l.dir
         .add_domain_controller("DC2", Duration::from_millis(80));
-    let dir = Arc::new(LoggingDirectory {
-        inner: l.dir.clone(),
-        log: l.log.clone(),
-    });
-    let flusher = GateFlusher::new(l.log.clone(), true);
+    let order = Order::default();
+    let dir = Arc::new(DirLayered::new(l.dir.clone(), order.clone()));
+    let flusher = Arc::new(FlushLayered::new(RecordingFlusher::new(), order.clone()));
     let r = Remediation::builder()
         .directory(dir)
         .flusher(flusher)
@@ -250,15 +149,16 @@ async fn no_flush_before_every_dc_shows_the_change() {
     );
     let report = r.execute(&plan).await;
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    let log = l.log.lock().unwrap().clone();
+    let log = order.0.lock().unwrap().clone();
     let first_flush = log.iter().position(|e| e.starts_with("flush:")).unwrap();
     let disable = log.iter().position(|e| e == "disable").unwrap();
-    assert!(
-        log.iter().any(|e| e == "read:DC2:stale"),
-        "DC2 lag was not observed: {log:?}"
-    );
-    let last_dc2 = log.iter().rposition(|e| e.starts_with("read:DC2")).unwrap();
-    assert_eq!(log[last_dc2], "read:DC2:disabled");
+    let dc2 = report
+        .domain_controllers
+        .iter()
+        .find(|d| d.dc == "DC2")
+        .unwrap();
+    assert!(dc2.reads > 1, "DC2 lag was not observed: {dc2:?}");
+    let last_dc2 = log.iter().rposition(|e| e == "read:DC2").unwrap();
     assert!(
         disable < last_dc2 && last_dc2 < first_flush,
         "order violated: {log:?}"
@@ -269,11 +169,11 @@ async fn no_flush_before_every_dc_shows_the_change() {
 #[tokio::test]
 async fn parallel_never_exceeds_max_in_flight() {
     let l = lab(10);
-    let flusher = GateFlusher::new(l.log.clone(), false);
+    let (flusher, gate) = RecordingFlusher::gated();
     let r = Arc::new(
         Remediation::builder()
             .directory(Arc::new(l.dir.clone()))
-            .flusher(flusher.clone())
+            .flusher(Arc::new(flusher.clone()))
             .user("LAB\\bob")
             .disable()
             .strategy(Strategy::Parallel { max_in_flight: 3 })
@@ -287,24 +187,24 @@ async fn parallel_never_exceeds_max_in_flight() {
         async move { r.execute(&plan).await }
     });
     // Fill the limit, then release one at a time: each release lets exactly one more start.
-    for _ in 0..7 {
-        flusher.wait_in_flight(3).await;
-        flusher.gate.add_permits(1);
+    for i in 0..7 {
+        parked(&flusher, &gate, 3, 3 + i).await;
+        gate.release(1);
     }
-    flusher.gate.add_permits(3);
+    gate.release(3);
     let report = run.await.unwrap();
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    assert_eq!(*flusher.max_seen.lock().unwrap(), 3);
+    assert_eq!(gate.max_in_flight(), 3);
 }
 
 #[tokio::test]
 async fn rolling_flushes_one_batch_at_a_time() {
     let l = lab(5);
-    let flusher = GateFlusher::new(l.log.clone(), false);
+    let (flusher, gate) = RecordingFlusher::gated();
     let r = Arc::new(
         Remediation::builder()
             .directory(Arc::new(l.dir.clone()))
-            .flusher(flusher.clone())
+            .flusher(Arc::new(flusher.clone()))
             .user("bob")
             .disable()
             .strategy(Strategy::Rolling {
@@ -320,27 +220,22 @@ async fn rolling_flushes_one_batch_at_a_time() {
         let r = r.clone();
         async move { r.execute(&plan).await }
     });
-    flusher.wait_in_flight(2).await;
-    flusher.gate.add_permits(1);
+    parked(&flusher, &gate, 2, 2).await;
+    gate.release(1);
     // The batch is not done: nothing new starts while one of its servers is still in flight.
-    flusher.wait_in_flight(1).await;
-    assert_eq!(
-        l.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.starts_with("flush:"))
-            .count(),
-        2
-    );
-    flusher.gate.add_permits(1);
-    flusher.wait_in_flight(2).await;
-    flusher.gate.add_permits(2);
-    flusher.wait_in_flight(1).await;
-    flusher.gate.add_permits(1);
+    until("one of the batch done", || gate.in_flight() == 1).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(flush_calls(&flusher), 2);
+    gate.release(1);
+    parked(&flusher, &gate, 2, 4).await;
+    gate.release(2);
+    parked(&flusher, &gate, 1, 5).await;
+    gate.release(1);
     let report = run.await.unwrap();
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    assert_eq!(*flusher.max_seen.lock().unwrap(), 2);
+    assert_eq!(gate.max_in_flight(), 2);
     let names: Vec<&str> = report.servers.iter().map(|s| s.server.as_str()).collect();
     assert_eq!(names, ["EDGE1", "EX00", "EX01", "EX02", "EX03", "EX04"]);
 }
@@ -348,11 +243,11 @@ async fn rolling_flushes_one_batch_at_a_time() {
 #[tokio::test]
 async fn cancellation_leaves_a_report_of_what_was_done() {
     let l = lab(6);
-    let flusher = GateFlusher::new(l.log.clone(), false);
+    let (flusher, gate) = RecordingFlusher::gated();
     let r = Arc::new(
         Remediation::builder()
             .directory(Arc::new(l.dir.clone()))
-            .flusher(flusher.clone())
+            .flusher(Arc::new(flusher.clone()))
             .user("bob@lab.example.test")
             .disable()
             .strategy(Strategy::Parallel { max_in_flight: 2 })
@@ -366,9 +261,9 @@ async fn cancellation_leaves_a_report_of_what_was_done() {
         let r = r.clone();
         async move { r.execute(&plan).await }
     });
-    flusher.wait_in_flight(2).await;
+    parked(&flusher, &gate, 2, 2).await;
     cancel.cancel();
-    flusher.gate.add_permits(2);
+    gate.release(2);
     let report = run.await.unwrap();
     assert!(report.cancelled);
     assert_eq!(report.outcome, Outcome::Partial);
@@ -396,13 +291,20 @@ async fn cancellation_leaves_a_report_of_what_was_done() {
 #[tokio::test]
 async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     let l = lab(4);
-    let flusher = GateFlusher::new(l.log.clone(), true);
-    flusher.failing.lock().unwrap().insert("EX02".into());
+    let flusher = RecordingFlusher::new().with_error(
+        "EX02",
+        IisError::Unreachable {
+            server: "EX02".into(),
+            endpoint: "http://ex02.lab.example.test:5985/wsman".into(),
+            detail: "connection refused".into(),
+            source: None,
+        },
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let build = |resume: Option<exch_remediate::Report>, tx| {
         let mut b = Remediation::builder()
             .directory(Arc::new(l.dir.clone()))
-            .flusher(flusher.clone())
+            .flusher(Arc::new(flusher.clone()))
             .user("bob@lab.example.test")
             .disable()
             .reset_password(NewPassword::Given(SecretString::from("N3w-Secret!x-2026")))
@@ -436,8 +338,8 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     assert_eq!(retries, 1);
 
     // The fault is cleared; the rerun resumes: no second reset, only EX02 is flushed.
-    flusher.failing.lock().unwrap().clear();
-    l.log.lock().unwrap().clear();
+    flusher.set_error("EX02", None);
+    let before = flusher.calls().len();
     let dn = Dn(report.account.clone().unwrap());
     let pwd_before = l.dir.account(&dn).unwrap().pwd_last_set;
     let r2 = build(Some(report), tx);
@@ -449,15 +351,12 @@ async fn a_failing_server_gives_partial_and_a_rerun_finishes_the_job() {
     );
     let report2 = r2.execute(&plan2).await;
     assert_eq!(report2.outcome, Outcome::Revoked, "{}", report2.summary());
-    let flushed: Vec<String> = l
-        .log
-        .lock()
-        .unwrap()
+    let flushed: Vec<String> = flusher.calls()[before..]
         .iter()
-        .filter(|e| e.starts_with("flush:"))
-        .cloned()
+        .filter(|c| matches!(c.operation, FlushOperation::Flush(_)))
+        .map(|c| c.server.clone())
         .collect();
-    assert_eq!(flushed, ["flush:EX02"]);
+    assert_eq!(flushed, ["EX02"]);
     assert_eq!(
         l.dir.account(&dn).unwrap().pwd_last_set,
         pwd_before,
@@ -475,7 +374,7 @@ async fn a_dc_that_never_converges_is_named_and_blocks_revoked() {
     t.converge = Duration::from_millis(150);
     let r = Remediation::builder()
         .directory(Arc::new(l.dir.clone()))
-        .flusher(GateFlusher::new(l.log.clone(), true))
+        .flusher(Arc::new(RecordingFlusher::new()))
         .user("bob")
         .disable()
         .timeouts(t)
@@ -502,7 +401,7 @@ async fn a_dc_that_never_converges_is_named_and_blocks_revoked() {
 #[tokio::test]
 async fn bad_input_is_refused_before_anything_changes() {
     let l = lab(1);
-    let flusher = GateFlusher::new(l.log.clone(), true);
+    let flusher = Arc::new(RecordingFlusher::new());
     let base = || {
         Remediation::builder()
             .directory(Arc::new(l.dir.clone()))
@@ -551,7 +450,7 @@ async fn secrets_never_reach_debug_plans_or_reports() {
     let old = "Old-Passw0rd!";
     let r = Remediation::builder()
         .directory(Arc::new(l.dir.clone()))
-        .flusher(GateFlusher::new(l.log.clone(), true))
+        .flusher(Arc::new(RecordingFlusher::new()))
         .user("bob@lab.example.test")
         .reset_password(NewPassword::Given(SecretString::from(secret)))
         .timeouts(fast_timeouts())

@@ -1,118 +1,106 @@
-//! `RevokeMany` against a directory that holds every change at a gate and logs it: the
-//! concurrency bound and the order of the contain-first phases.
+//! `RevokeMany` against the in-memory directory behind a layer ([`exch_directory::layers`])
+//! whose hook holds every change at a gate and logs it: the concurrency bound and the order of
+//! the contain-first phases.
 
 use super::*;
 use async_trait::async_trait;
-use exch_directory::{AccountChanges, DirectoryError, Dn, DomainController, UserRef};
+use exch_directory::layers::{Held, Hook, Layered, Method};
+use exch_directory::DirectoryError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
-/// One `disable_and_reset` call seen by [`Gated`]: entered (or returned), with which actions.
+/// What the gate saw, in order.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Call {
-    returned: bool,
-    disable: bool,
-    reset: bool,
+enum Seen {
+    /// A `disable_and_reset` call arrived at the gate.
+    Entered,
+    /// It passed the gate and sends this change.
+    Sends(Operation),
+    /// It returned.
+    Returned,
 }
 
-/// Directory whose `disable_and_reset` waits for the test to release it, and logs its calls.
+/// Holds every `disable_and_reset` call until the test releases it; counts and logs them.
 #[derive(Debug)]
-struct Gated {
-    inner: InMemoryDirectory,
-    gate: Semaphore,
+struct Gate {
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    log: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
     in_flight: AtomicUsize,
     max: AtomicUsize,
     waiting: AtomicUsize,
-    log: std::sync::Mutex<Vec<Call>>,
 }
 
-impl Gated {
-    /// `lab(n)` behind a closed gate.
-    fn lab(n: usize) -> (Arc<Gated>, Vec<String>) {
-        let (dir, users) = lab(n);
-        let gated = Gated {
-            inner: Arc::try_unwrap(dir).unwrap(),
-            gate: Semaphore::new(0),
-            in_flight: AtomicUsize::new(0),
-            max: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            log: std::sync::Mutex::new(Vec::new()),
-        };
-        (Arc::new(gated), users)
-    }
+/// Held for the length of one call: counts it out and logs its return.
+struct Leaving(Arc<Counters>, Arc<std::sync::Mutex<Vec<Seen>>>);
 
-    fn log(&self, returned: bool, disable: bool, new: Option<&SecretString>) {
-        self.log.lock().unwrap().push(Call {
-            returned,
-            disable,
-            reset: new.is_some(),
-        });
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` calls wait at the gate (yielding: the test runtime is single-threaded).
-    async fn until_waiting(&self, n: usize) {
-        while self.waiting.load(Ordering::SeqCst) < n {
-            tokio::task::yield_now().await;
-        }
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.1.lock().unwrap().push(Seen::Returned);
     }
 }
 
 #[async_trait]
-impl Directory for Gated {
-    async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
-        self.inner.find_account(user).await
+impl Hook for Gate {
+    async fn before(&self, op: Operation, _: &str) -> Result<(), DirectoryError> {
+        if matches!(op, Operation::DisableAccount | Operation::ResetPassword) {
+            self.log.lock().unwrap().push(Seen::Sends(op));
+        }
+        Ok(())
     }
-    async fn disable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.disable_account(a).await
+
+    async fn enter(&self, method: Method) -> Held {
+        if method != Method::DisableAndReset {
+            return Held::default();
+        }
+        self.log.lock().unwrap().push(Seen::Entered);
+        let c = &self.counters;
+        let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        c.max.fetch_max(now, Ordering::SeqCst);
+        c.waiting.fetch_add(1, Ordering::SeqCst);
+        self.permits.acquire().await.unwrap().forget();
+        c.waiting.fetch_sub(1, Ordering::SeqCst);
+        Held::new(Leaving(Arc::clone(c), Arc::clone(&self.log)))
     }
-    async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.enable_account(a).await
-    }
-    async fn reset_password(
-        &self,
-        a: &Account,
-        new: &SecretString,
-    ) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.reset_password(a, new).await
-    }
-    async fn authenticate(&self, u: &str, p: &SecretString) -> Result<AuthResult, DirectoryError> {
-        self.inner.authenticate(u, p).await
-    }
-    async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
-        self.inner.exchange_servers().await
-    }
-    async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
-        self.inner.domain_controllers().await
-    }
-    async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
-        self.inner.account_on(dc, dn).await
-    }
-    async fn disable_and_reset<'a>(
-        &self,
-        a: &Account,
-        disable: bool,
-        new: Option<&'a SecretString>,
-    ) -> AccountChanges {
-        self.log(false, disable, new);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.unwrap().forget();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let out = self.inner.disable_and_reset(a, disable, new).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.log(true, disable, new);
-        out
+}
+
+type Gated = Layered<InMemoryDirectory, Gate>;
+
+/// `lab(n)` behind a closed gate.
+fn gated_lab(n: usize) -> (Arc<Gated>, Vec<String>) {
+    let (dir, users) = lab(n);
+    let gate = Gate {
+        permits: Arc::new(Semaphore::new(0)),
+        counters: Arc::default(),
+        log: Arc::default(),
+    };
+    let gated = Layered::new(Arc::try_unwrap(dir).unwrap(), gate);
+    (Arc::new(gated), users)
+}
+
+fn seen(g: &Gated) -> Vec<Seen> {
+    g.hook().log.lock().unwrap().clone()
+}
+
+fn waiting(g: &Gated) -> usize {
+    g.hook().counters.waiting.load(Ordering::SeqCst)
+}
+
+/// Waits until `n` calls wait at the gate (yielding: the test runtime is single-threaded).
+async fn until_waiting(g: &Gated, n: usize) {
+    while waiting(g) < n {
+        tokio::task::yield_now().await;
     }
 }
 
 #[tokio::test]
 async fn directory_work_is_bounded_by_max_in_flight() {
-    let (gated, users) = Gated::lab(10);
+    let (gated, users) = gated_lab(10);
     let run = Arc::new(
         Remediation::builder()
             .directory(gated.clone())
@@ -142,23 +130,31 @@ async fn directory_work_is_bounded_by_max_in_flight() {
     };
     // Release one account at a time; each time, exactly 3 must be waiting (10 = 3 + 7 more).
     for released in 0..10 {
-        gated.until_waiting(3.min(10 - released)).await;
+        until_waiting(&gated, 3.min(10 - released)).await;
         for _ in 0..50 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(gated.waiting.load(Ordering::SeqCst), 3.min(10 - released));
-        gated.gate.add_permits(1);
+        assert_eq!(waiting(&gated), 3.min(10 - released));
+        gated.hook().permits.add_permits(1);
     }
     let report = task.await.unwrap();
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    assert_eq!(gated.max.load(Ordering::SeqCst), 3);
-    // Default mode: one combined change per account.
-    assert!(gated.calls().iter().all(|c| c.disable && c.reset));
+    assert_eq!(gated.hook().counters.max.load(Ordering::SeqCst), 3);
+    // Default mode: one combined change per account (10 calls, each sending both changes).
+    let seen = seen(&gated);
+    let count = |x: Seen| seen.iter().filter(|s| **s == x).count();
+    assert_eq!(count(Seen::Entered), 10, "{seen:?}");
+    assert_eq!(
+        count(Seen::Sends(Operation::DisableAccount)),
+        10,
+        "{seen:?}"
+    );
+    assert_eq!(count(Seen::Sends(Operation::ResetPassword)), 10, "{seen:?}");
 }
 
 #[tokio::test]
 async fn contain_first_disables_every_account_before_any_reset() {
-    let (gated, users) = Gated::lab(6);
+    let (gated, users) = gated_lab(6);
     let run = Arc::new(
         Remediation::builder()
             .directory(gated.clone())
@@ -189,27 +185,42 @@ async fn contain_first_disables_every_account_before_any_reset() {
     // Phase 1: while any disable is held at the gate, only disables have been sent (two at a
     // time); release them one by one.
     for released in 0..6 {
-        gated.until_waiting(2.min(6 - released)).await;
-        let calls = gated.calls();
-        assert!(calls.iter().all(|c| c.disable && !c.reset), "{calls:?}");
-        gated.gate.add_permits(1);
+        until_waiting(&gated, 2.min(6 - released)).await;
+        let seen = seen(&gated);
+        assert!(
+            !seen.contains(&Seen::Sends(Operation::ResetPassword)),
+            "{seen:?}"
+        );
+        gated.hook().permits.add_permits(1);
     }
     // Phase 2: the resets.
-    gated.until_waiting(2).await;
-    gated.gate.add_permits(6);
+    until_waiting(&gated, 2).await;
+    gated.hook().permits.add_permits(6);
     let report = task.await.unwrap();
     assert_eq!(report.outcome, Outcome::Revoked, "{}", report.summary());
-    assert_eq!(gated.max.load(Ordering::SeqCst), 2);
+    assert_eq!(gated.hook().counters.max.load(Ordering::SeqCst), 2);
 
-    // Every disable returned before the first reset was sent; disable-only, then reset-only.
-    let calls = gated.calls();
-    assert_eq!(calls.len(), 24, "{calls:?}");
-    let last_disable = calls.iter().rposition(|c| c.returned && c.disable).unwrap();
-    let first_reset = calls.iter().position(|c| c.reset).unwrap();
-    assert!(last_disable < first_reset, "{calls:?}");
-    assert!(calls.iter().all(|c| c.disable != c.reset), "{calls:?}");
-    assert_eq!(gated.inner.calls(Operation::DisableAccount), 6);
-    assert_eq!(gated.inner.calls(Operation::ResetPassword), 6);
+    // Every disable returned before the first reset was sent; disable-only, then reset-only:
+    // 12 calls, each sending one change.
+    let seen = seen(&gated);
+    let count = |x: Seen| seen.iter().filter(|s| **s == x).count();
+    assert_eq!(count(Seen::Entered), 12, "{seen:?}");
+    assert_eq!(count(Seen::Sends(Operation::DisableAccount)), 6, "{seen:?}");
+    assert_eq!(count(Seen::Sends(Operation::ResetPassword)), 6, "{seen:?}");
+    let sixth_return = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == Seen::Returned)
+        .nth(5)
+        .unwrap()
+        .0;
+    let first_reset = seen
+        .iter()
+        .position(|s| *s == Seen::Sends(Operation::ResetPassword))
+        .unwrap();
+    assert!(sixth_return < first_reset, "{seen:?}");
+    assert_eq!(gated.inner().calls(Operation::DisableAccount), 6);
+    assert_eq!(gated.inner().calls(Operation::ResetPassword), 6);
 
     // Per user both actions, as in the default mode; the containment time.
     for u in &report.users {
@@ -221,7 +232,7 @@ async fn contain_first_disables_every_account_before_any_reset() {
                 (Action::ResetPassword, Some(ChangeOutcome::Applied))
             ]
         );
-        assert!(account(&gated.inner, &u.user).is_disabled());
+        assert!(account(gated.inner(), &u.user).is_disabled());
     }
     let contained = report.contained_after.unwrap();
     assert!(contained <= report.elapsed);
