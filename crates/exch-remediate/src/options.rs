@@ -85,8 +85,17 @@ impl Strategy {
     }
 }
 
-/// Time limits.
+/// Time limits: [`Timeouts::default`], changed with the `with_…` methods.
+///
+/// ```
+/// # use std::time::Duration;
+/// let t = exch_remediate::Timeouts::default()
+///     .with_converge(Duration::from_secs(30))
+///     .with_per_server(Duration::from_secs(60));
+/// assert_eq!(t.converge, Duration::from_secs(30));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// How long to wait for every DC to show the change.
     #[serde(with = "exch_core::serde_ms::duration")]
@@ -110,6 +119,32 @@ impl Default for Timeouts {
             per_server: Duration::from_secs(120),
             directory: Duration::from_secs(30),
         }
+    }
+}
+
+impl Timeouts {
+    /// How long to wait for every DC to show the change.
+    pub fn with_converge(mut self, d: Duration) -> Self {
+        self.converge = d;
+        self
+    }
+
+    /// Interval between convergence reads of one DC.
+    pub fn with_converge_poll(mut self, d: Duration) -> Self {
+        self.converge_poll = d;
+        self
+    }
+
+    /// Limit for one flush attempt on one server.
+    pub fn with_per_server(mut self, d: Duration) -> Self {
+        self.per_server = d;
+        self
+    }
+
+    /// Limit for one directory operation (on top of the backend's own).
+    pub fn with_directory(mut self, d: Duration) -> Self {
+        self.directory = d;
+        self
     }
 }
 
