@@ -29,12 +29,11 @@ fn servers() -> Vec<ExchangeServer> {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(5),
-        converge_poll: Duration::from_millis(5),
-        per_server: Duration::from_secs(10),
-        directory: Duration::from_secs(10),
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(5))
+        .with_converge_poll(Duration::from_millis(5))
+        .with_per_server(Duration::from_secs(10))
+        .with_directory(Duration::from_secs(10))
 }
 
 /// `n` users `u0..` (their UPNs) in a fresh in-memory directory.
@@ -174,16 +173,17 @@ async fn a_reset_only_run_waits_for_a_newer_pwd_last_set_on_every_dc() {
     );
 }
 
-/// Runs `run` in a task, folds its events into `journal` until `proven` servers are recorded
-/// as flushed, then kills the task (the flushes still parked at the gate are dropped).
+/// Plans and runs `run` in a task, folds its events into a journal until `proven` servers are
+/// recorded as flushed, then kills the task (the flushes still parked at the gate are
+/// dropped) and opens the gate. Returns the journal.
 async fn kill_after_flushes(
     run: Arc<RevokeMany>,
-    mut journal: ManyReport,
     mut rx: UnboundedReceiver<Event>,
-    gate: exch_iis::Gate,
+    gate: &exch_iis::Gate,
     proven: usize,
 ) -> ManyReport {
     let plan = run.plan().await.unwrap();
+    let mut journal = ManyReport::journal(&plan);
     let task = tokio::spawn({
         let run = Arc::clone(&run);
         async move { run.execute(&plan).await }
@@ -203,6 +203,7 @@ async fn kill_after_flushes(
     while let Ok(e) = rx.try_recv() {
         journal.record(&e);
     }
+    gate.open();
     journal
 }
 
@@ -227,15 +228,7 @@ async fn a_batch_killed_mid_flush_is_finished_by_resume_and_nothing_is_repeated(
             .build_many()
             .unwrap(),
     );
-    let plan = run.plan().await.unwrap();
-    let journal = kill_after_flushes(
-        Arc::clone(&run),
-        ManyReport::journal(&plan),
-        rx,
-        gate.clone(),
-        2,
-    )
-    .await;
+    let journal = kill_after_flushes(Arc::clone(&run), rx, &gate, 2).await;
     assert_eq!(journal.servers.len(), 2, "{journal:?}");
     let before: Vec<_> = dir.accounts();
     assert!(before.iter().all(|a| a.is_disabled()));
@@ -243,7 +236,6 @@ async fn a_batch_killed_mid_flush_is_finished_by_resume_and_nothing_is_repeated(
         + logged.hook().count(Operation::ResetPassword);
     assert_eq!(changes, 8, "4 users x 2 actions");
     let killed_flushes = flushed(&flusher);
-    gate.open();
 
     // Resume from the journal: no change is sent again, only the third server is flushed.
     let healthy = RecordingFlusher::new();
@@ -330,16 +322,7 @@ async fn a_batch_killed_mid_flush_on_samba_is_finished_by_resume() {
             .build_many()
             .unwrap(),
     );
-    let plan = run.plan().await.unwrap();
-    let journal = kill_after_flushes(
-        Arc::clone(&run),
-        ManyReport::journal(&plan),
-        rx,
-        gate.clone(),
-        1,
-    )
-    .await;
-    gate.open();
+    let journal = kill_after_flushes(Arc::clone(&run), rx, &gate, 1).await;
     let read = |upn: String| {
         let logged = logged.clone();
         async move {
