@@ -6,6 +6,10 @@
 //! leaves its user as it found it (enabled, except that the password may have changed — see
 //! [`reset_password_flow`]). Use a fresh user per function when tests run in parallel.
 //!
+//! **Unstable: may change in any release; for backend authors' tests.** Compiled only with the
+//! `conformance` feature, which you enable in your `[dev-dependencies]`:
+//! `exch-directory = { version = "…", features = ["conformance"] }`.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use exch_directory::{conformance, InMemoryDirectory};

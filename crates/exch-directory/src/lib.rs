@@ -1,7 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adcodes;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
 pub mod escape;
@@ -142,11 +145,25 @@ pub(crate) async fn one_at_a_time<D: Directory + ?Sized>(
 }
 
 /// What [`Directory::disable_and_reset`] did, per action (`None`: not asked for).
-/// Error texts never contain the password.
+/// Error texts never contain the password. Built with [`AccountChanges::new`].
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct AccountChanges {
     /// The result of disabling the account.
     pub disable: Option<Result<ChangeOutcome, DirectoryError>>,
     /// The result of the password reset.
     pub reset_password: Option<Result<ChangeOutcome, DirectoryError>>,
+}
+
+impl AccountChanges {
+    /// The result of each action (`None`: not asked for).
+    pub fn new(
+        disable: Option<Result<ChangeOutcome, DirectoryError>>,
+        reset_password: Option<Result<ChangeOutcome, DirectoryError>>,
+    ) -> Self {
+        AccountChanges {
+            disable,
+            reset_password,
+        }
+    }
 }

@@ -106,7 +106,20 @@ impl fmt::Debug for UserAccountControl {
 }
 
 /// A user account as read from one domain controller.
+///
+/// Backends build it with [`Account::new`] and the `with_…` methods (more attributes may be
+/// added in minor releases):
+///
+/// ```
+/// use exch_directory::{Account, Dn, UserAccountControl};
+///
+/// let bob = Account::new(Dn("CN=Bob,CN=Users,DC=corp,DC=example".into()), "bob")
+///     .with_user_principal_name("bob@corp.example")
+///     .with_user_account_control(UserAccountControl(0x202));
+/// assert!(bob.is_disabled());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Account {
     /// Distinguished name.
     pub dn: Dn,
@@ -125,6 +138,50 @@ pub struct Account {
 }
 
 impl Account {
+    /// The account `dn` with `sAMAccountName` `sam_account_name`: an enabled normal account
+    /// (`userAccountControl` = `NORMAL_ACCOUNT`) and no other attribute read.
+    pub fn new(dn: Dn, sam_account_name: impl Into<String>) -> Self {
+        Account {
+            dn,
+            sam_account_name: sam_account_name.into(),
+            user_principal_name: None,
+            user_account_control: UserAccountControl(UserAccountControl::NORMAL_ACCOUNT),
+            pwd_last_set: None,
+            usn_changed: None,
+            when_changed: None,
+        }
+    }
+
+    /// With this `userPrincipalName`.
+    pub fn with_user_principal_name(mut self, upn: impl Into<String>) -> Self {
+        self.user_principal_name = Some(upn.into());
+        self
+    }
+
+    /// With this `userAccountControl`.
+    pub fn with_user_account_control(mut self, uac: UserAccountControl) -> Self {
+        self.user_account_control = uac;
+        self
+    }
+
+    /// With this `pwdLastSet` (Windows FILETIME).
+    pub fn with_pwd_last_set(mut self, filetime: i64) -> Self {
+        self.pwd_last_set = Some(filetime);
+        self
+    }
+
+    /// With this `uSNChanged`.
+    pub fn with_usn_changed(mut self, usn: u64) -> Self {
+        self.usn_changed = Some(usn);
+        self
+    }
+
+    /// With this `whenChanged` (generalized time text).
+    pub fn with_when_changed(mut self, when: impl Into<String>) -> Self {
+        self.when_changed = Some(when.into());
+        self
+    }
+
     /// Whether the account is disabled.
     pub fn is_disabled(&self) -> bool {
         self.user_account_control.is_disabled()
@@ -170,8 +227,9 @@ impl AuthResult {
     }
 }
 
-/// A domain controller.
+/// A domain controller. Built with [`DomainController::new`] and the `with_…` methods.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DomainController {
     /// Server name (`cn` of the server object).
     pub name: String,
@@ -181,4 +239,37 @@ pub struct DomainController {
     pub site: Option<String>,
     /// LDAP URL to reach it directly (`ldaps://host:636`); backends may override.
     pub url: Option<String>,
+}
+
+impl DomainController {
+    /// The DC `name` (`cn` of its server object) at `dns_host_name`, site and URL unknown.
+    ///
+    /// ```
+    /// use exch_directory::DomainController;
+    ///
+    /// let dc = DomainController::new("DC2", "dc2.corp.example")
+    ///     .with_site("Branch")
+    ///     .with_url("ldaps://dc2.corp.example:636");
+    /// assert_eq!(dc.site.as_deref(), Some("Branch"));
+    /// ```
+    pub fn new(name: impl Into<String>, dns_host_name: impl Into<String>) -> Self {
+        DomainController {
+            name: name.into(),
+            dns_host_name: dns_host_name.into(),
+            site: None,
+            url: None,
+        }
+    }
+
+    /// In this AD site.
+    pub fn with_site(mut self, site: impl Into<String>) -> Self {
+        self.site = Some(site.into());
+        self
+    }
+
+    /// Reached directly at this LDAP URL (`ldaps://host:636`).
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
 }

@@ -73,6 +73,7 @@ pub enum PoolSet {
 
 /// One catalog pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CatalogEntry {
     /// The pool.
     pub pool: AppPool,
@@ -84,6 +85,7 @@ pub struct CatalogEntry {
 
 /// The catalog's answer for one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Selection {
     /// The layout used, `None` when the server has no token caches to flush (Edge Transport,
     /// or a role without client access).
@@ -271,6 +273,7 @@ pub fn default_pools(server: &ExchangeServer) -> Vec<AppPool> {
 
 /// How a pool recycles in Microsoft's default Exchange configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RecycleProfile {
     /// Overlapped (`true`): the old worker serves until the new one is ready, then finishes
     /// its requests. Stop-then-start (`false`, `disallowOverlappingRotation="true"`): the old

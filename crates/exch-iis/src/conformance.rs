@@ -2,7 +2,11 @@
 //! message naming the server when a backend misbehaves (like object_store's `integration`).
 //!
 //! Run them against your own backend, against [`RecordingFlusher`](crate::RecordingFlusher),
-//! or against [`WinRmFlusher`](crate::WinRmFlusher) and a real or simulated server:
+//! or against [`WinRmFlusher`](crate::WinRmFlusher) and a real or simulated server.
+//!
+//! **Unstable: may change in any release; for backend authors' tests.** Compiled only with the
+//! `conformance` feature, which you enable in your `[dev-dependencies]`:
+//! `exch-iis = { version = "…", features = ["conformance"] }`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -124,6 +128,12 @@ pub async fn default_flush_is_proven(flusher: &dyn CacheFlusher, fx: &Fixture) {
         flusher.flush(&fx.server, &FlushMethod::default()).await,
     );
     assert_report_basics(fx, "default flush", &report);
+    assert_eq!(
+        report.method,
+        FlushMethod::RecycleCatalogPools,
+        "{}: default flush: the report names another method",
+        fx.name()
+    );
     for want in &fx.expected_pools {
         let p = report.pools.iter().find(|p| same(&p.pool, want));
         let Some(p) = p else {
@@ -180,6 +190,19 @@ pub async fn only_missing_pools_is_pool_not_found(flusher: &dyn CacheFlusher, fx
             assert!(e.to_string().contains(fx.absent_pool.as_str()), "{e}");
         }
         other => panic!("{}: expected PoolNotFound, got {other:?}", fx.name()),
+    }
+}
+
+/// `RecycleAppPools` with no pool is [`IisError::InvalidInput`], not the catalog's pools and
+/// not an empty success ([`FlushMethod::RecycleCatalogPools`] is the catalog's pools).
+pub async fn empty_pool_list_is_invalid_input(flusher: &dyn CacheFlusher, fx: &Fixture) {
+    let method = FlushMethod::RecycleAppPools(Vec::new());
+    match flusher.flush(&fx.server, &method).await {
+        Err(IisError::InvalidInput { .. }) => {}
+        other => panic!(
+            "{}: an empty pool list must be refused as InvalidInput, got {other:?}",
+            fx.name()
+        ),
     }
 }
 
@@ -250,6 +273,7 @@ pub async fn run_all(flusher: &dyn CacheFlusher, fx: &Fixture) {
     default_flush_is_proven(flusher, fx).await;
     named_flush_reports_missing(flusher, fx).await;
     only_missing_pools_is_pool_not_found(flusher, fx).await;
+    empty_pool_list_is_invalid_input(flusher, fx).await;
     iisreset_noforce_is_proven(flusher, fx).await;
     token_ttl_round_trips(flusher, fx).await;
 }

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod catalog;
 mod clixml;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
 pub mod layers;
@@ -36,11 +39,13 @@ pub trait CacheFlusher: Debug + Send + Sync + 'static {
 
     /// Flushes the caches with `method` and reports, per pool, the workers before and after.
     ///
-    /// `RecycleAppPools(vec![])` recycles the [catalog](crate::catalog)'s default pools for the
-    /// server's version and roles that exist there; the others are listed in
-    /// [`FlushReport::missing_pools`]. Named pools that do not exist are listed there too,
-    /// unless **none** of the named pools exists: then [`IisError::PoolNotFound`]. A server
-    /// without token caches (Edge Transport) yields an empty report without being contacted.
+    /// [`FlushMethod::RecycleCatalogPools`] recycles the [catalog](crate::catalog)'s default
+    /// pools for the server's version and roles that exist there; the others are listed in
+    /// [`FlushReport::missing_pools`]. Named pools ([`FlushMethod::RecycleAppPools`]) that do
+    /// not exist are listed there too, unless **none** of the named pools exists: then
+    /// [`IisError::PoolNotFound`]; an empty list is [`IisError::InvalidInput`] before anything
+    /// is sent ([`FlushMethod::validate`]). A server without token caches (Edge Transport)
+    /// yields an empty report for the catalog's pools without being contacted.
     async fn flush(
         &self,
         server: &ExchangeServer,

@@ -38,6 +38,7 @@ pub enum FlushOperation {
 
 /// One recorded call, in the order calls arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlushCall {
     /// The server's name.
     pub server: String,
@@ -371,10 +372,7 @@ impl RecordingFlusher {
                     SimPool {
                         name,
                         state: PoolRunState::Started,
-                        workers: vec![WorkerProcess {
-                            pid: *next_pid,
-                            started,
-                        }],
+                        workers: vec![WorkerProcess::new(*next_pid, started)],
                     }
                 })
                 .collect();
@@ -396,10 +394,7 @@ fn recycle_one(
     let before = pool.workers.clone();
     if failure.is_none() {
         *next_pid += 4;
-        pool.workers = vec![WorkerProcess {
-            pid: *next_pid,
-            started: Utc::now().max(requested),
-        }];
+        pool.workers = vec![WorkerProcess::new(*next_pid, Utc::now().max(requested))];
     }
     PoolFlush::new(
         pool.name.clone(),
@@ -418,11 +413,7 @@ impl CacheFlusher for RecordingFlusher {
         Ok(self.with_server(server, |sim, _, _| {
             sim.pools
                 .iter()
-                .map(|p| AppPoolState {
-                    name: p.name.clone(),
-                    state: p.state,
-                    workers: p.workers.clone(),
-                })
+                .map(|p| AppPoolState::new(p.name.clone(), p.state, p.workers.clone()))
                 .collect()
         }))
     }
@@ -433,10 +424,17 @@ impl CacheFlusher for RecordingFlusher {
         method: &FlushMethod,
     ) -> Result<FlushReport, IisError> {
         let started = std::time::Instant::now();
+        method.validate()?;
         let _in = self
             .enter(server, FlushOperation::Flush(method.clone()))
             .await?;
         let requested = Utc::now();
+        // The pools to recycle; `None`: all of them (iisreset).
+        let wanted = match method {
+            FlushMethod::RecycleCatalogPools => Some(catalog::default_pools(server)),
+            FlushMethod::RecycleAppPools(named) => Some(named.clone()),
+            FlushMethod::IisReset { .. } => None,
+        };
         let (pools, missing): (Vec<PoolFlush>, Vec<AppPool>) =
             self.with_server(server, |sim, next_pid, cfg| {
                 let failure = |name: &AppPool| {
@@ -445,8 +443,8 @@ impl CacheFlusher for RecordingFlusher {
                         .find(|(p, _)| p.as_str().eq_ignore_ascii_case(name.as_str()))
                         .map(|(_, m)| m.as_str())
                 };
-                match method {
-                    FlushMethod::IisReset { .. } => {
+                match &wanted {
+                    None => {
                         let done = sim
                             .pools
                             .iter_mut()
@@ -454,15 +452,10 @@ impl CacheFlusher for RecordingFlusher {
                             .collect();
                         (done, Vec::new())
                     }
-                    FlushMethod::RecycleAppPools(named) => {
-                        let wanted = if named.is_empty() {
-                            catalog::default_pools(server)
-                        } else {
-                            named.clone()
-                        };
+                    Some(wanted) => {
                         let present: Vec<AppPool> =
                             sim.pools.iter().map(|p| p.name.clone()).collect();
-                        let (found, missing) = catalog::intersect(&wanted, &present);
+                        let (found, missing) = catalog::intersect(wanted, &present);
                         let done = found
                             .iter()
                             .filter_map(|name| {
@@ -477,8 +470,8 @@ impl CacheFlusher for RecordingFlusher {
                     }
                 }
             });
-        if let FlushMethod::RecycleAppPools(named) = method {
-            if !named.is_empty() && pools.is_empty() && !missing.is_empty() {
+        if let FlushMethod::RecycleAppPools(_) = method {
+            if pools.is_empty() && !missing.is_empty() {
                 let names: Vec<&str> = missing.iter().map(AppPool::as_str).collect();
                 return Err(IisError::PoolNotFound {
                     server: server.name.clone(),
@@ -486,15 +479,10 @@ impl CacheFlusher for RecordingFlusher {
                 });
             }
         }
-        Ok(FlushReport {
-            server: server.name.clone(),
-            method: method.clone(),
-            requested_at: requested,
-            pools,
-            missing_pools: missing,
-            elapsed: started.elapsed(),
-            round_trips: 0,
-        })
+        Ok(FlushReport::new(&server.name, method.clone(), requested)
+            .with_pools(pools)
+            .with_missing_pools(missing)
+            .with_elapsed(started.elapsed()))
     }
 
     async fn token_cache(&self, server: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {

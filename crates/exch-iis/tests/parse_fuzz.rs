@@ -19,7 +19,7 @@ fn cases() -> u32 {
 /// excerpt of the input.
 fn parse_all(stdout: &str) -> Duration {
     let t = Instant::now();
-    let recycle = FlushMethod::RecycleAppPools(Vec::new());
+    let recycle = FlushMethod::RecycleCatalogPools;
     let reset = FlushMethod::IisReset { force: false };
     let errors = [
         parse::pool_list("EX01", stdout).err(),

@@ -42,12 +42,13 @@ fn builder(dir: &InMemoryDirectory, flusher: RecordingFlusher) -> RemediationBui
         .flusher(Arc::new(flusher))
         .user(USER)
         .disable()
-        .timeouts(Timeouts {
-            converge: Duration::from_secs(5),
-            converge_poll: Duration::from_millis(5),
-            per_server: Duration::from_secs(30),
-            directory: Duration::from_secs(5),
-        })
+        .timeouts(
+            Timeouts::default()
+                .with_converge(Duration::from_secs(5))
+                .with_converge_poll(Duration::from_millis(5))
+                .with_per_server(Duration::from_secs(30))
+                .with_directory(Duration::from_secs(5)),
+        )
         .retry(RetryPolicy::none())
 }
 
@@ -115,12 +116,13 @@ async fn the_deadline_stops_waiting_for_convergence() {
     dir.add_domain_controller("DC2", Duration::from_secs(3600));
     let r = builder(&dir, RecordingFlusher::new())
         // Convergence alone would wait 60 s: only the deadline can end it within the ceiling.
-        .timeouts(Timeouts {
-            converge: Duration::from_secs(60),
-            converge_poll: Duration::from_millis(5),
-            per_server: Duration::from_secs(30),
-            directory: Duration::from_secs(5),
-        })
+        .timeouts(
+            Timeouts::default()
+                .with_converge(Duration::from_secs(60))
+                .with_converge_poll(Duration::from_millis(5))
+                .with_per_server(Duration::from_secs(30))
+                .with_directory(Duration::from_secs(5)),
+        )
         .deadline(Duration::from_millis(300))
         .build()
         .unwrap();

@@ -39,12 +39,13 @@ fn builder(dir: &InMemoryDirectory) -> RemediationBuilder {
         .directory(Arc::new(dir.clone()))
         .flusher(Arc::new(RecordingFlusher::new()))
         .user(USER)
-        .timeouts(Timeouts {
-            converge: Duration::from_secs(2),
-            converge_poll: Duration::from_millis(5),
-            per_server: Duration::from_secs(5),
-            directory: Duration::from_secs(2),
-        })
+        .timeouts(
+            Timeouts::default()
+                .with_converge(Duration::from_secs(2))
+                .with_converge_poll(Duration::from_millis(5))
+                .with_per_server(Duration::from_secs(5))
+                .with_directory(Duration::from_secs(2)),
+        )
         .retry(RetryPolicy::none())
 }
 

@@ -30,11 +30,9 @@ fn servers() -> Vec<ExchangeServer> {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(5),
-        converge_poll: Duration::from_millis(5),
-        ..Timeouts::default()
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(5))
+        .with_converge_poll(Duration::from_millis(5))
 }
 
 /// A mock whose every answer is the in-memory directory's (no latency: `block_on` is fine).

@@ -109,12 +109,11 @@ fn lab(servers: usize) -> Lab {
 }
 
 fn fast_timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(5),
-        converge_poll: Duration::from_millis(5),
-        per_server: Duration::from_secs(5),
-        directory: Duration::from_secs(5),
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(5))
+        .with_converge_poll(Duration::from_millis(5))
+        .with_per_server(Duration::from_secs(5))
+        .with_directory(Duration::from_secs(5))
 }
 
 #[tokio::test]

@@ -575,16 +575,17 @@ impl WinRmFlusher {
         result
     }
 
+    /// Recycles the `named` pools, or the catalog's when `None`.
     async fn recycle(
         &self,
         server: &ExchangeServer,
         method: &FlushMethod,
-        named: &[AppPool],
+        named: Option<&[AppPool]>,
     ) -> Result<FlushReport, IisError> {
         let started = Instant::now();
-        let explicit = !named.is_empty();
+        let explicit = named.is_some();
         let mut pools: Vec<AppPool> = Vec::new();
-        let wanted = if explicit {
+        let wanted = if let Some(named) = named {
             named.to_vec()
         } else {
             let selection = catalog::select(server, None);
@@ -608,15 +609,10 @@ impl WinRmFlusher {
         }
         if pools.is_empty() {
             // Edge Transport, or a role without client access: nothing holds a logon cache.
-            return Ok(FlushReport {
-                server: server.name.clone(),
-                method: method.clone(),
-                requested_at: chrono::Utc::now(),
-                pools: Vec::new(),
-                missing_pools: Vec::new(),
-                elapsed: started.elapsed(),
-                round_trips: 0,
-            });
+            return Ok(
+                FlushReport::new(&server.name, method.clone(), chrono::Utc::now())
+                    .with_elapsed(started.elapsed()),
+            );
         }
         let run = self
             .run(server, "recycle", &script::recycle_pools(&pools))
@@ -644,17 +640,20 @@ impl CacheFlusher for WinRmFlusher {
         parse::pool_list(&server.name, &run.stdout)
     }
 
-    /// `RecycleAppPools(pools)`: an empty list means the catalog's default pools for the
-    /// server, intersected with the pools present (the rest lands in `missing_pools`). When the
-    /// caller names pools and **none** exists, the result is [`IisError::PoolNotFound`]; when
-    /// some exist, the others are reported in `missing_pools`.
+    /// `RecycleCatalogPools`: the catalog's default pools for the server, intersected with the
+    /// pools present (the rest lands in `missing_pools`). `RecycleAppPools(pools)`: when
+    /// **none** of the named pools exists, the result is [`IisError::PoolNotFound`]; when some
+    /// exist, the others are reported in `missing_pools`; an empty list is
+    /// [`IisError::InvalidInput`] before anything is sent ([`FlushMethod::validate`]).
     async fn flush(
         &self,
         server: &ExchangeServer,
         method: &FlushMethod,
     ) -> Result<FlushReport, IisError> {
+        method.validate()?;
         match method {
-            FlushMethod::RecycleAppPools(named) => self.recycle(server, method, named).await,
+            FlushMethod::RecycleCatalogPools => self.recycle(server, method, None).await,
+            FlushMethod::RecycleAppPools(named) => self.recycle(server, method, Some(named)).await,
             FlushMethod::IisReset { force } => {
                 let started = Instant::now();
                 let run = self
@@ -786,5 +785,29 @@ mod tests {
             .endpoint("EX1", "http://127.0.0.1:5/wsman")
             .build()
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_empty_pool_list_is_refused_before_anything_is_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let flusher = WinRmFlusher::builder()
+            .credentials("a", SecretString::from("pw".to_string()))
+            .endpoint("EX1", format!("http://127.0.0.1:{port}/wsman"))
+            .build()
+            .unwrap();
+        let server = ExchangeServer::new("EX1", "ex1.corp.example");
+        let e = flusher
+            .flush(&server, &FlushMethod::RecycleAppPools(Vec::new()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, IisError::InvalidInput { .. }), "{e:?}");
+        assert_eq!(flusher.round_trips_total(), 0);
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the flusher connected: {accepted:?}"
+        );
     }
 }

@@ -8,6 +8,19 @@ use std::time::Duration;
 
 use super::{ProbeResult, Prober};
 
+/// Why an [`HttpProber`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeSetupError {
+    /// The HTTP client could not be built (TLS back end, system root certificates).
+    #[error("cannot build the HTTP client for the logon probes: {source}; check the system's root certificates, or build your own client and pass it to HttpProber::with_client")]
+    HttpClient {
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// Probes Exchange's HTTP endpoints with real logons (reqwest, rustls).
 ///
 /// The base URL of a server is `https://<fqdn>` unless overridden with
@@ -20,18 +33,21 @@ pub struct HttpProber {
 
 impl HttpProber {
     /// A prober that verifies TLS certificates with the system roots, 10 s per request.
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, ProbeSetupError> {
         Self::with_client(
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+                .map_err(|source| ProbeSetupError::HttpClient { source })?,
         )
     }
 
     /// A prober with your own client (custom CA, proxy, timeouts). Redirects must not be followed.
-    pub fn with_client(client: reqwest::Client) -> Result<Self, String> {
+    ///
+    /// Refuses nothing today; a `Result` so that checks of the client can be added without
+    /// breaking callers.
+    pub fn with_client(client: reqwest::Client) -> Result<Self, ProbeSetupError> {
         Ok(HttpProber {
             client,
             overrides: HashMap::new(),
@@ -49,11 +65,11 @@ impl HttpProber {
 
     /// The override for `server`, else `https://{fqdn}` once the FQDN (from the directory,
     /// so untrusted) has been checked to be a plain host name.
-    fn base(&self, server: &ExchangeServer) -> Result<String, String> {
+    fn base(&self, server: &ExchangeServer) -> Result<String, exch_core::InvalidHostName> {
         if let Some(base) = self.overrides.get(&server.name.to_ascii_lowercase()) {
             return Ok(base.clone());
         }
-        let host = server.url_host().map_err(|e| e.to_string())?;
+        let host = server.url_host()?;
         Ok(format!("https://{host}"))
     }
 }
@@ -99,7 +115,7 @@ impl Prober for HttpProber {
     ) -> ProbeResult {
         let base = match self.base(server) {
             Ok(b) => b,
-            Err(e) => return ProbeResult::Error(e),
+            Err(e) => return ProbeResult::Error(e.to_string()),
         };
         let url = format!("{base}{}", logon_path(protocol));
         let request = if protocol == Protocol::Owa {

@@ -442,11 +442,11 @@ async fn convergence_waits_for_lagging_dcs_and_names_unreachable_ones() {
         .flusher(Arc::new(RecordingFlusher::new()))
         .users(users.clone())
         .disable()
-        .timeouts(exch_remediate::Timeouts {
-            converge: Duration::from_secs(2),
-            converge_poll: Duration::from_millis(50),
-            ..Default::default()
-        })
+        .timeouts(
+            exch_remediate::Timeouts::default()
+                .with_converge(Duration::from_secs(2))
+                .with_converge_poll(Duration::from_millis(50)),
+        )
         .build_many()
         .unwrap();
     let plan = run.plan().await.unwrap();
