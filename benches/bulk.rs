@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use exch_core::{ExchangeServer, ExchangeVersion, ServerRoles};
-use exch_directory::LdapDirectory;
 use exch_iis::RecordingFlusher;
 use exch_remediate::{NewPassword, Outcome, Remediation, Step};
 use exch_samba::SambaAd;
@@ -236,10 +235,8 @@ async fn library(
     mode: Mode,
 ) -> LibRun {
     let env = ad.env();
-    let dir = LdapDirectory::builder()
-        .url(env.url_ldaps.clone())
-        .ca_file(env.ca_file.clone())
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    let dir = env
+        .directory()
         .base_dn(env.base_dn.clone())
         .connections(connections)
         .build()
@@ -259,7 +256,7 @@ async fn library(
         Mode::Combined => run.reset_password(NewPassword::Generate),
         Mode::ContainFirst => run.reset_password(NewPassword::Generate).contain_first(),
     };
-    let run = run.max_in_flight(max_in_flight).build_many().unwrap();
+    let run = run.accounts_in_flight(max_in_flight).build_many().unwrap();
     let passwords = run.new_passwords().map(|(_, p)| p.clone()).collect();
     let t = Instant::now();
     let plan = run.plan().await.unwrap();

@@ -41,11 +41,8 @@ fn secret(s: &str) -> SecretString {
 }
 
 async fn ldap(pair: &SambaPair) -> LdapDirectory {
-    let env = pair.env();
-    LdapDirectory::builder()
-        .url(pair.dc(DcId::Dc1).url.clone())
-        .ca_file(env.ca_file.clone())
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    pair.env()
+        .directory_at(pair.dc(DcId::Dc1).url.clone())
         .timeout(Duration::from_secs(10))
         .build()
         .await

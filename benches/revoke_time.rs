@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use common::{Table, SERVER_RECYCLE};
 use exch_core::Protocol;
-use exch_directory::{Directory, LdapDirectory};
+use exch_directory::Directory;
 use exch_lab::fleet::Fleet;
 use exch_remediate::{HttpProber, Outcome, Step, Strategy};
 use exch_samba::SambaAd;
@@ -44,16 +44,8 @@ const PROTOCOLS: [Protocol; 5] = [
 
 async fn ldap(ad: &SambaAd) -> Arc<dyn Directory> {
     let env = ad.env();
-    Arc::new(
-        LdapDirectory::builder()
-            .url(env.url_ldaps.clone())
-            .ca_file(env.ca_file.clone())
-            .bind(env.admin_bind.clone(), env.admin_password.clone())
-            .base_dn(env.base_dn.clone())
-            .build()
-            .await
-            .expect("LDAPS to Samba"),
-    )
+    let dir = env.directory().base_dn(env.base_dn.clone()).build().await;
+    Arc::new(dir.expect("LDAPS to Samba"))
 }
 
 /// The lab's verdict on a logon with `password` on every server × protocol, except the

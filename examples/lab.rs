@@ -17,8 +17,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use clap::Parser;
-use exch_core::ExchangeServer;
-use exch_directory::{Directory, InMemoryDirectory, LdapDirectory};
+use exch_directory::{Directory, InMemoryDirectory};
 use exch_lab::fleet::{Fleet, FleetBuilder, ServerSpec};
 use exch_samba::SambaAd;
 use secrecy::{ExposeSecret, SecretString};
@@ -157,10 +156,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let _ = std::fs::remove_file(&ca_path);
     if let Some((ad, user_dn)) = lab.samba {
         // Leave the shared DC as we found it: other suites discover its Exchange servers.
-        for s in fleet.servers() {
-            let dn = format!("CN={},{}", s.name(), ad.exchange_servers_container());
-            ad.delete(&dn).await?;
-        }
+        ad.remove_exchange_servers(fleet.servers().iter().map(|s| s.name()))
+            .await?;
         ad.delete(&user_dn).await?;
         tracing::info!("removed the demo user and the server objects from the directory");
     }
@@ -173,28 +170,13 @@ async fn samba(
     password: &SecretString,
 ) -> Result<(Lab, FleetBuilder), Box<dyn Error>> {
     let env = ad.env();
-    let directory = LdapDirectory::builder()
-        .url(env.url_ldaps.clone())
-        .ca_file(env.ca_file.clone())
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
-        .base_dn(env.base_dn.clone())
-        .build()
-        .await?;
+    let directory = env.directory().base_dn(env.base_dn.clone()).build().await?;
     let sam = SambaAd::unique_name("demo");
     let user = ad.create_user(&sam, password).await?;
-    let builder =
-        builder
-            .dns_domain(env.dns_domain())
-            .registrar(move |s: ExchangeServer| async move {
-                let version = s.version.ok_or("no version")?;
-                // Replace the object a previous run left behind (a missing one is fine).
-                let stale = format!("CN={},{}", s.name, ad.exchange_servers_container());
-                ad.delete(&stale).await.map_err(|e| e.to_string())?;
-                ad.add_exchange_server(&s.name, &s.fqdn, version, s.roles, s.site.as_deref())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
+    // The registrar replaces an object a previous run left behind.
+    let builder = builder
+        .dns_domain(env.dns_domain())
+        .registrar(ad.registrar());
     let lab = Lab {
         kind: format!("samba ({})", env.url_ldaps),
         directory: Arc::new(directory),

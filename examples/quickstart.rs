@@ -105,8 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(e) = rx.recv().await {
             match e {
                 Event::StepStarted { step } => println!("   - {step:?}"),
-                Event::DcConverged { dc, after } => println!(
-                    "       {dc} shows the change after {} ms",
+                Event::DcConverged { user, dc, after } => println!(
+                    "       {dc} shows the change of {user} after {} ms",
                     after.as_millis()
                 ),
                 Event::ServerFinished { server, proven } => {

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 use exch_core::{AppPool, ExchangeServer, Protocol};
-use exch_directory::{AuthResult, Directory, InMemoryDirectory, LdapDirectory};
+use exch_directory::{AuthResult, Directory, InMemoryDirectory};
 use exch_iis::{
     AppPoolState, CacheFlusher, FlushMethod, FlushReport, IisError, PoolFlush, PoolRunState,
     TokenCacheSettings, WinRmAuth, WinRmFlusher, WorkerProcess,
@@ -277,12 +277,11 @@ enum Act {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(10),
-        converge_poll: Duration::from_millis(20),
-        per_server: Duration::from_secs(20),
-        directory: Duration::from_secs(10),
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(10))
+        .with_converge_poll(Duration::from_millis(20))
+        .with_per_server(Duration::from_secs(20))
+        .with_directory(Duration::from_secs(10))
 }
 
 async fn run_case(act: Act, strategy: Strategy) {
@@ -697,20 +696,20 @@ async fn a_slow_new_worker_is_proven_after_polling_and_the_plan_names_the_cut_of
 struct NeverCompletes;
 
 fn old_worker() -> Vec<WorkerProcess> {
-    vec![WorkerProcess {
-        pid: 4,
-        started: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-    }]
+    vec![WorkerProcess::new(
+        4,
+        chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+    )]
 }
 
 #[async_trait::async_trait]
 impl CacheFlusher for NeverCompletes {
     async fn app_pools(&self, _: &ExchangeServer) -> Result<Vec<AppPoolState>, IisError> {
-        Ok(vec![AppPoolState {
-            name: AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
-            state: PoolRunState::Started,
-            workers: old_worker(),
-        }])
+        Ok(vec![AppPoolState::new(
+            AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
+            PoolRunState::Started,
+            old_worker(),
+        )])
     }
 
     async fn flush(
@@ -719,26 +718,22 @@ impl CacheFlusher for NeverCompletes {
         method: &FlushMethod,
     ) -> Result<FlushReport, IisError> {
         let requested_at = chrono::Utc::now();
-        Ok(FlushReport {
-            server: server.name.clone(),
-            method: method.clone(),
-            requested_at,
-            pools: vec![PoolFlush::new(
-                AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
-                old_worker(),
-                old_worker(),
-                PoolRunState::Started,
-                None,
-                requested_at,
-            )],
-            missing_pools: Vec::new(),
-            elapsed: Duration::ZERO,
-            round_trips: 0,
-        })
+        Ok(
+            FlushReport::new(&server.name, method.clone(), requested_at).with_pools(vec![
+                PoolFlush::new(
+                    AppPool::from_static("MSExchangeMapiFrontEndAppPool"),
+                    old_worker(),
+                    old_worker(),
+                    PoolRunState::Started,
+                    None,
+                    requested_at,
+                ),
+            ]),
+        )
     }
 
     async fn token_cache(&self, _: &ExchangeServer) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings { configured: None })
+        Ok(TokenCacheSettings::new(None))
     }
 
     async fn set_token_ttl(
@@ -746,9 +741,7 @@ impl CacheFlusher for NeverCompletes {
         _: &ExchangeServer,
         ttl: Duration,
     ) -> Result<TokenCacheSettings, IisError> {
-        Ok(TokenCacheSettings {
-            configured: Some(ttl),
-        })
+        Ok(TokenCacheSettings::new(Some(ttl)))
     }
 }
 
@@ -794,15 +787,7 @@ async fn samba_ad_disable_and_reset_end_to_end() {
         return;
     };
     let env = ad.env();
-    let dir: Arc<dyn Directory> = Arc::new(
-        LdapDirectory::builder()
-            .url(env.url_ldaps.clone())
-            .ca_file(env.ca_file.clone())
-            .bind(env.admin_bind.clone(), env.admin_password.clone())
-            .build()
-            .await
-            .unwrap(),
-    );
+    let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
     let sam = SambaAd::unique_name("e2e");
     let user = ad.create_user(&sam, &secret(OLD)).await.unwrap();
     let prefix = SambaAd::unique_name("E");
@@ -810,13 +795,7 @@ async fn samba_ad_disable_and_reset_end_to_end() {
         Fleet::builder()
             .directory(dir.clone())
             .dns_domain(env.dns_domain())
-            .registrar(move |s: ExchangeServer| async move {
-                let v = s.version.ok_or("no version")?;
-                ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
+            .registrar(ad.registrar()),
         &prefix,
     )
     .build()
@@ -878,14 +857,7 @@ async fn samba_ad_disable_and_reset_end_to_end() {
     );
 
     fleet.shutdown().await;
-    for s in fleet.servers() {
-        let _ = ad
-            .delete(&format!(
-                "CN={},{}",
-                s.name(),
-                ad.exchange_servers_container()
-            ))
-            .await;
-    }
+    let names = fleet.servers().iter().map(|s| s.name());
+    let _ = ad.remove_exchange_servers(names).await;
     let _ = ad.delete(&user.dn).await;
 }

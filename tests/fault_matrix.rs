@@ -26,17 +26,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exch_core::Protocol;
-use exch_directory::AuthResult;
-use exch_directory::{Directory, LdapDirectory, UserRef};
+use exch_directory::layers::{CallLog, Layered, Limit, Method};
+use exch_directory::{AuthResult, Directory, LdapDirectory, Operation, UserRef};
 use exch_iis::{WinRmAuth, WinRmFlusher};
 use exch_lab::fleet::{Faults, Fleet, LabServer, ServerSpec};
 use exch_lab::model::Logon;
 use exch_remediate::{
-    HttpProber, Outcome, ProbeResult, Prober, Remediation, Report, RetryPolicy, ServerOutcome,
-    Step, Strategy, Timeouts,
+    FailureKind, HttpProber, Outcome, ProbeResult, Prober, Remediation, Report, RetryPolicy,
+    ServerOutcome, SkipReason, Step, Strategy, Timeouts,
 };
 use exch_samba::SambaAd;
-use fault_matrix_support::{KillAt, LdapsProxy, LimitedLogons, Staged, STALE_DC};
+use fault_matrix_support::{staged, KillAt, LdapsProxy, Staged, StaleDc, STALE_DC};
 use secrecy::SecretString;
 
 const OLD: &str = "Old-Passw0rd!2026";
@@ -184,18 +184,16 @@ struct Row {
 /// What every case shares.
 struct Shared {
     ad: &'static SambaAd,
-    /// The fleet's IIS logons (a cache miss binds here): never through the proxy.
+    /// The fleet's IIS logons (a cache miss binds here): never through the proxy, at most
+    /// [`LOGONS_AT_ONCE`] at once.
     auth: Arc<dyn Directory>,
     /// The tool's directory for cases without a proxy.
-    tool: Arc<dyn Directory>,
+    tool: Arc<LdapDirectory>,
 }
 
 async fn ldap(url: &str, ad: &SambaAd, timeout: Duration) -> LdapDirectory {
-    let env = ad.env();
-    LdapDirectory::builder()
-        .url(url)
-        .ca_file(env.ca_file.clone())
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    ad.env()
+        .directory_at(url)
         .timeout(timeout)
         .build()
         .await
@@ -342,7 +340,7 @@ fn kind(o: &ServerOutcome) -> String {
     match o {
         ServerOutcome::Flushed { .. } => "Flushed".into(),
         ServerOutcome::Unproven { .. } => "Unproven".into(),
-        ServerOutcome::Failed { kind, .. } => kind.clone(),
+        ServerOutcome::Failed { kind, .. } => kind.to_string(),
         ServerOutcome::Skipped { .. } => "Skipped".into(),
         _ => "?".into(),
     }
@@ -568,8 +566,10 @@ fn check_first(
             for n in names {
                 let o = outcome_of(report, n).ok_or_else(summary)?;
                 let ok = match o {
-                    ServerOutcome::Failed { kind, .. } => kind == "Timeout",
-                    ServerOutcome::Skipped { reason } => reason.contains("deadline"),
+                    ServerOutcome::Failed { kind, .. } => *kind == FailureKind::Timeout,
+                    ServerOutcome::Skipped { reason } => {
+                        matches!(reason, SkipReason::Deadline { .. })
+                    }
                     _ => false,
                 };
                 ensure(ok, summary)?;
@@ -625,13 +625,7 @@ async fn run_case(
     let fleet = Fleet::builder()
         .directory(sh.auth.clone())
         .dns_domain(ad.env().dns_domain())
-        .registrar(move |s: exch_core::ExchangeServer| async move {
-            let v = s.version.ok_or("no version")?;
-            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+        .registrar(ad.registrar())
         .server(ServerSpec::exchange_2019(&names[0]).recycle_latency(Duration::from_millis(20)))
         .server(ServerSpec::exchange_2016(&names[1]).recycle_latency(Duration::from_millis(20)))
         .server(ServerSpec::exchange_2010(&names[2]).recycle_latency(Duration::from_millis(20)))
@@ -651,11 +645,7 @@ async fn run_case(
     )
     .await;
     fleet.shutdown_within(Duration::from_millis(500)).await;
-    for n in &names {
-        let _ = ad
-            .delete(&format!("CN={n},{}", ad.exchange_servers_container()))
-            .await;
-    }
+    let _ = ad.remove_exchange_servers(&names).await;
     let _ = ad.delete(&user.dn).await;
     result
 }
@@ -688,11 +678,15 @@ async fn run_on(
     } else {
         None
     };
-    let tool: Arc<dyn Directory> = match &proxy {
+    let tool = match &proxy {
         Some(p) => Arc::new(ldap(&p.url(), sh.ad, Duration::from_secs(2)).await),
         None => sh.tool.clone(),
     };
-    let staged = Staged::new(tool, proxy.clone());
+    // The call logs in front of LdapDirectory and in front of everything: what the
+    // orchestrator asked for, and what reached LdapDirectory.
+    let reached = Arc::new(Layered::new(tool, CallLog::default()));
+    let staged = staged(reached.clone(), proxy.clone());
+    let asked = Arc::new(Layered::new(staged.clone(), CallLog::default()));
 
     // Logged on everywhere: the old password's tokens are cached on every server.
     let cached = logons(&prober, fleet, names, upn, OLD).await;
@@ -715,18 +709,19 @@ async fn run_on(
 
     let build = |resume: Option<Report>| {
         let mut b = Remediation::builder()
-            .directory(staged.clone())
+            .directory(asked.clone())
             .flusher(flusher.clone())
             .user(upn)
             .disable()
             .protocols(&PROBED)
             .strategy(strategy)
-            .timeouts(Timeouts {
-                converge: Duration::from_secs(2),
-                converge_poll: Duration::from_millis(50),
-                per_server: PER_SERVER,
-                directory: Duration::from_secs(2),
-            })
+            .timeouts(
+                Timeouts::default()
+                    .with_converge(Duration::from_secs(2))
+                    .with_converge_poll(Duration::from_millis(50))
+                    .with_per_server(PER_SERVER)
+                    .with_directory(Duration::from_secs(2)),
+            )
             .retry(RetryPolicy {
                 attempts: 2,
                 initial_backoff: Duration::from_millis(100),
@@ -772,6 +767,8 @@ async fn run_on(
     };
     let rolling = matches!(strategy, Strategy::Rolling { .. });
     let (named, healthy) = check_first(fault, &report, names, bad_name, rolling, &seen)?;
+    bulk_methods_ran(&asked.hook().methods(), &reached.hook().methods())
+        .map_err(|e| format!("{fault:?}: {e}"))?;
     // Stable names in the table: the fleet's unique prefix becomes `EX`.
     let named = named.replace(&names[0][..names[0].len() - 2], "EX");
     let disabled = sh
@@ -839,6 +836,49 @@ async fn run_on(
     })
 }
 
+/// The orchestrator ran `LdapDirectory`'s own bulk methods, by the call logs in front of
+/// everything (`asked`) and in front of `LdapDirectory` (`reached`): it asked for
+/// `find_accounts` and `disable_and_reset`; every bulk method it asked for reached
+/// `LdapDirectory` as that method; and no one-at-a-time call reached `LdapDirectory` that the
+/// orchestrator did not make itself — what the trait's default of a bulk method, in a layer
+/// that dropped it, would send instead.
+fn bulk_methods_ran(asked: &[Method], reached: &[Method]) -> Result<(), String> {
+    let count = |log: &[Method], m: Method| log.iter().filter(|x| **x == m).count();
+    let bulk = [
+        Method::FindAccounts,
+        Method::AccountsOn,
+        Method::DisableAndReset,
+    ];
+    let singles = [
+        Operation::FindAccount,
+        Operation::DisableAccount,
+        Operation::ResetPassword,
+        Operation::AccountOn,
+    ]
+    .map(Method::One);
+    let unused: Vec<Method> = [Method::FindAccounts, Method::DisableAndReset]
+        .into_iter()
+        .filter(|m| count(asked, *m) == 0)
+        .collect();
+    let lost: Vec<Method> = bulk
+        .into_iter()
+        .filter(|m| count(asked, *m) > 0 && count(reached, *m) == 0)
+        .collect();
+    let added: Vec<Method> = singles
+        .into_iter()
+        .filter(|m| count(reached, *m) > count(asked, *m))
+        .collect();
+    ensure(
+        unused.is_empty() && lost.is_empty() && added.is_empty(),
+        || {
+            format!(
+                "bulk methods: not asked for {unused:?}, not reaching LdapDirectory {lost:?}, \
+             one-at-a-time calls in their place {added:?} (asked {asked:?}, reached {reached:?})"
+            )
+        },
+    )
+}
+
 fn ad_ldaps_addr(ad: &SambaAd) -> std::net::SocketAddr {
     let url = &ad.env().url_ldaps;
     let host_port = url.trim_start_matches("ldaps://").trim_end_matches('/');
@@ -878,10 +918,10 @@ async fn fault_matrix() {
     let url = ad.env().url_ldaps.clone();
     let sh = Arc::new(Shared {
         ad,
-        auth: LimitedLogons::new(
-            Arc::new(ldap(&url, ad, Duration::from_secs(10)).await),
-            LOGONS_AT_ONCE,
-        ),
+        auth: Arc::new(Layered::new(
+            ldap(&url, ad, Duration::from_secs(10)).await,
+            Limit::new(LOGONS_AT_ONCE).only(Method::One(Operation::Authenticate)),
+        )),
         tool: Arc::new(ldap(&url, ad, Duration::from_secs(2)).await),
     });
     let started = Instant::now();
@@ -1010,4 +1050,67 @@ async fn a_probe_that_cannot_connect_is_not_a_refusal() {
     );
     assert_ne!(report.outcome, Outcome::Revoked, "{}", report.summary());
     fleet.shutdown().await;
+}
+
+/// The one hand-written double, `StaleDc`, forwards the bulk methods (the conformance suite's
+/// bulk cases pass through it and reach the directory behind it as bulk calls), and its stale
+/// DC shows an account as it was before the change until it catches up. In-memory: no Samba.
+#[tokio::test]
+async fn the_stale_dc_double_forwards_the_bulk_methods() {
+    use exch_directory::conformance::{self, FixtureUser};
+    use exch_directory::Dn;
+    let dir = exch_directory::InMemoryDirectory::new();
+    let mut users: Vec<FixtureUser> = (0..4)
+        .map(|i| FixtureUser::create_in_memory(&dir, &format!("sd{i}"), OLD))
+        .collect();
+    for sam in ["sdteam1", "sdteam2"] {
+        let upn = format!("{sam}@lab.example.test");
+        dir.add_user_with_mail(sam, &upn, OLD, sam, "sdteam@lab.example.test");
+    }
+    let double = StaleDc::new(Layered::new(dir.clone(), CallLog::default()));
+    conformance::find_accounts_in_order(&double, &users, "sdteam@lab.example.test").await;
+    let dcs = double.domain_controllers().await.unwrap();
+    let not_a_user = Dn(format!("CN=Users,{}", dir.base_dn()));
+    conformance::accounts_on_in_order(&double, &dcs[0], &users, &not_a_user).await;
+    let target = users.pop().unwrap();
+    conformance::disable_and_reset_flow(&double, &target, &exch_directory::generate_password())
+        .await;
+    let reached = double.inner().hook().methods();
+    for m in [
+        Method::FindAccounts,
+        Method::AccountsOn,
+        Method::DisableAndReset,
+    ] {
+        assert!(
+            reached.contains(&m),
+            "{m:?} did not reach the directory: {reached:?}"
+        );
+    }
+
+    // Stale: the second DC keeps the account as it was before the disable, then catches up.
+    let user = &users[0];
+    let account = double
+        .find_account(&UserRef::parse(&user.upn).unwrap())
+        .await
+        .unwrap();
+    double.set_stale_dc(true);
+    let changes = double.disable_and_reset(&account, true, None).await;
+    assert!(changes.disable.unwrap().is_ok());
+    let dcs = double.domain_controllers().await.unwrap();
+    let stale = dcs.iter().find(|d| d.name == STALE_DC).unwrap();
+    let dn = std::slice::from_ref(&account.dn);
+    assert!(!double.accounts_on(stale, dn).await[0]
+        .as_ref()
+        .unwrap()
+        .is_disabled());
+    assert!(double.accounts_on(&dcs[0], dn).await[0]
+        .as_ref()
+        .unwrap()
+        .is_disabled());
+    double.set_stale_dc(false);
+    assert!(double
+        .account_on(stale, &account.dn)
+        .await
+        .unwrap()
+        .is_disabled());
 }

@@ -109,7 +109,7 @@ async fn refuse_then_revoke(ad: &'static SambaAd, created: Vec<AdUser>) {
     let mut watched: Vec<String> = created.iter().map(|u| u.dn.clone()).collect();
     watched.push(format!("CN=Guest,CN=Users,{base}"));
     watched.push(format!("CN=krbtgt,CN=Users,{base}"));
-    let dir = common::ldaps_directory(ad).await;
+    let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
     let flusher = RecordingFlusher::new();
     let before = snapshot(ad, &watched).await;
 

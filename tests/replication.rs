@@ -53,11 +53,8 @@ fn secret(s: &str) -> SecretString {
 }
 
 async fn ldap(pair: &SambaPair, url: &str) -> LdapDirectory {
-    let env = pair.env();
-    LdapDirectory::builder()
-        .url(url)
-        .ca_file(&env.ca_file)
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    pair.env()
+        .directory_at(url)
         .timeout(Duration::from_secs(5))
         .build()
         .await
@@ -95,13 +92,7 @@ async fn bed(pair: &'static SambaPair) -> Bed {
     let fleet = Fleet::builder()
         .directory(auth)
         .dns_domain(pair.env().dns_domain())
-        .registrar(move |s: exch_core::ExchangeServer| async move {
-            let v = s.version.ok_or("no version")?;
-            dc1.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+        .registrar(dc1.registrar())
         .server(ServerSpec::exchange_2019(&names[0]).recycle_latency(Duration::from_millis(20)))
         .server(ServerSpec::exchange_2016(&names[1]).recycle_latency(Duration::from_millis(20)))
         .winrm_credentials(WINRM_USER, secret(WINRM_PASSWORD))
@@ -155,12 +146,13 @@ impl Bed {
             .user(&self.user.upn)
             .protocols(&PROBED)
             .strategy(Strategy::Parallel { max_in_flight: 4 })
-            .timeouts(Timeouts {
-                converge,
-                converge_poll: CONVERGE_POLL,
-                per_server: Duration::from_secs(20),
-                directory: Duration::from_secs(10),
-            })
+            .timeouts(
+                Timeouts::default()
+                    .with_converge(converge)
+                    .with_converge_poll(CONVERGE_POLL)
+                    .with_per_server(Duration::from_secs(20))
+                    .with_directory(Duration::from_secs(10)),
+            )
             .retry(RetryPolicy {
                 attempts: 2,
                 initial_backoff: Duration::from_millis(100),
@@ -213,11 +205,7 @@ impl Bed {
     async fn teardown(self) {
         self.fleet.shutdown_within(Duration::from_millis(500)).await;
         let ad = &self.pair.dc(DcId::Dc1).ad;
-        for n in &self.names {
-            let _ = ad
-                .delete(&format!("CN={n},{}", ad.exchange_servers_container()))
-                .await;
-        }
+        let _ = ad.remove_exchange_servers(&self.names).await;
         let _ = ad.delete(&self.user.dn).await;
     }
 }

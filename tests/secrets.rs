@@ -238,12 +238,11 @@ fn excerpt(text: &str, needle: &str) -> String {
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(20),
-        converge_poll: Duration::from_millis(50),
-        per_server: Duration::from_secs(20),
-        directory: Duration::from_secs(15),
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(20))
+        .with_converge_poll(Duration::from_millis(50))
+        .with_per_server(Duration::from_secs(20))
+        .with_directory(Duration::from_secs(15))
 }
 
 /// The library flow at TRACE against Samba, successes and failures.
@@ -374,9 +373,8 @@ async fn no_password_in_logs_debug_errors_or_reports() {
     );
     push("failed report summary", report.summary());
 
-    let e = LdapDirectory::builder()
-        .url(env.url_ldaps.clone())
-        .ca_file(env.ca_file.clone())
+    let e = env
+        .directory()
         .bind(env.admin_bind.clone(), secret(WRONG_BIND_PW))
         .build()
         .await

@@ -105,7 +105,7 @@ fn kind(o: &ServerOutcome) -> String {
     match o {
         ServerOutcome::Flushed { .. } => "Flushed".into(),
         ServerOutcome::Unproven { .. } => "Unproven".into(),
-        ServerOutcome::Failed { kind, .. } => kind.clone(),
+        ServerOutcome::Failed { kind, .. } => kind.to_string(),
         ServerOutcome::Skipped { .. } => "Skipped".into(),
         _ => "?".into(),
     }
@@ -239,12 +239,11 @@ async fn soak_200_remediations_with_random_faults() {
         }
         (Arc::new(flusher.build().unwrap()), Arc::new(prober))
     };
-    let timeouts = Timeouts {
-        converge: Duration::from_secs(2),
-        converge_poll: Duration::from_millis(5),
-        per_server: PER_SERVER,
-        directory: Duration::from_secs(2),
-    };
+    let timeouts = Timeouts::default()
+        .with_converge(Duration::from_secs(2))
+        .with_converge_poll(Duration::from_millis(5))
+        .with_per_server(PER_SERVER)
+        .with_directory(Duration::from_secs(2));
     let remediate = |flusher: Arc<WinRmFlusher>, prober: Arc<HttpProber>, i: usize| {
         let dir = dir.clone();
         async move {

@@ -113,13 +113,7 @@ pub(crate) async fn samba_fleet(
         .dns_domain(ad.env().dns_domain())
         .servers(n, server_template(prefix, SERVER_RECYCLE))
         .winrm_credentials(WINRM_USER, password.clone())
-        .registrar(move |s: ExchangeServer| async move {
-            let v = s.version.ok_or("no version")?;
-            ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+        .registrar(ad.registrar())
         .build()
         .await
         .expect("lab fleet registered in Samba")
@@ -128,15 +122,8 @@ pub(crate) async fn samba_fleet(
 /// Shuts a [`samba_fleet`] down and deletes its server objects from Samba.
 pub(crate) async fn remove_samba_fleet(fleet: &Fleet, ad: &SambaAd) {
     fleet.shutdown().await;
-    for s in fleet.servers() {
-        let _ = ad
-            .delete(&format!(
-                "CN={},{}",
-                s.name(),
-                ad.exchange_servers_container()
-            ))
-            .await;
-    }
+    let names = fleet.servers().iter().map(|s| s.name());
+    let _ = ad.remove_exchange_servers(names).await;
 }
 
 /// An HTTP prober of every server of `fleet`.
@@ -250,12 +237,11 @@ pub(crate) fn flusher_with(
 
 /// Limits for the benches: generous, and a fast convergence poll.
 pub(crate) fn timeouts() -> Timeouts {
-    Timeouts {
-        converge: Duration::from_secs(30),
-        converge_poll: Duration::from_millis(20),
-        per_server: Duration::from_secs(60),
-        directory: Duration::from_secs(30),
-    }
+    Timeouts::default()
+        .with_converge(Duration::from_secs(30))
+        .with_converge_poll(Duration::from_millis(20))
+        .with_per_server(Duration::from_secs(60))
+        .with_directory(Duration::from_secs(30))
 }
 
 /// Adds a fresh user to `dir` and returns its UPN.

@@ -385,10 +385,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
             pause: Duration::from_millis(args.pause_ms),
         },
     };
-    let timeouts = Timeouts {
-        converge: Duration::from_secs(args.converge_timeout),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts::default().with_converge(Duration::from_secs(args.converge_timeout));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut b = Remediation::builder()
         .directory(directory)
@@ -419,7 +416,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         b = b.site(s);
     }
     if let Some(old) = old_pw {
-        let mut prober = HttpProber::new()?;
+        let mut prober = HttpProber::new().map_err(|e| e.to_string())?;
         for (name, url) in pairs(&args.http_base, "--http-base")? {
             prober = prober.base_url(name, url);
         }
@@ -498,7 +495,7 @@ async fn run(args: Args) -> Result<Outcome, String> {
         let bar = bar.clone();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                if let Event::ActionRecorded { record } = &e {
+                if let Event::ActionRecorded { record, .. } = &e {
                     if record.action == Action::ResetPassword && record.outcome.is_some() {
                         pause_if_asked("reset-sent").await;
                     }

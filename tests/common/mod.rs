@@ -3,8 +3,7 @@
 //! the `revoke` example as a child process.
 #![allow(dead_code, unreachable_pub)]
 
-use exch_core::ExchangeServer;
-use exch_directory::{Directory, LdapDirectory};
+use exch_directory::Directory;
 use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_samba::SambaAd;
 use secrecy::{ExposeSecret, SecretString};
@@ -42,20 +41,6 @@ pub fn revoke_bin() -> PathBuf {
         .clone()
 }
 
-/// The code under test's directory: LDAPS to the DC, bound as its administrator.
-pub async fn ldaps_directory(ad: &SambaAd) -> Arc<dyn Directory> {
-    let env = ad.env();
-    Arc::new(
-        LdapDirectory::builder()
-            .url(env.url_ldaps.clone())
-            .ca_file(env.ca_file.clone())
-            .bind(env.admin_bind.clone(), env.admin_password.clone())
-            .build()
-            .await
-            .unwrap(),
-    )
-}
-
 /// A fleet of `n` Exchange 2019 servers registered in the Samba DC, plus an LDAPS directory.
 pub struct SambaFleet {
     pub ad: &'static SambaAd,
@@ -73,7 +58,7 @@ impl SambaFleet {
         winrm_password: &str,
     ) -> SambaFleet {
         let env = ad.env();
-        let dir = ldaps_directory(ad).await;
+        let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
         let fleet = Fleet::builder()
             .directory(dir.clone())
             .dns_domain(env.dns_domain())
@@ -82,13 +67,7 @@ impl SambaFleet {
                 ServerSpec::exchange_2019(format!("{prefix}-")).recycle_latency(recycle),
             )
             .winrm_credentials(WINRM_USER, secret(winrm_password))
-            .registrar(move |s: ExchangeServer| async move {
-                let v = s.version.ok_or("no version")?;
-                ad.add_exchange_server(&s.name, &s.fqdn, v, s.roles, s.site.as_deref())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
+            .registrar(ad.registrar())
             .build()
             .await
             .unwrap();
@@ -148,16 +127,8 @@ impl SambaFleet {
     /// Stops the fleet and removes its server objects from the shared DC.
     pub async fn cleanup(&self) {
         self.fleet.shutdown().await;
-        for s in self.fleet.servers() {
-            let _ = self
-                .ad
-                .delete(&format!(
-                    "CN={},{}",
-                    s.name(),
-                    self.ad.exchange_servers_container()
-                ))
-                .await;
-        }
+        let names = self.fleet.servers().iter().map(|s| s.name());
+        let _ = self.ad.remove_exchange_servers(names).await;
     }
 }
 

@@ -1,21 +1,29 @@
-//! Directory-side faults of the fault matrix, around the real Samba AD DC:
+//! Directory-side faults of the fault matrix, around the real Samba AD DC. The tool's
+//! directory in a case is [`Staged`]: from the outside in,
 //!
-//! * [`LdapsProxy`]: a TCP proxy between `LdapDirectory` and Samba's LDAPS port. Killing it
-//!   closes every connection and refuses new ones: from the client's view, the DC went away
-//!   (the shared DC itself keeps running for the other tests).
-//! * [`Staged`]: a [`Directory`] that delegates to the real one and can (a) kill the proxy just
-//!   before or just after the directory change, deterministically, and (b) add a second,
-//!   stale domain controller that keeps answering with the account as it was before the
-//!   change until it is told to catch up (a single Samba DC cannot lag).
+//! * [`StaleDc`]: adds a second, stale domain controller that keeps answering with the
+//!   account as it was before the change until it is told to catch up (a single Samba DC
+//!   cannot lag) — the one double here, since a hook cannot answer for a DC;
+//! * [`Stage`], a hook of `exch_directory::layers`: kills the [`LdapsProxy`] just before or
+//!   just after the directory change, deterministically;
+//! * [`Reached`], the `CallLog` layer: what reaches `LdapDirectory`, method by method — the
+//!   proof that its own bulk methods run, not the trait's one-at-a-time defaults.
+//!
+//! [`LdapsProxy`] is a TCP proxy between `LdapDirectory` and Samba's LDAPS port. Killing it
+//! closes every connection and refuses new ones: from the client's view, the DC went away
+//! (the shared DC itself keeps running for the other tests).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use exch_core::ExchangeServer;
+use exch_directory::layers::{CallLog, Held, Hook, Layered, Method};
 use exch_directory::{
-    Account, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn, DomainController, UserRef,
+    Account, AccountChanges, AuthResult, ChangeOutcome, Directory, DirectoryError, Dn,
+    DomainController, LdapDirectory, Operation, UserRef,
 };
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
@@ -98,57 +106,58 @@ impl LdapsProxy {
     }
 }
 
-/// Name of the stale domain controller [`Staged`] adds.
+/// Name of the stale domain controller [`StaleDc`] adds.
 pub(crate) const STALE_DC: &str = "STALE-DC";
 
-/// When [`Staged`] kills its proxy.
+/// When [`Stage`] kills its proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KillAt {
     /// Never.
     Never,
     /// After the account was found, just before the directory change is sent.
     BeforeChange,
-    /// Just after the directory change was applied, before convergence is read.
+    /// Just after the directory change, before the next directory call (convergence).
     AfterChange,
 }
 
-/// A [`Directory`] around the real one with directory-side faults (see the module docs).
+/// A hook that kills the proxy at a [`KillAt`] point (armed once).
 #[derive(Debug)]
-pub(crate) struct Staged {
-    inner: Arc<dyn Directory>,
+pub(crate) struct Stage {
     proxy: Option<Arc<LdapsProxy>>,
-    kill_at: Mutex<KillAt>,
-    stale: AtomicBool,
-    /// The account as the stale DC last saw it (before the change).
-    stale_copy: Mutex<Option<Account>>,
+    /// What is armed, and whether a change was sent since.
+    state: Mutex<(KillAt, bool)>,
 }
 
-impl Staged {
-    /// Delegates to `inner`; `proxy` is what [`KillAt`] kills.
-    pub(crate) fn new(inner: Arc<dyn Directory>, proxy: Option<Arc<LdapsProxy>>) -> Arc<Staged> {
-        Arc::new(Staged {
-            inner,
-            proxy,
-            kill_at: Mutex::new(KillAt::Never),
-            stale: AtomicBool::new(false),
-            stale_copy: Mutex::new(None),
-        })
-    }
-
+impl Stage {
     /// Arms (or disarms) the kill; it fires once.
     pub(crate) fn kill_at(&self, at: KillAt) {
-        *self.kill_at.lock().unwrap() = at;
+        *self.state.lock().unwrap() = (at, false);
+    }
+}
+
+fn is_change(m: Method) -> bool {
+    matches!(
+        m,
+        Method::One(Operation::DisableAccount | Operation::ResetPassword) | Method::DisableAndReset
+    )
+}
+
+#[async_trait]
+impl Hook for Stage {
+    async fn before(&self, _: Operation, _: &str) -> Result<(), DirectoryError> {
+        Ok(())
     }
 
-    /// Adds [`STALE_DC`], which never shows a change while `stale`; `false`: it catches up.
-    pub(crate) fn set_stale_dc(&self, stale: bool) {
-        self.stale.store(stale, Ordering::SeqCst);
-    }
-
-    async fn fire(&self, when: KillAt) {
+    async fn enter(&self, method: Method) -> Held {
         let fire = {
-            let mut armed = self.kill_at.lock().unwrap();
-            let fire = *armed == when;
+            let mut state = self.state.lock().unwrap();
+            let (armed, changed) = &mut *state;
+            *changed |= is_change(method);
+            let fire = match *armed {
+                KillAt::Never => false,
+                KillAt::BeforeChange => is_change(method),
+                KillAt::AfterChange => *changed && !is_change(method),
+            };
             if fire {
                 *armed = KillAt::Never;
             }
@@ -157,108 +166,120 @@ impl Staged {
         if let (true, Some(proxy)) = (fire, &self.proxy) {
             proxy.kill().await;
         }
-    }
-
-    async fn change<T>(
-        &self,
-        before: &Account,
-        op: impl std::future::Future<Output = Result<T, DirectoryError>>,
-    ) -> Result<T, DirectoryError> {
-        if self.stale.load(Ordering::SeqCst) {
-            let mut copy = self.stale_copy.lock().unwrap();
-            if copy.is_none() {
-                *copy = Some(before.clone());
-            }
-        }
-        self.fire(KillAt::BeforeChange).await;
-        let r = op.await;
-        if r.is_ok() {
-            self.fire(KillAt::AfterChange).await;
-        }
-        r
+        Held::default()
     }
 }
 
-#[async_trait]
-impl Directory for Staged {
-    async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
-        self.inner.find_account(user).await
-    }
-    async fn disable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.change(a, self.inner.disable_account(a)).await
-    }
-    async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
-        self.inner.enable_account(a).await
-    }
-    async fn reset_password(
-        &self,
-        a: &Account,
-        new: &SecretString,
-    ) -> Result<ChangeOutcome, DirectoryError> {
-        self.change(a, self.inner.reset_password(a, new)).await
-    }
-    async fn authenticate(&self, u: &str, p: &SecretString) -> Result<AuthResult, DirectoryError> {
-        self.inner.authenticate(u, p).await
-    }
-    async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
-        self.inner.exchange_servers().await
-    }
-    async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
-        let mut dcs = self.inner.domain_controllers().await?;
-        if self.stale.load(Ordering::SeqCst) || self.stale_copy.lock().unwrap().is_some() {
-            dcs.push(DomainController {
-                name: STALE_DC.into(),
-                dns_host_name: "stale-dc.lab.example.test".into(),
-                site: None,
-                url: None,
-            });
-        }
-        Ok(dcs)
-    }
-    async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
-        if dc.name != STALE_DC {
-            return self.inner.account_on(dc, dn).await;
-        }
-        if self.stale.load(Ordering::SeqCst) {
-            if let Some(copy) = self.stale_copy.lock().unwrap().clone() {
-                return Ok(copy);
-            }
-        }
-        // Caught up: it answers as the real DC does.
-        let real = self.inner.domain_controllers().await?;
-        let first = real.first().ok_or_else(|| DirectoryError::InvalidInput {
-            what: "domain controllers".into(),
-            reason: "none".into(),
-        })?;
-        self.inner.account_on(first, dn).await
+/// What reaches `LdapDirectory`: every method called on it, by name.
+pub(crate) type Reached = Layered<Arc<LdapDirectory>, CallLog>;
+
+/// The tool's directory of a case (see the module docs).
+pub(crate) type Staged = StaleDc<Layered<Arc<Reached>, Stage>>;
+
+/// [`Staged`] around `reached`; `proxy` is what [`KillAt`] kills.
+pub(crate) fn staged(reached: Arc<Reached>, proxy: Option<Arc<LdapsProxy>>) -> Arc<Staged> {
+    let stage = Stage {
+        proxy,
+        state: Mutex::new((KillAt::Never, false)),
+    };
+    Arc::new(StaleDc::new(Layered::new(reached, stage)))
+}
+
+impl Staged {
+    /// Arms (or disarms) the proxy's kill; it fires once.
+    pub(crate) fn kill_at(&self, at: KillAt) {
+        self.inner.hook().kill_at(at);
     }
 }
 
-/// A [`Directory`] that lets at most `n` logons ([`Directory::authenticate`], each a TLS
-/// connection and a bind) reach the one shared Samba DC at once; the fleets' IIS logons go
-/// through it, so that a burst of logons queues here instead of timing out in Samba.
+/// A [`Directory`] with a second, simulated domain controller [`STALE_DC`]: while stale it
+/// answers with each account as it was before its first change; caught up, as the real DC
+/// does. Forwards every other call — the bulk methods included — to `inner`.
 #[derive(Debug)]
-pub(crate) struct LimitedLogons {
-    inner: Arc<dyn Directory>,
-    permits: tokio::sync::Semaphore,
+pub(crate) struct StaleDc<D> {
+    inner: D,
+    stale: AtomicBool,
+    /// The accounts as the stale DC last saw them (before their change), by DN.
+    copies: Mutex<HashMap<Dn, Account>>,
 }
 
-impl LimitedLogons {
-    /// `inner`, with at most `n` logons at once.
-    pub(crate) fn new(inner: Arc<dyn Directory>, n: usize) -> Arc<LimitedLogons> {
-        Arc::new(LimitedLogons {
+impl<D: Directory> StaleDc<D> {
+    /// `inner`, with no stale DC yet.
+    pub(crate) fn new(inner: D) -> Self {
+        StaleDc {
             inner,
-            permits: tokio::sync::Semaphore::new(n),
-        })
+            stale: AtomicBool::new(false),
+            copies: Mutex::default(),
+        }
+    }
+
+    /// The directory it forwards to.
+    pub(crate) fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// Adds [`STALE_DC`], which never shows a change while `stale`; `false`: it catches up.
+    pub(crate) fn set_stale_dc(&self, stale: bool) {
+        self.stale.store(stale, Ordering::SeqCst);
+    }
+
+    fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `before` (an account about to change) as the stale DC's copy.
+    fn remember(&self, before: &Account) {
+        if self.is_stale() {
+            let mut copies = self.copies.lock().unwrap();
+            copies
+                .entry(before.dn.clone())
+                .or_insert_with(|| before.clone());
+        }
+    }
+
+    /// The stale DC's answer for each of `dns`.
+    async fn on_stale_dc(&self, dns: &[Dn]) -> Vec<Result<Account, DirectoryError>> {
+        if self.is_stale() {
+            let copies = self.copies.lock().unwrap().clone();
+            if dns.iter().all(|dn| copies.contains_key(dn)) {
+                return dns.iter().map(|dn| Ok(copies[dn].clone())).collect();
+            }
+        }
+        // Caught up (or never saw the account change): it answers as the real DC does.
+        let real = match self.inner.domain_controllers().await {
+            Ok(real) => real.into_iter().next(),
+            Err(e) => {
+                let mut out = vec![Err(e)];
+                out.extend(
+                    dns.iter()
+                        .skip(1)
+                        .map(|_| Err(no_real_dc("discovery failed"))),
+                );
+                out.truncate(dns.len());
+                return out;
+            }
+        };
+        match real {
+            Some(first) => self.inner.accounts_on(&first, dns).await,
+            None => dns.iter().map(|_| Err(no_real_dc("none found"))).collect(),
+        }
+    }
+}
+
+fn no_real_dc(reason: &str) -> DirectoryError {
+    DirectoryError::InvalidInput {
+        what: "the real domain controller behind the stale one".into(),
+        reason: reason.into(),
     }
 }
 
 #[async_trait]
-impl Directory for LimitedLogons {
+impl<D: Directory> Directory for StaleDc<D> {
     async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
         self.inner.find_account(user).await
     }
     async fn disable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
+        self.remember(a);
         self.inner.disable_account(a).await
     }
     async fn enable_account(&self, a: &Account) -> Result<ChangeOutcome, DirectoryError> {
@@ -269,19 +290,52 @@ impl Directory for LimitedLogons {
         a: &Account,
         new: &SecretString,
     ) -> Result<ChangeOutcome, DirectoryError> {
+        self.remember(a);
         self.inner.reset_password(a, new).await
     }
     async fn authenticate(&self, u: &str, p: &SecretString) -> Result<AuthResult, DirectoryError> {
-        let _permit = self.permits.acquire().await;
         self.inner.authenticate(u, p).await
     }
     async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
         self.inner.exchange_servers().await
     }
     async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
-        self.inner.domain_controllers().await
+        let mut dcs = self.inner.domain_controllers().await?;
+        if self.is_stale() || !self.copies.lock().unwrap().is_empty() {
+            dcs.push(DomainController::new(STALE_DC, "stale-dc.lab.example.test"));
+        }
+        Ok(dcs)
     }
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
-        self.inner.account_on(dc, dn).await
+        if dc.name != STALE_DC {
+            return self.inner.account_on(dc, dn).await;
+        }
+        let mut answer = self.on_stale_dc(std::slice::from_ref(dn)).await;
+        answer.pop().unwrap_or_else(|| Err(no_real_dc("no answer")))
+    }
+    fn security_notes(&self) -> Vec<String> {
+        self.inner.security_notes()
+    }
+    async fn find_accounts(&self, users: &[UserRef]) -> Vec<Result<Account, DirectoryError>> {
+        self.inner.find_accounts(users).await
+    }
+    async fn accounts_on(
+        &self,
+        dc: &DomainController,
+        dns: &[Dn],
+    ) -> Vec<Result<Account, DirectoryError>> {
+        if dc.name != STALE_DC {
+            return self.inner.accounts_on(dc, dns).await;
+        }
+        self.on_stale_dc(dns).await
+    }
+    async fn disable_and_reset<'a>(
+        &self,
+        a: &Account,
+        disable: bool,
+        new_password: Option<&'a SecretString>,
+    ) -> AccountChanges {
+        self.remember(a);
+        self.inner.disable_and_reset(a, disable, new_password).await
     }
 }

@@ -6,11 +6,13 @@
 //!
 //! - [`Latency`]: a fixed delay before every operation;
 //! - [`Faults`]: injected errors, per [`Operation`], for the next N calls or always;
-//! - [`CallLog`]: records every operation and the object it was about (never a password).
+//! - [`CallLog`]: records every operation and the object it was about (never a password),
+//!   and every trait [`Method`] called (a bulk call once);
+//! - [`Limit`]: at most N calls at once, the others wait (like `object_store`'s `LimitStore`).
 //!
 //! Layers nest (`Layered<Layered<LdapDirectory, Latency>, CallLog>`), and `Arc<D>` / `Box<D>`
 //! are directories too, so a shared backend can be wrapped without giving it up. Each layer
-//! passes the [`conformance`](crate::conformance) suite through itself
+//! passes the `conformance` suite through itself
 //! (`tests/layers.rs`).
 //!
 //! ```
@@ -32,8 +34,9 @@
 //! # });
 //! ```
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,12 +52,67 @@ use crate::{
 /// Where injected errors say they come from.
 const LAYER_URL: &str = "layer://fault-injection";
 
-/// What a [`Layered`] directory calls before each operation.
+/// A method of [`Directory`] as a [`Hook`] sees it: once per call, a bulk call included
+/// ([`Hook::enter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// The one-at-a-time method of this operation ([`Directory::find_account`] for
+    /// [`Operation::FindAccount`], …).
+    One(Operation),
+    /// [`Directory::find_accounts`] (bulk).
+    FindAccounts,
+    /// [`Directory::accounts_on`] (bulk).
+    AccountsOn,
+    /// [`Directory::disable_and_reset`] (both changes of one account in one call).
+    DisableAndReset,
+}
+
+impl Method {
+    /// Whether this is one of the trait's bulk methods, whose defaults call the one-at-a-time
+    /// methods and which a backend may do in fewer round trips.
+    pub fn is_bulk(self) -> bool {
+        !matches!(self, Method::One(_))
+    }
+}
+
+/// What a [`Hook`] holds for the length of one call (see [`Hook::enter`]): dropped when the
+/// call ends — answered, refused, or given up by its caller.
+#[derive(Default)]
+pub struct Held(Option<Box<dyn Any + Send + Sync>>);
+
+impl Held {
+    /// Holds `value` (a semaphore permit, a guard) until the call ends.
+    pub fn new(value: impl Any + Send + Sync) -> Held {
+        Held(Some(Box::new(value)))
+    }
+}
+
+impl Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Held(..)"
+        } else {
+            "Held(nothing)"
+        })
+    }
+}
+
+/// What a [`Layered`] directory calls around each call and before each operation.
 #[async_trait]
 pub trait Hook: Debug + Send + Sync + 'static {
-    /// Runs before `op` on `object` (a user, DN, DC name or `"(directory)"`); an error is
-    /// returned to the caller instead of calling the inner directory.
+    /// Runs before `op` on `object` (a user, DN, DC name or `"(directory)"`), for each item
+    /// of a bulk call; an error is returned to the caller instead of calling the inner
+    /// directory.
     async fn before(&self, op: Operation, object: &str) -> Result<(), DirectoryError>;
+
+    /// Runs once when a call of `method` starts, before any [`Hook::before`] of it (a bulk
+    /// call is one call). What it returns is held until the call ends, however it ends —
+    /// e.g. [`Limit`]'s permit. Default: holds nothing.
+    async fn enter(&self, method: Method) -> Held {
+        let _ = method;
+        Held::default()
+    }
 }
 
 /// A directory with a [`Hook`] in front of every operation.
@@ -131,6 +189,7 @@ const WHOLE: &str = "(directory)";
 #[async_trait]
 impl<D: Directory, H: Hook> Directory for Layered<D, H> {
     async fn find_account(&self, user: &UserRef) -> Result<Account, DirectoryError> {
+        let _held = self.hook.enter(Method::One(Operation::FindAccount)).await;
         self.hook
             .before(Operation::FindAccount, &user.to_string())
             .await?;
@@ -138,6 +197,10 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
     }
 
     async fn disable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {
+        let _held = self
+            .hook
+            .enter(Method::One(Operation::DisableAccount))
+            .await;
         self.hook
             .before(Operation::DisableAccount, account.dn.as_str())
             .await?;
@@ -145,6 +208,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
     }
 
     async fn enable_account(&self, account: &Account) -> Result<ChangeOutcome, DirectoryError> {
+        let _held = self.hook.enter(Method::One(Operation::EnableAccount)).await;
         self.hook
             .before(Operation::EnableAccount, account.dn.as_str())
             .await?;
@@ -156,6 +220,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
         account: &Account,
         new: &SecretString,
     ) -> Result<ChangeOutcome, DirectoryError> {
+        let _held = self.hook.enter(Method::One(Operation::ResetPassword)).await;
         self.hook
             .before(Operation::ResetPassword, account.dn.as_str())
             .await?;
@@ -167,16 +232,25 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
         user: &str,
         password: &SecretString,
     ) -> Result<AuthResult, DirectoryError> {
+        let _held = self.hook.enter(Method::One(Operation::Authenticate)).await;
         self.hook.before(Operation::Authenticate, user).await?;
         self.inner.authenticate(user, password).await
     }
 
     async fn exchange_servers(&self) -> Result<Vec<ExchangeServer>, DirectoryError> {
+        let _held = self
+            .hook
+            .enter(Method::One(Operation::ExchangeServers))
+            .await;
         self.hook.before(Operation::ExchangeServers, WHOLE).await?;
         self.inner.exchange_servers().await
     }
 
     async fn domain_controllers(&self) -> Result<Vec<DomainController>, DirectoryError> {
+        let _held = self
+            .hook
+            .enter(Method::One(Operation::DomainControllers))
+            .await;
         self.hook
             .before(Operation::DomainControllers, WHOLE)
             .await?;
@@ -184,6 +258,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
     }
 
     async fn account_on(&self, dc: &DomainController, dn: &Dn) -> Result<Account, DirectoryError> {
+        let _held = self.hook.enter(Method::One(Operation::AccountOn)).await;
         self.hook
             .before(Operation::AccountOn, &format!("{dn} on {}", dc.name))
             .await?;
@@ -195,6 +270,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
     }
 
     async fn find_accounts(&self, users: &[UserRef]) -> Vec<Result<Account, DirectoryError>> {
+        let _held = self.hook.enter(Method::FindAccounts).await;
         let refused = self
             .screen(users, Operation::FindAccount, ToString::to_string)
             .await;
@@ -212,6 +288,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
         dc: &DomainController,
         dns: &[Dn],
     ) -> Vec<Result<Account, DirectoryError>> {
+        let _held = self.hook.enter(Method::AccountsOn).await;
         let refused = self
             .screen(dns, Operation::AccountOn, |dn| {
                 format!("{dn} on {}", dc.name)
@@ -232,6 +309,7 @@ impl<D: Directory, H: Hook> Directory for Layered<D, H> {
         disable: bool,
         new_password: Option<&'a SecretString>,
     ) -> AccountChanges {
+        let _held = self.hook.enter(Method::DisableAndReset).await;
         let dn = account.dn.as_str();
         let disable_refused = match disable {
             true => self.hook.before(Operation::DisableAccount, dn).await.err(),
@@ -414,16 +492,25 @@ pub struct Call {
     pub object: String,
 }
 
-/// Records every operation, in the order they arrived (passwords are never recorded).
+/// Records every operation, in the order they arrived (passwords are never recorded), and
+/// every call by its trait [`Method`].
 #[derive(Debug, Default)]
 pub struct CallLog {
     calls: Mutex<Vec<Call>>,
+    methods: Mutex<Vec<Method>>,
 }
 
 impl CallLog {
     /// Everything recorded so far.
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.calls).clone()
+    }
+
+    /// The trait methods called so far, one entry per call (a bulk call once), in order:
+    /// whether the inner directory got [`Directory::find_accounts`] or one
+    /// [`Directory::find_account`] per user.
+    pub fn methods(&self) -> Vec<Method> {
+        lock(&self.methods).clone()
     }
 
     /// How many calls of `op` were recorded.
@@ -443,5 +530,53 @@ impl Hook for CallLog {
             object: object.to_owned(),
         });
         Ok(())
+    }
+
+    async fn enter(&self, method: Method) -> Held {
+        lock(&self.methods).push(method);
+        Held::default()
+    }
+}
+
+/// At most `n` calls at once through the layer — of every method, or of one
+/// ([`Limit::only`]); a bulk call counts once. The others wait their turn, first come first
+/// served, as with `object_store`'s `LimitStore`.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    permits: Arc<tokio::sync::Semaphore>,
+    only: Option<Method>,
+}
+
+impl Limit {
+    /// At most `n` calls at once (at least one).
+    pub fn new(n: usize) -> Self {
+        Limit {
+            permits: Arc::new(tokio::sync::Semaphore::new(n.max(1))),
+            only: None,
+        }
+    }
+
+    /// Limits only the calls of `method`; the others pass at once.
+    pub fn only(mut self, method: Method) -> Self {
+        self.only = Some(method);
+        self
+    }
+}
+
+#[async_trait]
+impl Hook for Limit {
+    async fn before(&self, _: Operation, _: &str) -> Result<(), DirectoryError> {
+        Ok(())
+    }
+
+    async fn enter(&self, method: Method) -> Held {
+        if self.only.is_some_and(|m| m != method) {
+            return Held::default();
+        }
+        // The semaphore is never closed: `Err` cannot happen, and would only mean no limit.
+        match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(permit) => Held::new(permit),
+            Err(_) => Held::default(),
+        }
     }
 }

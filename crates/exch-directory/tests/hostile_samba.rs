@@ -155,11 +155,8 @@ where
 }
 
 async fn ldaps(ad: &SambaAd) -> LdapDirectory {
-    let env = ad.env();
-    LdapDirectory::builder()
-        .url(&env.url_ldaps)
-        .ca_file(&env.ca_file)
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    ad.env()
+        .directory()
         .timeout(Duration::from_secs(15))
         .build()
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exch_directory::conformance::{self, FixtureUser};
-use exch_directory::layers::{CallLog, Faults, Latency, Layered};
+use exch_directory::layers::{CallLog, Faults, Latency, Layered, Limit, Method};
 use exch_directory::{Directory, DirectoryError, Dn, Fault, InMemoryDirectory, Operation, UserRef};
 use secrecy::SecretString;
 
@@ -73,6 +73,8 @@ async fn every_layer_passes_the_conformance_suite() {
     let shared: Arc<dyn Directory> = Arc::new(dir.clone());
     let nested = Layered::new(Layered::new(shared, Faults::default()), CallLog::default());
     suite(&nested, &dir, &users).await;
+    let (dir, users) = fixture();
+    suite(&Layered::new(dir.clone(), Limit::new(1)), &dir, &users).await;
     let (dir, users) = fixture();
     let boxed: Box<dyn Directory> = Box::new(dir.clone());
     suite(&Layered::new(boxed, Latency(Duration::ZERO)), &dir, &users).await;
@@ -175,4 +177,78 @@ async fn the_call_log_never_holds_a_password() {
     assert_eq!(calls[1].object, bob.dn.0);
     let text = format!("{calls:?} {d:?}");
     assert!(!text.contains(secret), "{text}");
+}
+
+#[tokio::test]
+async fn the_call_log_names_each_method_once_per_call() {
+    let (dir, users) = fixture();
+    let d = Layered::new(dir.clone(), CallLog::default());
+    let refs: Vec<UserRef> = users[..3]
+        .iter()
+        .map(|u| UserRef::parse(&u.upn).unwrap())
+        .collect();
+    let found = d.find_accounts(&refs).await;
+    let dcs = d.domain_controllers().await.unwrap();
+    let dns: Vec<Dn> = found
+        .iter()
+        .map(|a| a.as_ref().unwrap().dn.clone())
+        .collect();
+    d.accounts_on(&dcs[0], &dns).await;
+    let one = found[0].as_ref().unwrap();
+    let _ = d.disable_and_reset(one, true, None).await;
+    d.account_on(&dcs[0], &one.dn).await.unwrap();
+    assert_eq!(
+        d.hook().methods(),
+        [
+            Method::FindAccounts,
+            Method::One(Operation::DomainControllers),
+            Method::AccountsOn,
+            Method::DisableAndReset,
+            Method::One(Operation::AccountOn)
+        ]
+    );
+    assert_eq!(
+        d.hook().count(Operation::FindAccount),
+        3,
+        "items still logged"
+    );
+    assert!(Method::AccountsOn.is_bulk() && !Method::One(Operation::AccountOn).is_bulk());
+}
+
+/// Two permits, three logons of 100 ms each (tokio's paused clock): the third starts when one
+/// of the first two ends; other methods are not held; a call given up by its caller frees
+/// its permit.
+#[tokio::test(start_paused = true)]
+async fn limit_holds_calls_beyond_n_until_one_ends() {
+    let (dir, users) = fixture();
+    dir.set_latency(Operation::Authenticate, Duration::from_millis(100));
+    dir.set_latency(Operation::DomainControllers, Duration::from_millis(100));
+    let d = Arc::new(Layered::new(
+        dir.clone(),
+        Limit::new(2).only(Method::One(Operation::Authenticate)),
+    ));
+    let pw = SecretString::from("Old-Passw0rd!".to_owned());
+    let logon = |d: Arc<Layered<InMemoryDirectory, Limit>>| {
+        let (upn, pw) = (users[0].upn.clone(), pw.clone());
+        async move { d.authenticate(&upn, &pw).await.unwrap() }
+    };
+    let t = tokio::time::Instant::now();
+    let three = futures::future::join3(logon(d.clone()), logon(d.clone()), logon(d.clone()));
+    let discovery = async {
+        d.domain_controllers().await.unwrap();
+        t.elapsed()
+    };
+    let (_, discovered_after) = tokio::join!(three, discovery);
+    assert_eq!(t.elapsed(), Duration::from_millis(200), "2 + 1 logons");
+    assert_eq!(
+        discovered_after,
+        Duration::from_millis(100),
+        "discovery is not limited"
+    );
+    // A logon given up after 10 ms (its permit goes back), then two at once again.
+    let given_up = tokio::time::timeout(Duration::from_millis(10), logon(d.clone())).await;
+    assert!(given_up.is_err());
+    let t = tokio::time::Instant::now();
+    futures::future::join(logon(d.clone()), logon(d.clone())).await;
+    assert_eq!(t.elapsed(), Duration::from_millis(100));
 }

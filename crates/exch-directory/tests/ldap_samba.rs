@@ -31,11 +31,8 @@ async fn connect_with(
     starttls: bool,
     allow_plaintext_bind: bool,
 ) -> Result<LdapDirectory, DirectoryError> {
-    let env = ad.env();
-    LdapDirectory::builder()
-        .url(url)
-        .ca_file(&env.ca_file)
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    ad.env()
+        .directory_at(url)
         .starttls(starttls)
         .allow_plaintext_bind(allow_plaintext_bind)
         .timeout(Duration::from_secs(15))
@@ -413,9 +410,8 @@ async fn domain_controllers_and_account_on() {
 async fn bad_service_credentials_and_untrusted_ca() {
     let Some(ad) = ad() else { return };
     let env = ad.env();
-    let e = LdapDirectory::builder()
-        .url(&env.url_ldaps)
-        .ca_file(&env.ca_file)
+    let e = env
+        .directory()
         .bind(
             env.admin_bind.clone(),
             SecretString::from("Wr0ng-Admin-Pw!".to_owned()),
@@ -428,13 +424,7 @@ async fn bad_service_credentials_and_untrusted_ca() {
     assert!(!format!("{e}{e:?}").contains("Wr0ng-Admin-Pw!"));
     // The DC's own certificate is not a CA: the chain cannot be verified.
     let leaf = env.ca_file.with_file_name("cert.pem");
-    let e = LdapDirectory::builder()
-        .url(&env.url_ldaps)
-        .ca_file(&leaf)
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
-        .build()
-        .await
-        .unwrap_err();
+    let e = env.directory().ca_file(&leaf).build().await.unwrap_err();
     assert!(matches!(e, DirectoryError::Tls { .. }), "{e}");
     assert!(e.to_string().contains("ca_file"), "{e}");
 }

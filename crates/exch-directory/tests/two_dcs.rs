@@ -14,11 +14,8 @@ const SUITE: &str = "exch-directory two_dcs";
 const OLD: &str = "Old-Passw0rd!";
 
 async fn connect(pair: &SambaPair, url: &str) -> LdapDirectory {
-    let env = pair.env();
-    LdapDirectory::builder()
-        .url(url)
-        .ca_file(&env.ca_file)
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
+    pair.env()
+        .directory_at(url)
         .timeout(Duration::from_secs(5))
         .build()
         .await

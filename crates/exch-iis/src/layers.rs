@@ -8,7 +8,7 @@
 //! - [`CallLog`]: records every call as a [`FlushCall`] (server and operation).
 //!
 //! Layers nest, and `Arc<F>` / `Box<F>` are flushers too. Each layer passes the
-//! [`conformance`](crate::conformance) suite through itself (`tests/layers.rs`).
+//! `conformance` suite through itself (`tests/layers.rs`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {

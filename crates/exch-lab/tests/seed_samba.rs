@@ -8,8 +8,7 @@ mod fleet_support;
 
 use std::sync::Arc;
 
-use exch_core::ExchangeServer;
-use exch_directory::{Directory, LdapDirectory};
+use exch_directory::Directory;
 use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_samba::SambaAd;
 use fleet_support::scenario::{disable_then_recycle, reset_then_recycle};
@@ -17,15 +16,8 @@ use secrecy::SecretString;
 
 async fn ldap(ad: &SambaAd) -> Arc<dyn Directory> {
     let env = ad.env();
-    let dir = LdapDirectory::builder()
-        .url(env.url_ldaps.clone())
-        .ca_file(env.ca_file.clone())
-        .bind(env.admin_bind.clone(), env.admin_password.clone())
-        .base_dn(env.base_dn.clone())
-        .build()
-        .await
-        .unwrap();
-    Arc::new(dir)
+    let dir = env.directory().base_dn(env.base_dn.clone()).build().await;
+    Arc::new(dir.unwrap())
 }
 
 async fn fleet(ad: &'static SambaAd, dir: Arc<dyn Directory>) -> Fleet {
@@ -33,13 +25,7 @@ async fn fleet(ad: &'static SambaAd, dir: Arc<dyn Directory>) -> Fleet {
         .winrm_basic_over_http()
         .directory(dir)
         .dns_domain(ad.env().dns_domain())
-        .registrar(move |s: ExchangeServer| async move {
-            let version = s.version.ok_or("no version")?;
-            ad.add_exchange_server(&s.name, &s.fqdn, version, s.roles, s.site.as_deref())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+        .registrar(ad.registrar())
         .server(ServerSpec::exchange_2019(SambaAd::unique_name("EX")))
         .server(ServerSpec::exchange_2010(SambaAd::unique_name("EX14")))
         .build()
@@ -49,10 +35,8 @@ async fn fleet(ad: &'static SambaAd, dir: Arc<dyn Directory>) -> Fleet {
 
 async fn cleanup(ad: &SambaAd, fleet: &Fleet, user_dn: &str) {
     fleet.shutdown().await;
-    for s in fleet.servers() {
-        let dn = format!("CN={},{}", s.name(), ad.exchange_servers_container());
-        ad.delete(&dn).await.unwrap();
-    }
+    let names = fleet.servers().iter().map(|s| s.name());
+    ad.remove_exchange_servers(names).await.unwrap();
     ad.delete(user_dn).await.unwrap();
 }
 

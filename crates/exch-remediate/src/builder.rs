@@ -123,7 +123,8 @@ impl RemediationBuilder {
         self
     }
 
-    /// How to flush (default: overlapped recycle of the catalog's pools).
+    /// How to flush (default: [`FlushMethod::RecycleCatalogPools`], the catalog's pools; each
+    /// recycles as IIS is configured: overlapped, or stop-then-start for MAPI and RPC).
     pub fn method(mut self, method: FlushMethod) -> Self {
         self.method = method;
         self
@@ -144,7 +145,8 @@ impl RemediationBuilder {
     /// Limit for a whole [`execute`](Remediation::execute) (default: none; then a run that
     /// meets a hang on every server takes up to servers × attempts × `per_server` with
     /// [`Strategy::Rolling`]). Every wait and operation is cut to what is left: a flush still
-    /// running at the deadline ends `Failed { kind: "Timeout" }`, servers not started by then
+    /// running at the deadline ends `Failed { kind: FailureKind::Timeout }` (see
+    /// [`crate::FailureKind`]), servers not started by then
     /// are `Skipped` (and in `servers_to_retry`), convergence stops waiting; the report is
     /// complete and the outcome at best `Partial`. `execute` returns shortly after the deadline
     /// (the time to write the report and close connections).
@@ -231,7 +233,10 @@ impl RemediationBuilder {
             }
         }
         let probe = self.probe.take();
+        let generate = matches!(self.reset, Some(NewPassword::Generate));
         let (engine, new_password) = self.engine()?;
+        let new_password =
+            new_password.filter(|_| !(generate && engine.reset_done_earlier(&user_text)));
         let (prober, old_password) = match probe {
             Some((p, old)) => (Some(p), Some(old)),
             None => (None, None),

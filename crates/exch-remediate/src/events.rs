@@ -29,7 +29,7 @@ pub enum Event {
         user: String,
         /// DC name.
         dc: String,
-        /// Time since the change.
+        /// Time since the convergence step started.
         #[serde(with = "exch_core::serde_ms::duration")]
         after: Duration,
     },

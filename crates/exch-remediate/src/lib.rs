@@ -23,6 +23,8 @@ pub use many::{ManyPlan, PlannedUser, RevokeMany, DEFAULT_ACCOUNTS_IN_FLIGHT};
 pub use many_report::{ManyReport, ServerProbes, UserProblem, UserRecord};
 pub use options::{Action, NewPassword, RetryPolicy, Step, Strategy, Timeouts};
 pub use plan::{Plan, PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
+#[cfg(feature = "mock")]
+pub use probe::MockProber;
 pub use probe::{HttpProber, ProbeResult, ProbeSetupError, Prober};
 pub use reasons::{Cause, FailureKind, SkipReason};
 pub use report::{
@@ -71,6 +73,8 @@ impl Remediation {
 
     /// The password that [`NewPassword::Generate`] produced. Store it (password vault, sealed
     /// envelope) **before** calling [`execute`](Self::execute): the report never contains it.
+    /// `None` when the run resumes one that already reset the password (and
+    /// [`RemediationBuilder::force_reset`] was not asked): the account keeps that password.
     pub fn generated_password(&self) -> Option<&SecretString> {
         self.target.new_password.as_ref()
     }

@@ -200,6 +200,7 @@ impl RemediationBuilder {
             .map(|text| {
                 let new_password = match given.get(&text) {
                     Some(p) => Some(p.clone()),
+                    None if generate && engine.reset_done_earlier(&text) => None,
                     None if generate => Some(exch_directory::generate_password()),
                     None if reset => template_password.clone(),
                     None => None,
@@ -388,6 +389,8 @@ impl RevokeMany {
 
     /// The password `user` will get (generated per user with [`NewPassword::Generate`], or
     /// given). Store it **before** [`execute`](Self::execute): the report never contains it.
+    /// `None` for a user whose reset an earlier run applied (see
+    /// [`RemediationBuilder::resume_many`]).
     pub fn new_password(&self, user: &str) -> Option<&SecretString> {
         self.targets
             .iter()

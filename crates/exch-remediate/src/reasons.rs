@@ -135,8 +135,12 @@ impl SkipReason {
 pub enum FailureKind {
     /// The server could not be reached.
     Unreachable,
-    /// The server refused our credentials or authentication method.
+    /// The server refused our credentials.
     Unauthenticated,
+    /// The server offers none of the authentication methods allowed.
+    AuthMethodUnavailable,
+    /// The server's certificate is not trusted (pass its CA file).
+    Tls,
     /// No answer in time (the per-server limit or the run's deadline).
     Timeout,
     /// A planned pool does not exist on the server.
@@ -159,6 +163,8 @@ impl FailureKind {
         match e {
             IisError::Unreachable { .. } => FailureKind::Unreachable,
             IisError::Unauthenticated { .. } => FailureKind::Unauthenticated,
+            IisError::AuthMethodUnavailable { .. } => FailureKind::AuthMethodUnavailable,
+            IisError::Tls { .. } => FailureKind::Tls,
             IisError::Timeout { .. } => FailureKind::Timeout,
             IisError::PoolNotFound { .. } => FailureKind::PoolNotFound,
             IisError::CommandFailed { .. } => FailureKind::CommandFailed,
@@ -244,6 +250,8 @@ pub enum Cause {
     },
     /// The run was cancelled.
     Cancelled,
+    /// The run did not finish (a journal: see [`crate::ManyReport::journal`]).
+    Interrupted,
 }
 
 impl fmt::Display for Cause {
@@ -294,6 +302,9 @@ impl fmt::Display for Cause {
                 Ok(())
             }
             Cause::Cancelled => f.write_str("cancelled"),
+            Cause::Interrupted => {
+                f.write_str("interrupted: this is the journal of a run that did not finish")
+            }
         }
     }
 }

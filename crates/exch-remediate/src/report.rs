@@ -59,7 +59,7 @@ pub struct DcRecord {
     pub dc: String,
     /// Whether it shows the change.
     pub converged: bool,
-    /// Time from the change until it showed it.
+    /// Time from the start of the convergence step until it showed it.
     #[serde(with = "exch_core::serde_ms::opt_duration")]
     pub after: Option<Duration>,
     /// Reads made.

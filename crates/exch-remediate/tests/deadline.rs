@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const USER: &str = "bob@lab.example.test";
 /// What a run may take past its deadline on a loaded machine: a loose ceiling, far below
 /// the per-server (30 s) and convergence (60 s) limits that would end the run without it.
-/// The runtime's clock cannot be paused here: the run deadline is kept in `std::time`.
+/// (`the_deadline_holds_to_the_millisecond_on_a_paused_clock` checks it exactly.)
 const CEILING_SLACK: Duration = Duration::from_secs(10);
 
 fn directory(servers: usize) -> InMemoryDirectory {
@@ -58,6 +58,35 @@ fn flushes(f: &RecordingFlusher) -> Vec<String> {
         .filter(|c| matches!(c.operation, FlushOperation::Flush(_)))
         .map(|c| c.server)
         .collect()
+}
+
+/// The run deadline is kept on tokio's clock: paused, the run ends exactly at the deadline
+/// of a run that would otherwise wait 3 × 30 s.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_holds_to_the_millisecond_on_a_paused_clock() {
+    let dir = directory(3);
+    let (hung, _gate) = RecordingFlusher::gated();
+    let limit = Duration::from_secs(20);
+    let r = builder(&dir, hung)
+        .strategy(Strategy::Rolling {
+            batch: 1,
+            pause: Duration::ZERO,
+        })
+        .deadline(limit)
+        .build()
+        .unwrap();
+    let plan = r.plan().await.unwrap();
+    let t = tokio::time::Instant::now();
+    let report = r.execute(&plan).await;
+    assert_eq!(t.elapsed(), limit, "{}", report.summary());
+    assert!(matches!(
+        report.servers[0].outcome,
+        ServerOutcome::Failed {
+            kind: FailureKind::Timeout,
+            ..
+        }
+    ));
+    assert_eq!(report.servers_to_retry.len(), 3);
 }
 
 #[tokio::test]

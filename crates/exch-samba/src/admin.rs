@@ -255,7 +255,8 @@ impl SambaAd {
     /// Creates an `msExchExchangeServer` object `name` with `versionNumber`, `serialNumber`,
     /// `msExchCurrentServerRoles`, `networkAddress` (`ncacn_ip_tcp:<fqdn>`, `netbios:<name>`)
     /// and, with `site`, `msExchServerSite` pointing at `CN=<site>,CN=Sites,<config>` (created
-    /// when missing). Returns its DN.
+    /// when missing). Returns its DN. An object of that name already there (left behind by an
+    /// earlier run) is replaced.
     pub async fn add_exchange_server(
         &self,
         name: &str,
@@ -331,11 +332,25 @@ impl SambaAd {
             }
             a
         };
-        let r = ldap
+        let mut r = ldap
             .with_timeout(TIMEOUT)
             .add(&dn, attrs(true))
             .await
             .map_err(ldap_err("add Exchange server"))?;
+        // 68: entryAlreadyExists.
+        if r.rc == 68 {
+            let gone = ldap
+                .with_timeout(TIMEOUT)
+                .delete(&dn)
+                .await
+                .map_err(ldap_err("delete"))?;
+            check(&format!("delete {dn}"), gone, &[32])?;
+            r = ldap
+                .with_timeout(TIMEOUT)
+                .add(&dn, attrs(true))
+                .await
+                .map_err(ldap_err("add Exchange server"))?;
+        }
         // A DC set up before msExchServerSite joined the script's schema: add it, then retry.
         if site_dn.is_some() && matches!(r.rc, 16 | 17 | 65) && r.text.contains("msExchServerSite")
         {

@@ -2,6 +2,9 @@
 #![deny(missing_docs)]
 
 mod admin;
+#[cfg(feature = "directory")]
+mod directory;
+mod fleet;
 mod kerberos;
 mod pair;
 mod start;
@@ -16,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 
 pub use admin::{AdUser, BindAnswer};
+pub use fleet::Registration;
 pub use kerberos::HttpService;
 pub use pair::{DcId, PairDc, PairGuard, SambaPair, AD_PAIR_ENV_VAR, SHARED_NOTIFY_INTERVAL};
 

@@ -65,7 +65,7 @@ pub(crate) enum Earlier {
 
 impl Earlier {
     /// Whether the earlier run applied `action` to `user` (or an even earlier one did).
-    fn did(&self, user: &str, action: Action) -> bool {
+    pub(crate) fn did(&self, user: &str, action: Action) -> bool {
         let actions = match self {
             Earlier::One(r) if r.user == user => &r.actions,
             Earlier::Many(m) => match m.user(user) {
@@ -119,6 +119,17 @@ impl Engine {
                 .unwrap_or_default(),
         );
         notes
+    }
+
+    /// Whether this run will not reset `user`'s password because an earlier run did (and
+    /// [`crate::RemediationBuilder::force_reset`] was not asked): then no password is
+    /// generated for it, so that nobody stores a password the account does not have.
+    pub(crate) fn reset_done_earlier(&self, user: &str) -> bool {
+        !self.force_reset
+            && self
+                .earlier
+                .as_ref()
+                .is_some_and(|e| e.did(user, Action::ResetPassword))
     }
 
     /// The actions of `user` as planned: done by an earlier run, already so.

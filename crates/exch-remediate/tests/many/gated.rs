@@ -109,10 +109,7 @@ async fn directory_work_is_bounded_by_max_in_flight() {
             .disable()
             .reset_password(NewPassword::Generate)
             .accounts_in_flight(3)
-            .timeouts(exch_remediate::Timeouts {
-                directory: Duration::from_secs(3600),
-                ..Default::default()
-            })
+            .timeouts(exch_remediate::Timeouts::default().with_directory(Duration::from_secs(3600)))
             .build_many()
             .unwrap(),
     );
@@ -164,10 +161,7 @@ async fn contain_first_disables_every_account_before_any_reset() {
             .reset_password(NewPassword::Generate)
             .accounts_in_flight(2)
             .contain_first()
-            .timeouts(exch_remediate::Timeouts {
-                directory: Duration::from_secs(3600),
-                ..Default::default()
-            })
+            .timeouts(exch_remediate::Timeouts::default().with_directory(Duration::from_secs(3600)))
             .build_many()
             .unwrap(),
     );
