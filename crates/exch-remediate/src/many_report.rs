@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::reasons::Cause;
 use crate::report::{ActionRecord, DcRecord, ProbeRecord, ServerRecord, StepRecord};
-use crate::{Outcome, ServerOutcome};
+use crate::Outcome;
 
 /// Why a user of a many-user run cannot be revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,15 +250,7 @@ impl ManyReport {
             );
         }
         for srv in &self.servers {
-            let line = match &srv.outcome {
-                ServerOutcome::Flushed { flush, .. } => {
-                    format!("flushed {} pools, proven", flush.pools.len())
-                }
-                ServerOutcome::Unproven { reason, .. } => format!("NOT PROVEN: {reason}"),
-                ServerOutcome::Failed { kind, error, .. } => format!("FAILED ({kind}): {error}"),
-                ServerOutcome::Skipped { reason } => format!("skipped: {reason}"),
-            };
-            let _ = writeln!(s, "  server {}: {line}", srv.server);
+            let _ = writeln!(s, "  server {}: {}", srv.server, srv.outcome);
         }
         for r in &self.reasons {
             let _ = writeln!(s, "  reason: {r}");

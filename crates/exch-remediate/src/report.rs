@@ -105,6 +105,25 @@ pub enum ServerOutcome {
     },
 }
 
+/// One line for people: `flushed 7 pools, proven (4 round trips, 1 attempt(s))`,
+/// `NOT PROVEN: …`, `FAILED (Timeout): …`, `skipped: …`.
+impl std::fmt::Display for ServerOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerOutcome::Flushed { flush, attempts } => write!(
+                f,
+                "flushed {} pools, proven ({} round trips, {} attempt(s))",
+                flush.pools.len(),
+                flush.round_trips,
+                attempts
+            ),
+            ServerOutcome::Unproven { reason, .. } => write!(f, "NOT PROVEN: {reason}"),
+            ServerOutcome::Failed { kind, error, .. } => write!(f, "FAILED ({kind}): {error}"),
+            ServerOutcome::Skipped { reason } => write!(f, "skipped: {reason}"),
+        }
+    }
+}
+
 impl ServerOutcome {
     /// Whether the server's caches are proven flushed.
     pub fn is_proven(&self) -> bool {
@@ -269,17 +288,7 @@ impl Report {
             );
         }
         for srv in &self.servers {
-            let line = match &srv.outcome {
-                ServerOutcome::Flushed { flush, attempts } => format!(
-                    "flushed {} pools, proven ({} round trips, {} attempt(s))",
-                    flush.pools.len(),
-                    flush.round_trips,
-                    attempts
-                ),
-                ServerOutcome::Unproven { reason, .. } => format!("NOT PROVEN: {reason}"),
-                ServerOutcome::Failed { kind, error, .. } => format!("FAILED ({kind}): {error}"),
-                ServerOutcome::Skipped { reason } => format!("skipped: {reason}"),
-            };
+            let line = &srv.outcome;
             let refused = srv.probes.iter().filter(|p| p.refused).count();
             let probes = if srv.probes.is_empty() {
                 String::new()
