@@ -170,17 +170,17 @@ impl<'a> BatchRun<'a> {
     async fn find_again(&mut self) -> Vec<Work<'a>> {
         let s = self.begin(Step::FindAccount);
         let e = self.e;
-        let asked: Vec<(usize, &'a Target, &'a str)> = self
+        let asked: Vec<(usize, &'a Target, &'a str, &'a exch_directory::UserRef)> = self
             .users
             .iter()
             .enumerate()
             .filter(|(_, u)| u.problem.is_none())
-            .filter_map(|(i, u)| Some((i, u.target?, u.dn?)))
+            .filter_map(|(i, u)| {
+                let t = u.target?;
+                Some((i, t, u.dn?, t.parsed.as_ref().ok()?))
+            })
             .collect();
-        let refs: Vec<&exch_directory::UserRef> = asked
-            .iter()
-            .filter_map(|(_, t, _)| t.parsed.as_ref().ok())
-            .collect();
+        let refs: Vec<&exch_directory::UserRef> = asked.iter().map(|a| a.3).collect();
         let found = match self.dl.bound(e.find_all(&refs)).await {
             Some(found) => found,
             None => refs
@@ -196,7 +196,7 @@ impl<'a> BatchRun<'a> {
         };
         let mut work = Vec::with_capacity(asked.len());
         let mut last = String::new();
-        for ((i, target, dn), result) in asked.into_iter().zip(found) {
+        for ((i, target, dn, _), result) in asked.into_iter().zip(found) {
             match result {
                 Ok(a) if a.dn.as_str().eq_ignore_ascii_case(dn) => {
                     last = a.dn.to_string();
@@ -485,70 +485,13 @@ impl<'a> BatchRun<'a> {
             (!self.report.servers_to_retry.is_empty()).then(|| Cause::ServersNotProven {
                 servers: self.report.servers_to_retry.clone(),
             });
-        for (i, u) in self.report.users.iter_mut().enumerate() {
-            let Some(expected) = self.changed[i].as_ref().map(|c| c.expected) else {
-                if u.causes.is_empty() {
-                    u.add(Cause::NoChange);
-                }
-                u.outcome = Outcome::Failed;
-                continue;
-            };
-            let failed: Vec<Cause> = u
-                .actions
-                .iter()
-                .filter(|a| a.outcome.is_none() && !a.done_earlier)
-                .map(|a| Cause::ActionFailed {
-                    action: a.action,
-                    error: a.error.clone().unwrap_or_else(|| "not applied".into()),
-                })
-                .collect();
-            for c in failed {
-                u.add(c);
-            }
-            if expected.is_none() {
-                u.add(Cause::NoChange);
-                u.outcome = Outcome::Failed;
-                continue;
-            }
-            let waiting: Vec<String> = u
-                .domain_controllers
-                .iter()
-                .filter(|d| !d.converged)
-                .map(|d| d.dc.clone())
-                .collect();
-            if !waiting.is_empty() {
-                u.add(Cause::NotConverged {
-                    shown: u.domain_controllers.len() - waiting.len(),
-                    total: u.domain_controllers.len(),
-                    waiting,
-                });
-            }
-            if let Some(c) = &not_proven {
-                u.add(c.clone());
-            } else if !flushed_any {
-                u.add(Cause::NothingFlushed);
-            }
-            let endpoints: Vec<String> = u
-                .probes
-                .iter()
-                .flat_map(|sp| {
-                    sp.probes
-                        .iter()
-                        .filter(|p| !p.refused)
-                        .map(move |p| format!("{} {:?}", sp.server, p.protocol))
-                })
-                .collect();
-            if !endpoints.is_empty() {
-                u.add(Cause::NotRefused { endpoints });
-            }
-            if e.cancel.is_cancelled() {
-                u.add(Cause::Cancelled);
-            }
-            u.outcome = if u.causes.is_empty() {
-                Outcome::Revoked
-            } else {
-                Outcome::Partial
-            };
+        let fleet = Fleet {
+            not_proven: not_proven.clone(),
+            flushed_any,
+            cancelled: e.cancel.is_cancelled(),
+        };
+        for (u, changed) in self.report.users.iter_mut().zip(&self.changed) {
+            fleet.judge(u, changed.as_ref().map(|c| c.expected));
         }
         for u in &self.report.users {
             e.emit(Event::UserFinished {
@@ -600,5 +543,85 @@ impl<'a> BatchRun<'a> {
         };
         self.report.elapsed = self.started.elapsed();
         self.report
+    }
+}
+
+/// What every user's outcome depends on beyond its own records.
+struct Fleet {
+    /// Servers not proven flushed, when there are any.
+    not_proven: Option<Cause>,
+    /// Whether any server is proven flushed (now or by an earlier run).
+    flushed_any: bool,
+    cancelled: bool,
+}
+
+impl Fleet {
+    /// One user's causes and outcome: `Failed` when nothing was applied (`changed` is
+    /// `None` when the change step was not reached, `Some(None)` when every action failed),
+    /// `Revoked` when nothing stands in the way, `Partial` otherwise.
+    fn judge(&self, u: &mut UserRecord, changed: Option<Option<super::change::Expected>>) {
+        let Some(expected) = changed else {
+            if u.causes.is_empty() {
+                u.add(Cause::NoChange);
+            }
+            u.outcome = Outcome::Failed;
+            return;
+        };
+        let failed: Vec<Cause> = u
+            .actions
+            .iter()
+            .filter(|a| a.outcome.is_none() && !a.done_earlier)
+            .map(|a| Cause::ActionFailed {
+                action: a.action,
+                error: a.error.clone().unwrap_or_else(|| "not applied".into()),
+            })
+            .collect();
+        for c in failed {
+            u.add(c);
+        }
+        if expected.is_none() {
+            u.add(Cause::NoChange);
+            u.outcome = Outcome::Failed;
+            return;
+        }
+        let waiting: Vec<String> = u
+            .domain_controllers
+            .iter()
+            .filter(|d| !d.converged)
+            .map(|d| d.dc.clone())
+            .collect();
+        if !waiting.is_empty() {
+            u.add(Cause::NotConverged {
+                shown: u.domain_controllers.len() - waiting.len(),
+                total: u.domain_controllers.len(),
+                waiting,
+            });
+        }
+        if let Some(c) = &self.not_proven {
+            u.add(c.clone());
+        } else if !self.flushed_any {
+            u.add(Cause::NothingFlushed);
+        }
+        let endpoints: Vec<String> = u
+            .probes
+            .iter()
+            .flat_map(|sp| {
+                sp.probes
+                    .iter()
+                    .filter(|p| !p.refused)
+                    .map(move |p| format!("{} {:?}", sp.server, p.protocol))
+            })
+            .collect();
+        if !endpoints.is_empty() {
+            u.add(Cause::NotRefused { endpoints });
+        }
+        if self.cancelled {
+            u.add(Cause::Cancelled);
+        }
+        u.outcome = if u.causes.is_empty() {
+            Outcome::Revoked
+        } else {
+            Outcome::Partial
+        };
     }
 }
