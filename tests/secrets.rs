@@ -2,16 +2,15 @@
 //! a given new one, a generated one, and the wrong ones of the failing paths — appears in any
 //! output: TRACE logs of every crate (ldap3, reqwest, hyper, rustls, sspi included),
 //! `Debug` and `Display` of builders, directories, flushers, plans, reports and errors, the
-//! report JSON, and the `revoke` CLI's stdout/stderr (at `RUST_LOG=trace`), its JSON report
-//! and its journal. Forms checked ([`FORMS`], 16, plus base64 of `user:pw` for every user in
+//! report JSON. (The command-line tool's stdout/stderr, JSON report and journal are checked by
+//! `crates/exch-revoke-cli/tests/secrets.rs` with the same forms, from `tests/leak/`.) Forms checked ([`FORMS`], 16, plus base64 of `user:pw` for every user in
 //! play): plain; base64 of the UTF-8 and of the UTF-16LE bytes at all three alignments (a
 //! password inside a larger blob such as an `-EncodedCommand` body or a Basic header); base64
 //! of UTF-16LE `"pw"` (the `unicodePwd` wire form); percent-encoded with upper- and lower-case
 //! hex; hex of the UTF-8 and UTF-16LE bytes in both cases; XML- and JSON-escaped. The test
 //! passwords contain `& < > ' "` so that the escaped forms differ from the plain one.
 //!
-//! Also: the CLI takes no password in argv; it refuses a reset over `ldap://` before
-//! connecting; the report names the security opt-outs. The library-level checks of plain LDAP
+//! Also: the report names the security opt-outs. The library-level checks of plain LDAP
 //! and of an untrusted CA live in `crates/exch-directory/tests/ldap_samba.rs`
 //! (`reset_over_plain_ldap_is_refused_by_the_library`, `bad_service_credentials_and_untrusted_ca`).
 //!
@@ -20,18 +19,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod leak;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use common::{secret, SambaFleet, WINRM_USER};
 use exch_directory::{Directory, InMemoryDirectory, LdapDirectory, UserRef};
 use exch_iis::{CacheFlusher, FlushMethod, WinRmAuth, WinRmFlusher};
 use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_remediate::{HttpProber, NewPassword, Outcome, Remediation, Timeouts};
 use exch_samba::SambaAd;
+use leak::{assert_no_leak, FORMS};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -77,164 +75,6 @@ impl Write for Sink {
 
 fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
-}
-
-/// The forms searched for each password (names as in RELIABILITY.md); every one is
-/// searched, and [`assert_no_leak`] counts the searches.
-const FORMS: [&str; 16] = [
-    "plain",
-    "base64 (offset 0 mod 3)",
-    "base64 (offset 1 mod 3)",
-    "base64 (offset 2 mod 3)",
-    "UTF-16LE base64 (offset 0 mod 3)",
-    "UTF-16LE base64 (offset 1 mod 3)",
-    "UTF-16LE base64 (offset 2 mod 3)",
-    "unicodePwd base64",
-    "percent-encoded, upper-case hex",
-    "percent-encoded, lower-case hex",
-    "hex, lower case",
-    "hex, upper case",
-    "UTF-16LE hex, lower case",
-    "UTF-16LE hex, upper case",
-    "XML-escaped",
-    "JSON-escaped",
-];
-
-fn utf16(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
-/// The base64 characters that `bytes` produce wherever they sit in a larger blob that starts
-/// `offset` bytes earlier (mod 3): the characters of the groups made of `bytes` alone. A
-/// password inside an `-EncodedCommand` body or a Basic header is found at any alignment.
-fn base64_inside(bytes: &[u8], offset: usize) -> String {
-    let mut padded = vec![0u8; offset];
-    padded.extend_from_slice(bytes);
-    let enc = B64.encode(&padded);
-    let first = offset.div_ceil(3) * 4;
-    let last = (padded.len() / 3) * 4;
-    enc[first..last].to_owned()
-}
-
-fn hex(bytes: &[u8], upper: bool) -> String {
-    bytes
-        .iter()
-        .map(|b| {
-            if upper {
-                format!("{b:02X}")
-            } else {
-                format!("{b:02x}")
-            }
-        })
-        .collect()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-/// Every form of `pw` that could plausibly leak (see [`FORMS`]); `users` are the names it is
-/// used with (for `user:pw` in Basic headers, on top of the base64 alignments).
-fn forms(pw: &str, users: &[&str]) -> Vec<(String, String)> {
-    let mut f = vec![("plain".to_owned(), pw.to_owned())];
-    for k in 0..3 {
-        f.push((
-            format!("base64 (offset {k} mod 3)"),
-            base64_inside(pw.as_bytes(), k),
-        ));
-    }
-    for k in 0..3 {
-        f.push((
-            format!("UTF-16LE base64 (offset {k} mod 3)"),
-            base64_inside(&utf16(pw), k),
-        ));
-    }
-    f.extend([
-        (
-            "unicodePwd base64".to_owned(),
-            B64.encode(utf16(&format!("\"{pw}\""))),
-        ),
-        (
-            "percent-encoded, upper-case hex".to_owned(),
-            url_encode(pw, true),
-        ),
-        (
-            "percent-encoded, lower-case hex".to_owned(),
-            url_encode(pw, false),
-        ),
-        ("hex, lower case".to_owned(), hex(pw.as_bytes(), false)),
-        ("hex, upper case".to_owned(), hex(pw.as_bytes(), true)),
-        (
-            "UTF-16LE hex, lower case".to_owned(),
-            hex(&utf16(pw), false),
-        ),
-        ("UTF-16LE hex, upper case".to_owned(), hex(&utf16(pw), true)),
-        ("XML-escaped".to_owned(), xml_escape(pw)),
-        (
-            "JSON-escaped".to_owned(),
-            serde_json::to_string(pw).unwrap(),
-        ),
-    ]);
-    assert_eq!(
-        f.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        FORMS,
-        "the forms searched are the forms listed"
-    );
-    for u in users {
-        f.push((format!("Basic {u}:pw"), B64.encode(format!("{u}:{pw}"))));
-    }
-    f
-}
-
-fn url_encode(s: &str, upper: bool) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ if upper => format!("%{b:02X}"),
-            _ => format!("%{b:02x}"),
-        })
-        .collect()
-}
-
-/// Panics naming the first leak of any password in any text; returns the number of
-/// (password, form, output) searches made.
-fn assert_no_leak(texts: &[(&str, &str)], passwords: &[(&str, &str)], users: &[&str]) -> usize {
-    let mut checked = 0;
-    for (pw_name, pw) in passwords {
-        assert!(pw.len() >= 12, "{pw_name}: too short to search for");
-        for (form, needle) in forms(pw, users) {
-            assert!(needle.len() >= 8, "{pw_name}: {form} needle too short");
-            for (what, text) in texts {
-                checked += 1;
-                assert!(
-                    !text.contains(&needle),
-                    "{pw_name} leaked ({form}) in {what}:\n{}",
-                    excerpt(text, &needle)
-                );
-            }
-        }
-    }
-    assert_eq!(
-        checked,
-        passwords.len() * (FORMS.len() + users.len()) * texts.len()
-    );
-    checked
-}
-
-fn excerpt(text: &str, needle: &str) -> String {
-    let i = text.find(needle).unwrap_or(0);
-    let start = text[..i]
-        .char_indices()
-        .rev()
-        .nth(300)
-        .map_or(0, |(j, _)| j);
-    text[start..(i + needle.len() + 100).min(text.len())].to_owned()
 }
 
 fn timeouts() -> Timeouts {
@@ -488,197 +328,6 @@ async fn no_password_in_logs_debug_errors_or_reports() {
         logs.len() / 1024,
         passwords.len(),
         FORMS.len() + users.len()
-    );
-}
-
-/// The CLI at `RUST_LOG=trace`: a successful run with a generated password (stdout, stderr,
-/// report JSON, journal, JSON progress) and a failing one (wrong WinRM password).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_password_in_cli_output() {
-    let Some(ad) = SambaAd::require("secrets CLI (Samba AD + lab fleet)") else {
-        return;
-    };
-    let bin = common::revoke_bin();
-    let prefix = SambaAd::unique_name("C");
-    let lab = SambaFleet::start(ad, &prefix, 2, Duration::from_millis(10), WINRM_PW).await;
-    let user = ad
-        .create_user(&SambaAd::unique_name("cl"), &secret(OLD_PW))
-        .await
-        .unwrap();
-    let dir = common::scratch("secrets-cli");
-    let pw_file = dir.join("new.pw");
-    let report_file = dir.join("report.json");
-    let journal_file = dir.join("journal.json");
-
-    let run = |extra: &[&str], winrm_pw: &str| {
-        let mut cmd = Command::new(&bin);
-        lab.cli_env(&mut cmd);
-        cmd.env("EXCH_REVOKE_WINRM_PASSWORD", winrm_pw)
-            .env("EXCH_REVOKE_OLD_PASSWORD", OLD_PW)
-            .env("RUST_LOG", "trace")
-            .args(lab.cli_args())
-            .args(["--user", &user.upn, "--probe"])
-            .args(extra)
-            .stdin(Stdio::null());
-        cmd
-    };
-    let ok = tokio::task::spawn_blocking({
-        let mut cmd = run(
-            &[
-                "--reset-password",
-                "--password-out",
-                pw_file.to_str().unwrap(),
-                "--json",
-                report_file.to_str().unwrap(),
-                "--journal",
-                journal_file.to_str().unwrap(),
-                "--progress",
-                "json",
-            ],
-            WINRM_PW,
-        );
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&ok.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&ok.stderr).into_owned();
-    assert!(ok.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("TRACE"), "RUST_LOG=trace had no effect");
-    assert!(
-        stdout.contains("SECURITY") && stderr.contains("SECURITY"),
-        "{stdout}"
-    );
-    // The probes go to the lab's http:// URLs: named before the run starts and in the report.
-    assert!(
-        stderr.contains("SECURITY: probe:") && stdout.contains("SECURITY: probe:"),
-        "{stderr}"
-    );
-    let generated = std::fs::read_to_string(&pw_file).unwrap();
-    assert_eq!(
-        ad.try_bind(&user.upn, &secret(&generated))
-            .await
-            .unwrap()
-            .rc,
-        0
-    );
-    let report = std::fs::read_to_string(&report_file).unwrap();
-    // WinRM ran as Windows' defaults require (NTLM, sealed): no WinRM opt-out to name.
-    assert!(
-        !report.contains("allow_unencrypted_basic") && report.contains("probe:"),
-        "{report}"
-    );
-    let journal = std::fs::read_to_string(&journal_file).unwrap();
-
-    // Failing: WinRM refuses the password (401 on every server).
-    let bad = tokio::task::spawn_blocking({
-        let mut cmd = run(&["--disable"], WRONG_WINRM_PW);
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
-    let bad_out = String::from_utf8_lossy(&bad.stdout).into_owned();
-    let bad_err = String::from_utf8_lossy(&bad.stderr).into_owned();
-    assert_eq!(bad.status.code(), Some(2), "{bad_out}\n{bad_err}");
-    assert!(bad_out.contains("Unauthenticated"), "{bad_out}");
-
-    lab.cleanup().await;
-    let _ = ad.delete(&user.dn).await;
-    let bind = ad.env().admin_password.expose_secret().to_owned();
-    let texts = [
-        ("stdout", stdout.as_str()),
-        ("stderr (TRACE logs, JSON progress)", stderr.as_str()),
-        ("report JSON", report.as_str()),
-        ("journal", journal.as_str()),
-        ("failing run stdout", bad_out.as_str()),
-        ("failing run stderr", bad_err.as_str()),
-    ];
-    let passwords = [
-        ("AD bind password", bind.as_str()),
-        ("WinRM password", WINRM_PW),
-        ("old user password", OLD_PW),
-        ("generated password", generated.as_str()),
-        ("wrong WinRM password", WRONG_WINRM_PW),
-    ];
-    let users = [WINRM_USER, ad.env().admin_bind.as_str(), user.upn.as_str()];
-    let searches = assert_no_leak(&texts, &passwords, &users);
-    assert_eq!(searches, 5 * (FORMS.len() + 3) * 6);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// No argument takes a password: `--help` names none, and guesses are rejected by clap.
-#[test]
-fn cli_takes_no_password_in_argv() {
-    let bin = common::revoke_bin();
-    let help = Command::new(&bin).arg("--help").output().unwrap();
-    assert!(help.status.success());
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    let allowed = [
-        "--reset-password",         // a switch
-        "--new-password-env <VAR>", // the NAME of a variable
-        "--password-out <FILE>",    // where to write the generated one
-    ];
-    let mut seen = Vec::new();
-    for line in help.lines() {
-        let opt = line.trim_start();
-        if opt.starts_with("--") && opt.to_ascii_lowercase().contains("password") {
-            let head = opt.split("  ").next().unwrap().trim();
-            assert!(allowed.contains(&head), "option takes a password? {head:?}");
-            seen.push(head.to_owned());
-        }
-    }
-    assert_eq!(seen.len(), allowed.len(), "{help}");
-    for flag in [
-        "--password",
-        "--bind-password",
-        "--winrm-password",
-        "--old-password",
-        "--new-password",
-    ] {
-        let out = Command::new(&bin)
-            .args([flag, "Hunter2-Hunter2!", "--user", "bob"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{flag} accepted");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("unexpected argument"), "{flag}: {err}");
-    }
-}
-
-/// `--reset-password` with `ldap://` and no StartTLS: refused before any connection is made.
-#[test]
-fn cli_refuses_a_reset_over_plain_ldap_before_connecting() {
-    let bin = common::revoke_bin();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("ldap://{}", listener.local_addr().unwrap());
-    let out = Command::new(&bin)
-        .args([
-            "--ldap-url",
-            &url,
-            "--bind-user",
-            "admin",
-            "--winrm-user",
-            "w",
-        ])
-        .args([
-            "--user",
-            "bob",
-            "--reset-password",
-            "--password-out",
-            "/nonexistent/x",
-        ])
-        .env("EXCH_REVOKE_BIND_PASSWORD", "Bind-Pw-123456")
-        .env("EXCH_REVOKE_WINRM_PASSWORD", "WinRM-Pw-123456")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("not encrypted") && err.contains(&url), "{err}");
-    assert!(
-        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "the CLI connected to the directory"
     );
 }
 
