@@ -21,7 +21,7 @@ pub use types::{
     AppPoolState, FlushMethod, FlushReport, PoolFlush, PoolRunState, TokenCacheSettings,
     WorkerProcess,
 };
-pub use winrm::{WinRmAuth, WinRmFlusher, WinRmFlusherBuilder};
+pub use winrm::{PowerShellOutput, WinRmAuth, WinRmFlusher, WinRmFlusherBuilder};
 
 use async_trait::async_trait;
 use exch_core::ExchangeServer;

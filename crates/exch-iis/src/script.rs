@@ -50,6 +50,21 @@ pub fn ps_quote(s: &str) -> String {
     out
 }
 
+/// [`ps_quote`] for text this crate did not validate (names read from a server, identities
+/// typed by a user): `None` when `s` contains a NUL, which no script can carry (hosts and
+/// parsers stop at it) — refuse such a value before building the script. Every other
+/// character, `$`, backticks, `;`, double quotes, newlines and all, ends up inside the
+/// verbatim literal, where PowerShell expands nothing.
+///
+/// ```
+/// use exch_iis::script::try_ps_quote;
+/// assert_eq!(try_ps_quote("o'brien\u{2019}$x").as_deref(), Some("'o''brien\u{2019}\u{2019}$x'"));
+/// assert_eq!(try_ps_quote("a\0b"), None);
+/// ```
+pub fn try_ps_quote(s: &str) -> Option<String> {
+    (!s.contains('\0')).then(|| ps_quote(s))
+}
+
 /// The inverse of [`ps_quote`] as PowerShell reads a verbatim literal; `None` when `lit` is not
 /// one literal (no surrounding quotes, or a lone quote inside).
 pub fn ps_unquote(lit: &str) -> Option<String> {
@@ -78,6 +93,17 @@ pub fn ps_unquote(lit: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// The longest command line cmd.exe and the WinRS shell accept, in characters (8191).
+pub const MAX_COMMAND_LINE: usize = 8191;
+
+/// The length in characters of [`command_line`]`(script)` as the shell sees it: the program
+/// and its arguments joined with spaces. At most [`MAX_COMMAND_LINE`] can be sent; the base64
+/// of UTF-16LE makes that about 3,000 characters of script.
+pub fn command_line_len(script: &str) -> usize {
+    let args = command_line(script);
+    args.iter().map(String::len).sum::<usize>() + args.len().saturating_sub(1)
 }
 
 /// UTF-16LE, then base64: what `powershell.exe -EncodedCommand` expects.
@@ -313,8 +339,8 @@ mod tests {
             .map(|e| e.pool)
             .collect();
         for s in [recycle_pools(&all), iis_reset(false), list_pools()] {
-            let len: usize = command_line(&s).iter().map(|a| a.len() + 1).sum();
-            assert!(len < 8191, "command line of {len} characters");
+            let len = command_line_len(&s);
+            assert!(len <= MAX_COMMAND_LINE, "command line of {len} characters");
             eprintln!("command line: {len} characters");
         }
     }

@@ -79,4 +79,10 @@ pub trait IisHost: Send + Sync + 'static {
     fn token_ttl(&self) -> Option<u32>;
     /// Writes `UserTokenTTL` in seconds.
     fn set_token_ttl(&self, secs: u32);
+    /// The server's Exchange Management Shell: the snap-ins it registers and the mailbox
+    /// store its Exchange cmdlets work on. `None` (the default) for a host without Exchange,
+    /// where `Add-PSSnapin` of an Exchange snap-in fails as on a plain Windows server.
+    fn exchange(&self) -> Option<crate::mailbox::ExchangeShell> {
+        None
+    }
 }

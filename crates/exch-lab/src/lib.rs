@@ -6,6 +6,7 @@ pub mod clock;
 pub mod fleet;
 pub mod host;
 pub mod iis;
+pub mod mailbox;
 pub mod model;
 pub mod ps;
 pub mod winrm;

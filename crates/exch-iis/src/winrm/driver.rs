@@ -31,10 +31,33 @@ pub(crate) struct Target {
     pub(crate) user: String,
 }
 
-/// The result of one script run.
+/// The result of one script run, whatever its exit code.
 pub(crate) struct ScriptRun {
     pub(crate) stdout: String,
+    /// Readable text (CLIXML decoded).
+    pub(crate) stderr: String,
+    /// `None` when the command ended without one (treated as a failure).
+    pub(crate) exit_code: Option<i32>,
     pub(crate) round_trips: u32,
+}
+
+impl ScriptRun {
+    /// The run when it exited with 0, else [`IisError::CommandFailed`] naming `server` with
+    /// stderr (or stdout when stderr is empty), trimmed and clipped.
+    pub(crate) fn succeeded(self, server: &str) -> Result<ScriptRun, IisError> {
+        match self.exit_code {
+            Some(0) => Ok(self),
+            code => Err(IisError::CommandFailed {
+                server: server.to_string(),
+                exit_code: code.unwrap_or(-1),
+                stderr: clip(if self.stderr.trim().is_empty() {
+                    &self.stdout
+                } else {
+                    &self.stderr
+                }),
+            }),
+        }
+    }
 }
 
 /// Deletes the shell when dropped while armed: covers a cancelled future and a deadline that
@@ -92,7 +115,8 @@ fn soap<T>(r: Result<T, String>) -> Result<T, WsmanError> {
     r.map_err(|e| WsmanError::Protocol(format!("unexpected WS-Management reply: {e}")))
 }
 
-/// Runs `command` on `target` and returns its stdout; every failure names the server.
+/// Runs `command` on `target` and returns what it printed and its exit code (a non-zero exit
+/// is not an error here: see [`ScriptRun::succeeded`]); every failure names the server.
 pub(crate) async fn run_script(
     transport: Arc<Transport>,
     target: &Target,
@@ -209,21 +233,12 @@ pub(crate) async fn run_script(
         result.map_err(|e| map_error(e, target, operation, deadline_after))?;
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = crate::clixml::readable(&String::from_utf8_lossy(&stderr));
-    match exit_code {
-        Some(0) => Ok(ScriptRun {
-            stdout,
-            round_trips: round_trips.load(Ordering::Relaxed),
-        }),
-        code => Err(IisError::CommandFailed {
-            server: target.server.clone(),
-            exit_code: code.unwrap_or(-1),
-            stderr: clip(if stderr.trim().is_empty() {
-                &stdout
-            } else {
-                &stderr
-            }),
-        }),
-    }
+    Ok(ScriptRun {
+        stdout,
+        stderr,
+        exit_code,
+        round_trips: round_trips.load(Ordering::Relaxed),
+    })
 }
 
 /// Maps a transport error to the crate's kinds (the underlying error only as `source`).

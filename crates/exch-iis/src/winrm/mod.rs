@@ -68,6 +68,27 @@ impl fmt::Display for WinRmAuth {
     }
 }
 
+/// What a script run by [`WinRmFlusher::run_powershell`] printed, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PowerShellOutput {
+    /// Standard output (UTF-8; the shell runs with code page 65001).
+    pub stdout: String,
+    /// Standard error, CLIXML error records decoded to their text.
+    pub stderr: String,
+    /// The process exit code; `None` when the server reported the command done without one.
+    pub exit_code: Option<i32>,
+    /// WS-Man round trips this run took (Create, Command, Receive…, Delete).
+    pub round_trips: u32,
+}
+
+impl PowerShellOutput {
+    /// Whether the script exited with 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
 /// Builds a [`WinRmFlusher`].
 pub struct WinRmFlusherBuilder {
     auth: WinRmAuth,
@@ -534,7 +555,8 @@ impl WinRmFlusher {
         })
     }
 
-    async fn run(
+    /// Runs `script_text` on `server` and returns the run whatever its exit code.
+    async fn run_raw(
         &self,
         server: &ExchangeServer,
         operation: &'static str,
@@ -568,11 +590,84 @@ impl WinRmFlusher {
                 self.inner
                     .round_trips_total
                     .fetch_add(u64::from(r.round_trips), Ordering::Relaxed);
-                tracing::debug!(server = %server.name, operation, round_trips = r.round_trips, "done");
+                tracing::debug!(server = %server.name, operation, round_trips = r.round_trips, exit_code = ?r.exit_code, "done");
             }
             Err(e) => tracing::warn!(server = %server.name, operation, error = %e, "failed"),
         }
         result
+    }
+
+    /// Runs one of this crate's scripts: a non-zero exit is [`IisError::CommandFailed`].
+    async fn run(
+        &self,
+        server: &ExchangeServer,
+        operation: &'static str,
+        script_text: &str,
+    ) -> Result<driver::ScriptRun, IisError> {
+        let run = self.run_raw(server, operation, script_text).await?;
+        run.succeeded(&server.name).inspect_err(|e| {
+            tracing::warn!(server = %server.name, operation, error = %e, "script failed");
+        })
+    }
+
+    /// Runs a PowerShell script of the caller's on `server`, over the same transport, with the
+    /// same settings and security properties as the flushes (NTLM or Kerberos with message
+    /// encryption, or HTTPS; sessions shared with this flusher and its clones): one `cmd`
+    /// shell, `powershell.exe -NoProfile -NonInteractive -EncodedCommand <UTF-16LE base64>`
+    /// ([`script::command_line`]), output read until the command is done, the shell deleted.
+    /// The shell asks for code page 65001, so stdout is UTF-8 on Windows too.
+    ///
+    /// Returns what the script printed and its exit code: a non-zero exit is **not** an error
+    /// here ([`PowerShellOutput::succeeded`] says whether it was 0). Errors are the transport's
+    /// ([`IisError::Unreachable`], [`IisError::Unauthenticated`], [`IisError::Timeout`], …),
+    /// each naming the server, and [`IisError::InvalidInput`] **before anything is sent** for a
+    /// script that no Windows command line can carry: one with a NUL character, or one whose
+    /// command line would exceed [`script::MAX_COMMAND_LINE`] characters (cmd.exe's and WinRS's
+    /// limit, see [`script::command_line_len`]).
+    ///
+    /// The script is the caller's responsibility: put every value into it as a single-quoted
+    /// literal ([`script::try_ps_quote`]), never by string interpolation.
+    ///
+    /// ```no_run
+    /// # async fn demo(winrm: &exch_iis::WinRmFlusher, ex01: &exch_core::ExchangeServer) -> Result<(), exch_iis::IisError> {
+    /// let out = winrm
+    ///     .run_powershell(ex01, "ConvertTo-Json -InputObject @{ ok = $true } -Compress")
+    ///     .await?;
+    /// assert!(out.succeeded());
+    /// assert_eq!(out.stdout.trim(), r#"{"ok":true}"#);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_powershell(
+        &self,
+        server: &ExchangeServer,
+        script_text: &str,
+    ) -> Result<PowerShellOutput, IisError> {
+        let invalid = |reason: String| IisError::InvalidInput {
+            what: format!("PowerShell script for {}", server.name),
+            reason,
+        };
+        if script_text.contains('\0') {
+            return Err(invalid(
+                "it contains a NUL character, which no command line can carry; nothing was sent"
+                    .into(),
+            ));
+        }
+        let len = script::command_line_len(script_text);
+        if len > script::MAX_COMMAND_LINE {
+            return Err(invalid(format!(
+                "its command line would be {len} characters; cmd.exe and WinRS accept at most {}; nothing was sent (shorten the script or split the work)",
+                script::MAX_COMMAND_LINE
+            )));
+        }
+        let run = self
+            .run_raw(server, "PowerShell script", script_text)
+            .await?;
+        Ok(PowerShellOutput {
+            stdout: run.stdout,
+            stderr: run.stderr,
+            exit_code: run.exit_code,
+            round_trips: run.round_trips,
+        })
     }
 
     /// Recycles the `named` pools, or the catalog's when `None`.
@@ -785,6 +880,41 @@ mod tests {
             .endpoint("EX1", "http://127.0.0.1:5/wsman")
             .build()
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn scripts_no_command_line_can_carry_are_refused_before_anything_is_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let winrm = WinRmFlusher::builder()
+            .credentials("a", SecretString::from("pw".to_string()))
+            .endpoint("EX1", format!("http://127.0.0.1:{port}/wsman"))
+            .build()
+            .unwrap();
+        let server = ExchangeServer::new("EX1", "ex1.corp.example");
+        // The longest script that fits, and one character more.
+        let fits = (0..4000)
+            .map(|n| "x".repeat(n))
+            .take_while(|s| script::command_line_len(s) <= script::MAX_COMMAND_LINE)
+            .last()
+            .unwrap();
+        assert!(fits.len() > 3000, "{}", fits.len());
+        let too_long = format!("{fits}xxx");
+        for bad in [too_long.as_str(), "Write-Output 'a\0b'"] {
+            let e = winrm.run_powershell(&server, bad).await.unwrap_err();
+            assert!(
+                matches!(&e, IisError::InvalidInput { what, .. } if what.contains("EX1")),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("nothing was sent"), "{e}");
+        }
+        assert_eq!(winrm.round_trips_total(), 0);
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the runner connected: {accepted:?}"
+        );
     }
 
     #[tokio::test]

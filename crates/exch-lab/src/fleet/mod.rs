@@ -56,6 +56,7 @@ pub use faults::Faults;
 pub use server::{LabServer, ServerCounters, ServerSpec};
 
 use crate::clock::LabClock;
+use crate::mailbox::{Mailbox, MailboxStore};
 use crate::model::IisServer;
 use crate::winrm::tls::{CertSignature, LabCa};
 use crate::winrm::{KerberosAcceptorConfig, LabAuth};
@@ -158,6 +159,10 @@ pub struct FleetBuilder {
     https: Option<CertSignature>,
     /// Server name (lower case) → how its endpoint accepts Kerberos.
     kerberos: BTreeMap<String, KerberosSource>,
+    /// The organization's mailboxes (`None`: an empty store made at build).
+    mailboxes: Option<MailboxStore>,
+    /// Mailboxes added to that store at build.
+    seeds: Vec<Mailbox>,
 }
 
 /// Where a server's Kerberos service key comes from.
@@ -299,6 +304,21 @@ impl FleetBuilder {
         self
     }
 
+    /// The organization's mailboxes, shared by every server's Exchange cmdlets (default: an
+    /// empty [`MailboxStore`] in the fleet's DNS domain, seeded afterwards through
+    /// [`Fleet::mailboxes`]).
+    pub fn mailbox_store(mut self, store: MailboxStore) -> Self {
+        self.mailboxes = Some(store);
+        self
+    }
+
+    /// Adds a mailbox to the fleet's store (made at build if none was given); fails the
+    /// build if its identities clash with another's.
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.seeds.push(mailbox);
+        self
+    }
+
     /// Starts every server, then registers them.
     pub async fn build(self) -> Result<Fleet, FleetError> {
         let directory = self
@@ -335,6 +355,16 @@ impl FleetBuilder {
             })?),
             None => None,
         };
+        // Mailboxes are organization-wide: one store behind every server's shell.
+        let mailboxes = self
+            .mailboxes
+            .unwrap_or_else(|| MailboxStore::for_domain(&self.dns_domain));
+        for seed in self.seeds {
+            let name = seed.name.clone();
+            mailboxes.add_mailbox(seed).map_err(|e| {
+                FleetError::InvalidInput(format!("mailbox {name:?} cannot be added: {e}"))
+            })?;
+        }
         // The front ends share one certificate, so an OWA cookie from one opens on all.
         let session_key = crate::model::SessionKey::random();
         let mut servers = Vec::with_capacity(self.specs.len());
@@ -363,6 +393,7 @@ impl FleetBuilder {
             )
             .await?;
             server.iis().set_session_key(session_key.clone());
+            server.iis().set_mailbox_store(mailboxes.clone());
             servers.push(server);
         }
         let fleet = Fleet {
@@ -373,6 +404,7 @@ impl FleetBuilder {
             winrm_auth: self.winrm_auth,
             ca,
             directory,
+            mailboxes,
         };
         if let Some(registrar) = self.registrar {
             for server in &fleet.servers {
@@ -510,6 +542,7 @@ pub struct Fleet {
     winrm_auth: LabAuth,
     ca: Option<LabCa>,
     directory: Arc<dyn Directory>,
+    mailboxes: MailboxStore,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -536,6 +569,8 @@ impl Fleet {
             winrm_auth: LabAuth::default(),
             https: None,
             kerberos: BTreeMap::new(),
+            mailboxes: None,
+            seeds: Vec::new(),
         }
     }
 
@@ -575,6 +610,12 @@ impl Fleet {
     /// The directory the servers authenticate against.
     pub fn directory(&self) -> &Arc<dyn Directory> {
         &self.directory
+    }
+
+    /// The organization's mailboxes, which every server's Exchange cmdlets read and change:
+    /// seed it, and compare its [`MailboxStore::snapshot`]s.
+    pub fn mailboxes(&self) -> &MailboxStore {
+        &self.mailboxes
     }
 
     /// The WinRM user name the endpoints accept.

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::faults::Faults;
 use super::listener::{bind, Serving, TlsSettings};
 use super::FleetError;
+use crate::mailbox::ExchangeCounters;
 use crate::model::{IisCounters, IisServer, IisTiming};
 use crate::winrm::{WinRmService, WinRmStats};
 
@@ -122,6 +123,8 @@ impl ServerSpec {
 pub struct ServerCounters {
     /// IIS: logons from cache / directory, refusals, requests refused during a reset, ….
     pub iis: IisCounters,
+    /// Exchange cmdlets run on this server (per cmdlet), changes made, prompts refused.
+    pub exchange: ExchangeCounters,
     /// HTTP requests that reached `/wsman` (including refused and faulted ones).
     pub winrm_requests: u64,
     /// WinRM requests answered 401 (every one, handshake legs included).
@@ -225,6 +228,7 @@ impl LabServer {
         let winrm = self.winrm_stats();
         ServerCounters {
             iis: self.shared.iis.counters(),
+            exchange: self.shared.iis.exchange_counters(),
             winrm_requests: winrm.requests,
             winrm_unauthorized: winrm.unauthorized,
             winrm_auth_challenges: winrm.auth_challenges,

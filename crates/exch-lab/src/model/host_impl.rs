@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::IisServer;
 use crate::clock::lock;
 use crate::host::{HostPool, HostWorker, IisHost, IisResetMode, NativeOutput};
+use crate::mailbox::ExchangeShell;
 
 #[async_trait]
 impl IisHost for IisServer {
@@ -88,5 +89,9 @@ impl IisHost for IisServer {
 
     fn set_token_ttl(&self, secs: u32) {
         lock(&self.inner.state).token_ttl = Some(secs);
+    }
+
+    fn exchange(&self) -> Option<ExchangeShell> {
+        Some(self.exchange_shell())
     }
 }

@@ -28,6 +28,7 @@ use worker::{CacheKey, InFlight, Worker};
 
 use crate::catalog::{self, RecycleConfig, VdirAuth};
 use crate::clock::{lock, LabClock};
+use crate::mailbox::{ExchangeCounters, ExchangeShell, MailboxStore};
 pub use session::SessionKey;
 
 /// Message of a pool whose recycle is made to fail with [`IisServer::fail_recycle`] and no
@@ -186,6 +187,8 @@ pub(crate) struct Inner {
     changed: tokio::sync::Notify,
     /// The key of the server certificate that protects `cadata` cookies.
     session_key: Mutex<SessionKey>,
+    /// Its Exchange Management Shell (the fleet's mailbox store, its own counters).
+    exchange: Mutex<ExchangeShell>,
 }
 
 /// The IIS model of one simulated Exchange server. Cheap to clone (shared state).
@@ -230,9 +233,12 @@ impl IisServer {
                 recycling: false,
             })
             .collect();
+        let name = name.into();
+        let exchange =
+            ExchangeShell::new(MailboxStore::new(), name.clone(), version, clock.clone());
         IisServer {
             inner: Arc::new(Inner {
-                name: name.into(),
+                name,
                 version,
                 directory,
                 clock,
@@ -249,8 +255,31 @@ impl IisServer {
                 reset_lock: tokio::sync::Mutex::new(()),
                 changed: tokio::sync::Notify::new(),
                 session_key: Mutex::new(SessionKey::random()),
+                exchange: Mutex::new(exchange),
             }),
         }
+    }
+
+    /// The mailbox store its Exchange cmdlets work on (a store of its own until
+    /// [`IisServer::set_mailbox_store`]; a fleet gives all its servers one).
+    pub fn mailboxes(&self) -> MailboxStore {
+        lock(&self.inner.exchange).store().clone()
+    }
+
+    /// Makes its Exchange cmdlets work on `store` (its counters go on).
+    pub fn set_mailbox_store(&self, store: MailboxStore) {
+        let mut shell = lock(&self.inner.exchange);
+        *shell = shell.with_store(store);
+    }
+
+    /// Its Exchange Management Shell.
+    pub fn exchange_shell(&self) -> ExchangeShell {
+        lock(&self.inner.exchange).clone()
+    }
+
+    /// What its Exchange cmdlets counted.
+    pub fn exchange_counters(&self) -> ExchangeCounters {
+        lock(&self.inner.exchange).counters()
     }
 
     /// Server name.

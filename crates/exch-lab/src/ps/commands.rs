@@ -16,29 +16,50 @@ pub(crate) enum RawArg {
     Value(Value),
 }
 
-/// Removes `-ErrorAction` / `-ea` from the arguments; returns its value.
-pub(crate) fn take_error_action(raw: Vec<RawArg>) -> EResult<(Option<String>, Vec<RawArg>)> {
-    let mut action = None;
+/// The common parameters the interpreter handles itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Common {
+    /// `-ErrorAction` / `-ea`.
+    pub(crate) error_action: Option<String>,
+    /// `-WarningAction` / `-wa`.
+    pub(crate) warning_action: Option<String>,
+}
+
+/// Removes `-ErrorAction` / `-ea` and `-WarningAction` / `-wa` from the arguments; returns
+/// their values.
+pub(crate) fn take_common(raw: Vec<RawArg>) -> EResult<(Common, Vec<RawArg>)> {
+    let mut common = Common::default();
     let mut rest = Vec::with_capacity(raw.len());
     let mut it = raw.into_iter();
     while let Some(a) = it.next() {
         match a {
             RawArg::Param { name, value, .. }
-                if name.eq_ignore_ascii_case("ErrorAction") || name.eq_ignore_ascii_case("ea") =>
+                if ["erroraction", "ea", "warningaction", "wa"]
+                    .contains(&name.to_ascii_lowercase().as_str()) =>
             {
+                let error = name.to_ascii_lowercase().starts_with('e');
+                let full = if error {
+                    "ErrorAction"
+                } else {
+                    "WarningAction"
+                };
                 let v = match value {
                     Some(v) => v,
                     None => match it.next() {
                         Some(RawArg::Value(v)) => v,
-                        _ => return Err(missing_argument("ErrorAction")),
+                        _ => return Err(missing_argument(full)),
                     },
                 };
-                action = Some(v.to_ps_string());
+                if error {
+                    common.error_action = Some(v.to_ps_string());
+                } else {
+                    common.warning_action = Some(v.to_ps_string());
+                }
             }
             other => rest.push(other),
         }
     }
-    Ok((action, rest))
+    Ok((common, rest))
 }
 
 fn missing_argument(name: &str) -> PsError {
@@ -51,27 +72,27 @@ fn missing_argument(name: &str) -> PsError {
 }
 
 /// A parameter declaration.
-struct P {
-    name: &'static str,
+pub(crate) struct P {
+    pub(crate) name: &'static str,
     switch: bool,
     position: Option<usize>,
 }
 
-const fn named(name: &'static str) -> P {
+pub(crate) const fn named(name: &'static str) -> P {
     P {
         name,
         switch: false,
         position: None,
     }
 }
-const fn pos(name: &'static str, position: usize) -> P {
+pub(crate) const fn pos(name: &'static str, position: usize) -> P {
     P {
         name,
         switch: false,
         position: Some(position),
     }
 }
-const fn switch(name: &'static str) -> P {
+pub(crate) const fn switch(name: &'static str) -> P {
     P {
         name,
         switch: true,
@@ -80,16 +101,16 @@ const fn switch(name: &'static str) -> P {
 }
 
 /// Bound parameters.
-struct Bound(Vec<(&'static str, Value)>);
+pub(crate) struct Bound(Vec<(&'static str, Value)>);
 
 impl Bound {
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
-    fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.get(name).is_some_and(Value::truthy)
     }
-    fn string(&self, name: &str) -> Option<String> {
+    pub(crate) fn string(&self, name: &str) -> Option<String> {
         self.get(name).map(Value::to_ps_string)
     }
     fn required(&self, cmd: &str, name: &str) -> EResult<String> {
@@ -105,7 +126,7 @@ impl Bound {
     }
 }
 
-fn bind(params: &[P], raw: Vec<RawArg>) -> EResult<Bound> {
+pub(crate) fn bind(params: &[P], raw: Vec<RawArg>) -> EResult<Bound> {
     let mut bound: Vec<(&'static str, Value)> = Vec::new();
     let mut positional = Vec::new();
     let mut it = raw.into_iter();
@@ -264,7 +285,7 @@ fn host_error(message: String) -> PsError {
         .exception("InvalidOperationException")
 }
 
-fn not_recognized(name: &str) -> PsError {
+pub(crate) fn not_recognized(name: &str) -> PsError {
     PsError::new(
         format!("The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check the spelling of the name, or if a path was included, verify that the path is correct and try again."),
         "ObjectNotFound",
@@ -423,9 +444,13 @@ pub(crate) async fn run(
     name: &str,
     raw: Vec<RawArg>,
     input: Vec<Value>,
+    common: &Common,
 ) -> EResult<Vec<Value>> {
     let host = it.host;
     let key = name.to_ascii_lowercase();
+    if let Some(out) = super::exchange::run(it, name, &key, raw.clone(), &input, common).await {
+        return out;
+    }
     match key.as_str() {
         "import-module" | "ipmo" => {
             let b = bind(&[pos("Name", 0), switch("Force"), switch("Global")], raw)?;
@@ -640,12 +665,7 @@ pub(crate) async fn run(
         }
         "convertto-json" => {
             let b = bind(
-                &[
-                    pos("InputObject", 0),
-                    named("Depth"),
-                    switch("Compress"),
-                    switch("EnumsAsStrings"),
-                ],
+                &[pos("InputObject", 0), named("Depth"), switch("Compress")],
                 raw,
             )?;
             let depth = match b.get("Depth") {

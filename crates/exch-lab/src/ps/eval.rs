@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use super::ast::{Arg, BinOp, Command, CommandName, Element, Expr, Pipeline, Span, Stmt};
 use super::commands::{self, RawArg};
+pub(crate) use super::ops::to_int;
+use super::ops::{cast, compare, index_value, member, method};
 use super::value::{approx_size, Obj, Value};
 use super::Limits;
 use crate::host::IisHost;
@@ -49,6 +51,9 @@ pub(crate) struct ErrorRecord {
     pub(crate) span: Option<Span>,
     /// A lab guard tripped: not catchable, stops the script.
     pub(crate) fatal: bool,
+    /// Terminating whatever `-ErrorAction` says (e.g. a prompt that a non-interactive host
+    /// cannot show): caught by `try`, otherwise written and the statement ends.
+    pub(crate) terminating: bool,
 }
 
 impl PsError {
@@ -63,7 +68,14 @@ impl PsError {
             target: String::new(),
             span: None,
             fatal: false,
+            terminating: false,
         }))
+    }
+
+    /// Makes the error terminating whatever `-ErrorAction` says.
+    pub(crate) fn terminating(mut self) -> Self {
+        self.terminating = true;
+        self
     }
 
     /// Sets the exception type name.
@@ -94,12 +106,23 @@ impl PsError {
     /// The error record as `$_` sees it.
     fn record(&self) -> Value {
         let exception = Obj::new(&format!("System.Management.Automation.{}", self.exception))
-            .with("Message", Value::Str(self.message.clone()));
+            .with("Message", Value::Str(self.message.clone()))
+            .with_text(self.message.clone());
+        let category = Obj::new("System.Management.Automation.ErrorCategoryInfo")
+            .with("Category", Value::Str(self.category.to_owned()))
+            .with(
+                "Activity",
+                Value::Str(self.command.clone().unwrap_or_default()),
+            )
+            .with("Reason", Value::Str(self.exception.to_owned()))
+            .with("TargetName", Value::Str(self.target.clone()));
         Value::Object(
             Obj::new("System.Management.Automation.ErrorRecord")
                 .with("Exception", Value::Object(exception))
+                .with("CategoryInfo", Value::Object(category))
                 .with("FullyQualifiedErrorId", Value::Str(self.fqid.clone()))
-                .with("TargetObject", Value::Str(self.target.clone())),
+                .with("TargetObject", Value::Str(self.target.clone()))
+                .with_text(self.message.clone()),
         )
     }
 }
@@ -118,9 +141,16 @@ pub(crate) struct Interp<'h> {
     started: Instant,
     /// The last statement wrote a non-terminating error.
     pub(crate) last_failed: bool,
+    /// Snap-ins added with `Add-PSSnapin` (their registered names).
+    pub(crate) snapins: Vec<String>,
+    /// Text the host wrote outside the pipeline (`WARNING: …`, `What if: …`), flushed to
+    /// stdout before the output of the statement that wrote it.
+    pub(crate) console: String,
+    /// `try` blocks being run (a terminating error inside one is caught, not written).
+    try_depth: usize,
 }
 
-fn collapse(mut items: Vec<Value>) -> Value {
+pub(super) fn collapse(mut items: Vec<Value>) -> Value {
     match items.len() {
         0 => Value::Null,
         1 => items.remove(0),
@@ -139,6 +169,44 @@ impl<'h> Interp<'h> {
             steps: 0,
             started: Instant::now(),
             last_failed: false,
+            snapins: Vec::new(),
+            console: String::new(),
+            try_depth: 0,
+        }
+    }
+
+    /// The value of a preference variable (`ErrorActionPreference`, …), lower-cased.
+    pub(crate) fn preference(&self, name: &str) -> String {
+        self.var(name).to_ps_string().to_ascii_lowercase()
+    }
+
+    /// Writes a warning to the host unless `-WarningAction` (or `$WarningPreference`) says
+    /// `SilentlyContinue` / `Ignore`; `Stop` makes it a terminating error.
+    pub(crate) fn warn(&mut self, action: Option<&str>, text: &str) -> EResult<()> {
+        let action = action
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| self.preference("WarningPreference"));
+        match action.as_str() {
+            "silentlycontinue" | "ignore" => Ok(()),
+            "stop" => Err(PsError::new(
+                format!("The running command stopped because the preference variable \"WarningPreference\" or common parameter is set to Stop: {text}"),
+                "OperationStopped",
+                "ActionPreferenceStop",
+            )
+            .exception("ActionPreferenceStopException")
+            .terminating()),
+            _ => {
+                self.host_line(&format!("WARNING: {text}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a line to the host (stdout), outside the pipeline.
+    pub(crate) fn host_line(&mut self, text: &str) {
+        if self.console.len() < self.limits.max_output_bytes {
+            self.console.push_str(text);
+            self.console.push_str("\r\n");
         }
     }
 
@@ -214,6 +282,23 @@ impl<'h> Interp<'h> {
     async fn exec_stmt(&mut self, s: &Stmt, out: &mut Vec<Value>) -> EResult<()> {
         self.step().await?;
         self.last_failed = false;
+        match self.exec_stmt_inner(s, out).await {
+            // A statement-terminating error outside `try` (and without `Stop`) ends the
+            // statement, not the script.
+            Err(e)
+                if e.terminating
+                    && !e.fatal
+                    && self.try_depth == 0
+                    && self.preference("ErrorActionPreference") != "stop" =>
+            {
+                self.write_error(&e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn exec_stmt_inner(&mut self, s: &Stmt, out: &mut Vec<Value>) -> EResult<()> {
         match s {
             Stmt::Assign { var, append, value } => {
                 let v = self.pipeline_value(value).await?;
@@ -265,7 +350,9 @@ impl<'h> Interp<'h> {
                 catch,
                 finally,
             } => {
+                self.try_depth += 1;
                 let mut result = self.exec_block(body, out).await;
+                self.try_depth -= 1;
                 if let (Err(e), Some(handler)) = (&result, catch) {
                     if !e.fatal {
                         let previous = self.var("_");
@@ -360,8 +447,9 @@ impl<'h> Interp<'h> {
                 Arg::Value(e) => raw.push(RawArg::Value(self.eval(e).await?)),
             }
         }
-        let (action, raw) = commands::take_error_action(raw).map_err(|e| e.at(c.span))?;
-        let result = commands::run(self, &name, raw, input).await;
+        let (common, raw) = commands::take_common(raw).map_err(|e| e.at(c.span))?;
+        let action = common.error_action.clone();
+        let result = commands::run(self, &name, raw, input, &common).await;
         match result {
             Ok(values) => {
                 for v in values {
@@ -369,7 +457,13 @@ impl<'h> Interp<'h> {
                 }
                 Ok(())
             }
-            Err(e) if e.fatal => Err(e),
+            Err(e) if e.fatal || e.terminating => {
+                let mut e = e.at(c.span);
+                if e.command.is_none() {
+                    e.command = Some(name.clone());
+                }
+                Err(e)
+            }
             Err(e) => {
                 let mut e = e.at(c.span);
                 if e.command.is_none() {
@@ -560,240 +654,5 @@ impl<'h> Interp<'h> {
                 Ok(Value::Bool(compare(op, &l, &r)))
             }
         }
-    }
-}
-
-/// Converts to an integer as `[int]` does.
-pub(crate) fn to_int(v: &Value) -> EResult<i64> {
-    match v {
-        Value::Null => Ok(0),
-        Value::Bool(b) => Ok(i64::from(*b)),
-        Value::Int(n) => Ok(*n),
-        Value::Str(s) => s.trim().parse::<i64>().map_err(|_| {
-            PsError::new(
-                format!(
-                    "Cannot convert value \"{s}\" to type \"System.Int32\". Error: \"Input string was not in a correct format.\""
-                ),
-                "InvalidArgument",
-                "InvalidCastFromStringToInteger",
-            )
-            .exception("PSInvalidCastException")
-            .target(s.clone())
-        }),
-        Value::Array(items) if items.len() == 1 => to_int(&items[0]),
-        other => Err(PsError::new(
-            format!(
-                "Cannot convert the \"{}\" value of type \"{}\" to type \"System.Int32\".",
-                other.to_ps_string(),
-                other.type_name()
-            ),
-            "InvalidArgument",
-            "InvalidCastFromAnyTypeToInteger",
-        )
-        .exception("PSInvalidCastException")),
-    }
-}
-
-fn compare(op: BinOp, l: &Value, r: &Value) -> bool {
-    use std::cmp::Ordering;
-    let ord: Option<Ordering> = match (l, r) {
-        (Value::Null, Value::Null) => Some(Ordering::Equal),
-        (Value::Null, _) | (_, Value::Null) => None,
-        (Value::Int(a), r) => to_int(r).ok().map(|b| a.cmp(&b)),
-        (Value::Bool(a), r) => Some(a.cmp(&r.truthy())),
-        (Value::Date(a), Value::Date(b)) => Some(a.cmp(b)),
-        (Value::Str(a), r) => Some(a.to_lowercase().cmp(&r.to_ps_string().to_lowercase())),
-        (a, b) => (a == b).then_some(Ordering::Equal),
-    };
-    match op {
-        BinOp::Eq => ord == Some(Ordering::Equal),
-        BinOp::Ne => ord != Some(Ordering::Equal),
-        BinOp::Gt => ord == Some(Ordering::Greater),
-        BinOp::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
-        BinOp::Lt => ord == Some(Ordering::Less),
-        BinOp::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
-        _ => false,
-    }
-}
-
-fn cast(ty: &str, v: Value) -> EResult<Value> {
-    let t = ty.to_ascii_lowercase();
-    let t = t.strip_prefix("system.").unwrap_or(&t);
-    match t {
-        "int" | "int32" | "long" | "int64" | "uint32" => Ok(Value::Int(to_int(&v)?)),
-        "string" => Ok(Value::Str(v.to_ps_string())),
-        "bool" | "boolean" => Ok(Value::Bool(v.truthy())),
-        "datetime" => match v {
-            Value::Date(d) => Ok(Value::Date(d)),
-            Value::Str(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
-                .map(|d| Value::Date(d.with_timezone(&chrono::Utc)))
-                .map_err(|_| {
-                    PsError::new(
-                        format!("Cannot convert value \"{s}\" to type \"System.DateTime\"."),
-                        "InvalidArgument",
-                        "InvalidCastParseTargetInvocationWithFormatProvider",
-                    )
-                }),
-            other => Err(PsError::new(
-                format!(
-                    "Cannot convert value \"{}\" to type \"System.DateTime\".",
-                    other.to_ps_string()
-                ),
-                "InvalidArgument",
-                "InvalidCastFromAnyTypeToDateTime",
-            )),
-        },
-        "pscustomobject" | "psobject" | "management.automation.pscustomobject" => match v {
-            Value::Object(mut o) => {
-                if o.hashtable {
-                    o.hashtable = false;
-                    o.type_name = "System.Management.Automation.PSCustomObject".into();
-                }
-                Ok(Value::Object(o))
-            }
-            other => Ok(other),
-        },
-        "array" | "object[]" => match v {
-            Value::Null => Ok(Value::Null),
-            other => Ok(Value::Array(other.into_items())),
-        },
-        "hashtable" | "ordered" | "collections.hashtable" => match v {
-            Value::Object(mut o) => {
-                o.hashtable = true;
-                Ok(Value::Object(o))
-            }
-            other => Ok(other),
-        },
-        "object" => Ok(v),
-        _ => Err(PsError::new(
-            format!("Unable to find type [{ty}]."),
-            "InvalidOperation",
-            "TypeNotFound",
-        )
-        .target(ty)),
-    }
-}
-
-fn member(v: &Value, name: &str) -> Value {
-    let n = name.to_ascii_lowercase();
-    match v {
-        Value::Object(o) => match o.get(name) {
-            Some(v) => v.clone(),
-            None if o.hashtable && n == "count" => Value::Int(o.props.len() as i64),
-            None => Value::Null,
-        },
-        Value::Array(items) => match n.as_str() {
-            "count" | "length" => Value::Int(items.len() as i64),
-            _ => {
-                let vals: Vec<Value> = items
-                    .iter()
-                    .map(|i| member(i, name))
-                    .filter(|v| *v != Value::Null)
-                    .collect();
-                collapse(vals)
-            }
-        },
-        Value::Str(s) if n == "length" => Value::Int(s.encode_utf16().count() as i64),
-        Value::Date(d) => {
-            use chrono::{Datelike, Timelike};
-            match n.as_str() {
-                "year" => Value::Int(i64::from(d.year())),
-                "month" => Value::Int(i64::from(d.month())),
-                "day" => Value::Int(i64::from(d.day())),
-                "hour" => Value::Int(i64::from(d.hour())),
-                "minute" => Value::Int(i64::from(d.minute())),
-                "second" => Value::Int(i64::from(d.second())),
-                "kind" => Value::Str("Utc".into()),
-                _ => Value::Null,
-            }
-        }
-        Value::Null if n == "count" || n == "length" => Value::Int(0),
-        Value::Null => Value::Null,
-        _ if n == "count" || n == "length" => Value::Int(1),
-        _ => Value::Null,
-    }
-}
-
-fn method(v: &Value, name: &str, args: &[Value]) -> EResult<Value> {
-    let n = name.to_ascii_lowercase();
-    let not_found = || {
-        PsError::new(
-            format!(
-                "Method invocation failed because [{}] does not contain a method named '{name}'.",
-                v.type_name()
-            ),
-            "InvalidOperation",
-            "MethodNotFound",
-        )
-    };
-    match (v, n.as_str(), args) {
-        (Value::Null, _, _) => Err(PsError::new(
-            "You cannot call a method on a null-valued expression.",
-            "InvalidOperation",
-            "InvokeMethodOnNull",
-        )),
-        (Value::Date(d), "touniversaltime" | "tolocaltime", []) => Ok(Value::Date(*d)),
-        (Value::Date(d), "tostring", [fmt]) => {
-            let f = fmt.to_ps_string();
-            let s = match f.as_str() {
-                "o" | "O" => format!(
-                    "{}.{:07}Z",
-                    d.format("%Y-%m-%dT%H:%M:%S"),
-                    chrono::Timelike::nanosecond(d) % 1_000_000_000 / 100
-                ),
-                "s" => d.format("%Y-%m-%dT%H:%M:%S").to_string(),
-                "u" => d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                _ => {
-                    return Err(PsError::new(
-                        format!(
-                            "The lab supports only the 'o', 's' and 'u' date formats, not '{f}'."
-                        ),
-                        "NotImplemented",
-                        "FormatException",
-                    ))
-                }
-            };
-            Ok(Value::Str(s))
-        }
-        (_, "tostring", []) => Ok(Value::Str(v.to_ps_string())),
-        (Value::Str(s), "tolower" | "tolowerinvariant", []) => Ok(Value::Str(s.to_lowercase())),
-        (Value::Str(s), "toupper" | "toupperinvariant", []) => Ok(Value::Str(s.to_uppercase())),
-        (Value::Str(s), "trim", []) => Ok(Value::Str(s.trim().to_string())),
-        _ => Err(not_found()),
-    }
-}
-
-fn index_value(v: &Value, i: &Value) -> EResult<Value> {
-    match v {
-        Value::Null => Err(PsError::new(
-            "Cannot index into a null array.",
-            "InvalidOperation",
-            "NullArray",
-        )),
-        Value::Array(items) => {
-            let n = to_int(i)?;
-            let idx = if n < 0 { items.len() as i64 + n } else { n };
-            Ok(usize::try_from(idx)
-                .ok()
-                .and_then(|k| items.get(k).cloned())
-                .unwrap_or(Value::Null))
-        }
-        Value::Object(o) => Ok(o.get(&i.to_ps_string()).cloned().unwrap_or(Value::Null)),
-        Value::Str(s) => {
-            let n = to_int(i)?;
-            Ok(usize::try_from(n)
-                .ok()
-                .and_then(|k| s.chars().nth(k))
-                .map(|c| Value::Str(c.to_string()))
-                .unwrap_or(Value::Null))
-        }
-        other => Err(PsError::new(
-            format!(
-                "Unable to index into an object of type {}.",
-                other.type_name()
-            ),
-            "InvalidOperation",
-            "CannotIndex",
-        )),
     }
 }

@@ -29,6 +29,9 @@
 //!   `-gt`, `-ge`, `-lt`, `-le` (case-insensitive), `-not`, `!`, `-and`, `-or`.
 //! - `$ErrorActionPreference = 'Stop'` makes cmdlet errors terminating (catchable); otherwise they
 //!   are written to stderr and the script continues. `$LASTEXITCODE` is set by native commands.
+//! - `-WarningAction` / `$WarningPreference`: warnings go to stdout (`WARNING: …`) before the
+//!   output of the statement that wrote them. Binding errors and refused prompts end their
+//!   statement whatever `-ErrorAction` says (`try` catches them).
 //!
 //! # Commands
 //! | command | behaviour |
@@ -46,6 +49,8 @@
 //! | `ConvertTo-Json [-InputObject x] [-Depth n] [-Compress]` | PS 5.1 JSON (`'`, `<`, `>`, `&` escaped as `\u00XX`, dates as `/Date(ms)/`) |
 //! | `Out-Null`, `Out-String`, `Write-Output` | as PowerShell |
 //! | `Start-Sleep [-Seconds] n` / `-Milliseconds n` | waits (at most a minute per call) |
+//! | `Add-PSSnapin <name>` | the host's Exchange snap-in ([`IisHost::exchange`]); others fail as PowerShell does |
+//! | `Get-Mailbox`, `Set-Mailbox`, `Get-CASMailbox`, `Set-CASMailbox`, `Get-MobileDevice`, `Clear-MobileDevice`, `Get-InboxRule`, `Disable-InboxRule`, `Remove-InboxRule` | over the host's [`crate::mailbox::ExchangeShell`], after `Add-PSSnapin`; Exchange's wording in errors; destructive ones need `-Confirm:$false` |
 //!
 //! A missing pool fails with `Cannot find path 'IIS:\AppPools\<pool>' because it does not
 //! exist.`; an unknown command with `The term 'X' is not recognized as the name of a cmdlet, …`.
@@ -71,6 +76,8 @@
 mod ast;
 mod commands;
 mod eval;
+mod exchange;
+mod ops;
 mod parser;
 mod value;
 
@@ -154,21 +161,32 @@ pub async fn run_script_with_limits(
         }
     };
     let mut interp = Interp::new(host, script, limits);
-    let mut out = Vec::new();
-    let result = interp.exec_block(&stmts, &mut out).await;
     let mut stdout = String::new();
-    for v in &out {
-        if matches!(v, value::Value::Null) {
-            continue;
+    let mut result = Ok(());
+    // Statement by statement, so that what the host writes (warnings, `What if:`) comes out
+    // before the output of the statement that wrote it, as the console host prints it.
+    for stmt in &stmts {
+        let mut out = Vec::new();
+        result = interp
+            .exec_block(std::slice::from_ref(stmt), &mut out)
+            .await;
+        stdout.push_str(&std::mem::take(&mut interp.console));
+        for v in &out {
+            if matches!(v, value::Value::Null) {
+                continue;
+            }
+            stdout.push_str(&v.to_ps_string());
+            stdout.push_str("\r\n");
         }
-        stdout.push_str(&v.to_ps_string());
-        stdout.push_str("\r\n");
         if stdout.len() > limits.max_output_bytes {
-            stdout.truncate(limits.max_output_bytes);
+            stdout.truncate(floor_char_boundary(&stdout, limits.max_output_bytes));
             interp
                 .stderr
                 .push_str("The script's output exceeded the lab's limit and was truncated.\r\n");
             interp.last_failed = true;
+            break;
+        }
+        if result.is_err() {
             break;
         }
     }
@@ -185,6 +203,14 @@ pub async fn run_script_with_limits(
         stderr: interp.stderr,
         exit_code,
     }
+}
+
+/// The largest char boundary of `s` at or below `max`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    (0..=max.min(s.len()))
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0)
 }
 
 /// Runs a native program the lab knows (`iisreset`, `appcmd`, with or without `.exe` or a
@@ -262,9 +288,15 @@ pub(crate) fn render_runtime_error(src: &str, e: &PsError) -> String {
         s.push_str(&position_block(src, span));
     }
     let cmd = e.command.clone().unwrap_or_default();
+    // PowerShell shows `(target:String)` for a string target and `(:)` for none.
+    let target = if e.target.is_empty() {
+        ":".to_owned()
+    } else {
+        format!("{}:String", e.target)
+    };
     s.push_str(&format!(
-        "    + CategoryInfo          : {}: ({}:String) [{cmd}], {}\r\n",
-        e.category, e.target, e.exception
+        "    + CategoryInfo          : {}: ({target}) [{cmd}], {}\r\n",
+        e.category, e.exception
     ));
     s.push_str(&format!(
         "    + FullyQualifiedErrorId : {}\r\n \r\n",

@@ -12,6 +12,11 @@ pub(crate) enum Value {
     Bool(bool),
     /// An integer (`[int]`, `[long]`).
     Int(i64),
+    /// An unsigned 64-bit integer (`[ulong]`, e.g. an inbox rule's `RuleIdentity`, which
+    /// Exchange draws from the whole `UInt64` range).
+    UInt(u64),
+    /// A .NET enum value: `[string]` gives its name, PS 5.1's `ConvertTo-Json` its number.
+    Enum(EnumValue),
     /// A string.
     Str(String),
     /// A `[DateTime]` (always UTC in the lab).
@@ -20,6 +25,17 @@ pub(crate) enum Value {
     Array(Vec<Value>),
     /// An object with ordered, case-insensitively named properties.
     Object(Obj),
+}
+
+/// A .NET enum value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EnumValue {
+    /// The enum's .NET type name, for messages.
+    pub(crate) type_name: &'static str,
+    /// The member's name (`Allowed`).
+    pub(crate) name: String,
+    /// The member's number (`1`).
+    pub(crate) value: i64,
 }
 
 /// A property bag (`[pscustomobject]`, hashtable, pool item, process, error record, …).
@@ -31,6 +47,10 @@ pub(crate) struct Obj {
     pub(crate) props: Vec<(String, Value)>,
     /// `true` for a hashtable (string form `System.Collections.Hashtable`).
     pub(crate) hashtable: bool,
+    /// The object's `ToString()` when it is a .NET object that overrides it (an Exchange
+    /// `ADObjectId` gives its canonical name, an `SmtpAddress` the address): what `[string]`
+    /// and a truncated `ConvertTo-Json` print instead of `@{…}`.
+    pub(crate) text: Option<String>,
 }
 
 impl Obj {
@@ -40,7 +60,14 @@ impl Obj {
             type_name: type_name.to_string(),
             props: Vec::new(),
             hashtable: false,
+            text: None,
         }
+    }
+
+    /// Sets the `ToString()` form (builder style).
+    pub(crate) fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
     }
 
     /// Adds a property (builder style).
@@ -65,6 +92,8 @@ impl Value {
             Value::Null => "null".into(),
             Value::Bool(_) => "System.Boolean".into(),
             Value::Int(_) => "System.Int32".into(),
+            Value::UInt(_) => "System.UInt64".into(),
+            Value::Enum(e) => e.type_name.into(),
             Value::Str(_) => "System.String".into(),
             Value::Date(_) => "System.DateTime".into(),
             Value::Array(_) => "System.Object[]".into(),
@@ -78,6 +107,8 @@ impl Value {
             Value::Null => false,
             Value::Bool(b) => *b,
             Value::Int(n) => *n != 0,
+            Value::UInt(n) => *n != 0,
+            Value::Enum(e) => e.value != 0,
             Value::Str(s) => !s.is_empty(),
             Value::Date(_) | Value::Object(_) => true,
             Value::Array(items) => match items.as_slice() {
@@ -103,6 +134,8 @@ impl Value {
             Value::Bool(true) => "True".into(),
             Value::Bool(false) => "False".into(),
             Value::Int(n) => n.to_string(),
+            Value::UInt(n) => n.to_string(),
+            Value::Enum(e) => e.name.clone(),
             Value::Str(s) => s.clone(),
             Value::Date(d) => d.format("%-m/%-d/%Y %-I:%M:%S %p").to_string(),
             Value::Array(items) => items
@@ -111,6 +144,9 @@ impl Value {
                 .collect::<Vec<_>>()
                 .join(" "),
             Value::Object(o) if o.hashtable => "System.Collections.Hashtable".into(),
+            Value::Object(Obj {
+                text: Some(text), ..
+            }) => text.clone(),
             Value::Object(o) => {
                 let mut s = String::from("@{");
                 for (i, (k, v)) in o.props.iter().enumerate() {
@@ -182,6 +218,13 @@ fn write_json(out: &mut String, v: &Value, depth: usize, opts: JsonOptions) {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(n) => {
             let _ = write!(out, "{n}");
+        }
+        Value::UInt(n) => {
+            let _ = write!(out, "{n}");
+        }
+        // PS 5.1 writes an enum as its number (`-EnumsAsStrings` is PowerShell 6+).
+        Value::Enum(e) => {
+            let _ = write!(out, "{}", e.value);
         }
         Value::Str(s) => json_string(out, s),
         Value::Date(d) => {
