@@ -32,8 +32,9 @@
 use exch_core::{ExchangeServer, ExchangeVersion};
 
 use crate::{
-    support, CasChange, CasProtocol, CasSettings, Forwarding, InboxRule, ItemStatus, MailboxAdmin,
-    MailboxError, MailboxId, MailboxState, MobileDevice, RuleAction, WipeMode,
+    support, CasChange, CasProtocol, CasSettings, Forwarding, ForwardingReport, InboxRule,
+    ItemStatus, MailboxAdmin, MailboxError, MailboxId, MailboxState, MobileDevice, MobileDevices,
+    RuleAction, WipeMode,
 };
 
 mod seed;
@@ -72,10 +73,48 @@ fn id(m: &MailboxState) -> MailboxId {
     MailboxId::new(m.identity.clone()).unwrap_or_else(|e| panic!("seed identity: {e}"))
 }
 
-fn ok<T>(fx: &Fixture, mailbox: &str, what: &str, r: Result<T, MailboxError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{}: {mailbox:?}: {what} failed: {e}", fx.server.name),
+/// One check's mailbox: the backend, the server and the seeded mailbox; a call that fails
+/// panics naming the server and the mailbox.
+struct Check<'a> {
+    admin: &'a dyn MailboxAdmin,
+    fx: &'a Fixture,
+    m: &'a MailboxState,
+    mb: MailboxId,
+}
+
+impl<'a> Check<'a> {
+    fn new(admin: &'a dyn MailboxAdmin, fx: &'a Fixture, m: &'a MailboxState) -> Check<'a> {
+        Check {
+            admin,
+            fx,
+            m,
+            mb: id(m),
+        }
+    }
+
+    fn ok<T>(&self, what: &str, r: Result<T, MailboxError>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "{}: {:?}: {what} failed: {e}",
+                self.fx.server.name, self.m.identity
+            ),
+        }
+    }
+
+    async fn cas_settings(&self) -> CasSettings {
+        let r = self.admin.cas_settings(&self.fx.server, &self.mb).await;
+        self.ok("cas_settings", r)
+    }
+
+    async fn mobile_devices(&self) -> MobileDevices {
+        let r = self.admin.mobile_devices(&self.fx.server, &self.mb).await;
+        self.ok("mobile_devices", r)
+    }
+
+    async fn forwarding(&self) -> ForwardingReport {
+        let r = self.admin.forwarding(&self.fx.server, &self.mb).await;
+        self.ok("forwarding", r)
     }
 }
 
@@ -159,20 +198,14 @@ fn rule_identity(fx: &Fixture, rules: &[InboxRule], name: &str) -> String {
 /// Reads, lockdown, a partial change, restore; an empty change is refused.
 pub async fn cas_set_and_restore(admin: &dyn MailboxAdmin, fx: &Fixture) {
     let (s, m) = (&fx.server, &fx.seed.cas);
-    let mb = id(m);
+    let c = Check::new(admin, fx, m);
+    let mb = &c.mb;
     let n = &s.name;
-    let read = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let read = c.cas_settings().await;
     assert_eq!(read, m.cas, "{n}: {:?}: settings as seeded", m.identity);
-    let locked = ok(
-        fx,
-        &m.identity,
+    let locked = c.ok(
         "lockdown",
-        admin.set_cas(s, &mb, &CasChange::lockdown()).await,
+        admin.set_cas(s, mb, &CasChange::lockdown()).await,
     );
     assert_eq!(locked.before, m.cas, "{n}: lockdown: before");
     assert_eq!(
@@ -181,22 +214,12 @@ pub async fn cas_set_and_restore(admin: &dyn MailboxAdmin, fx: &Fixture) {
         "{n}: lockdown: after"
     );
     assert!(locked.after.open_protocols().is_empty());
-    let read = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let read = c.cas_settings().await;
     assert_eq!(read, CasSettings::all(false), "{n}: read after lockdown");
     let partial = CasChange::new()
         .enable(CasProtocol::OutlookAnywhere)
         .enable(CasProtocol::Ews);
-    let up = ok(
-        fx,
-        &m.identity,
-        "partial change",
-        admin.set_cas(s, &mb, &partial).await,
-    );
+    let up = c.ok("partial change", admin.set_cas(s, mb, &partial).await);
     let want = CasSettings::all(false)
         .with(CasProtocol::OutlookAnywhere, Some(true))
         .with(CasProtocol::Ews, Some(true));
@@ -204,22 +227,15 @@ pub async fn cas_set_and_restore(admin: &dyn MailboxAdmin, fx: &Fixture) {
         up.after, want,
         "{n}: only the named protocols change (Outlook Anywhere inverted)"
     );
-    let back = ok(
-        fx,
-        &m.identity,
+    let back = c.ok(
         "restore_cas",
-        admin.restore_cas(s, &mb, &locked.before).await,
+        admin.restore_cas(s, mb, &locked.before).await,
     );
     assert_eq!(back.before, want, "{n}: restore: before");
     assert_eq!(back.after, m.cas, "{n}: restore: after");
-    let read = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let read = c.cas_settings().await;
     assert_eq!(read, m.cas, "{n}: read after restore");
-    match admin.set_cas(s, &mb, &CasChange::new()).await {
+    match admin.set_cas(s, mb, &CasChange::new()).await {
         Err(MailboxError::InvalidInput { .. }) => {}
         other => panic!("{n}: an empty CAS change must be InvalidInput, got {other:?}"),
     }
@@ -281,14 +297,10 @@ pub async fn unknown_mailbox_is_not_found(admin: &dyn MailboxAdmin, fx: &Fixture
 /// is `NotFound`); IDs blocked once each on top of the list before; the list put back.
 pub async fn devices_wiped_then_blocked(admin: &dyn MailboxAdmin, fx: &Fixture) {
     let (s, m) = (&fx.server, &fx.seed.devices);
-    let mb = id(m);
+    let c = Check::new(admin, fx, m);
+    let mb = &c.mb;
     let n = &s.name;
-    let listed = ok(
-        fx,
-        &m.identity,
-        "mobile_devices",
-        admin.mobile_devices(s, &mb).await,
-    );
+    let listed = c.mobile_devices().await;
     assert_devices(fx, "mobile_devices", &listed.devices, &m.devices);
     assert_eq!(
         listed.blocked_device_ids, m.blocked_device_ids,
@@ -297,11 +309,9 @@ pub async fn devices_wiped_then_blocked(admin: &dyn MailboxAdmin, fx: &Fixture) 
     let mut wanted: Vec<String> = listed.devices.iter().map(|d| d.identity.clone()).collect();
     let absent = format!("{}\\ExchangeActiveSyncDevices\\NoSuchDevice", m.identity);
     wanted.push(absent.clone());
-    let wiped = ok(
-        fx,
-        &m.identity,
+    let wiped = c.ok(
         "wipe_devices",
-        admin.wipe_devices(s, &mb, &wanted, fx.wipe_mode).await,
+        admin.wipe_devices(s, mb, &wanted, fx.wipe_mode).await,
     );
     assert_eq!(wiped.mode, fx.wipe_mode);
     let ids: Vec<&str> = wiped.devices.iter().map(|r| r.id.as_str()).collect();
@@ -321,12 +331,7 @@ pub async fn devices_wiped_then_blocked(admin: &dyn MailboxAdmin, fx: &Fixture) 
     let device_ids: Vec<String> = m.devices.iter().map(|d| d.device_id.clone()).collect();
     let mut with_dup = device_ids.clone();
     with_dup.push(m.blocked_device_ids[0].to_lowercase());
-    let block = ok(
-        fx,
-        &m.identity,
-        "block_devices",
-        admin.block_devices(s, &mb, &with_dup).await,
-    );
+    let block = c.ok("block_devices", admin.block_devices(s, mb, &with_dup).await);
     assert_eq!(block.before, m.blocked_device_ids, "{n}: block: before");
     let mut want = m.blocked_device_ids.clone();
     want.extend(device_ids.iter().cloned());
@@ -338,19 +343,12 @@ pub async fn devices_wiped_then_blocked(admin: &dyn MailboxAdmin, fx: &Fixture) 
         block.added(),
         device_ids.iter().map(String::as_str).collect::<Vec<_>>()
     );
-    let again = ok(
-        fx,
-        &m.identity,
+    let again = c.ok(
         "block_devices again",
-        admin.block_devices(s, &mb, &device_ids).await,
+        admin.block_devices(s, mb, &device_ids).await,
     );
     assert_eq!(again.after, want, "{n}: blocking again changes nothing");
-    let listed = ok(
-        fx,
-        &m.identity,
-        "mobile_devices",
-        admin.mobile_devices(s, &mb).await,
-    );
+    let listed = c.mobile_devices().await;
     assert_eq!(
         listed.blocked_device_ids, want,
         "{n}: blocked IDs read back"
@@ -358,26 +356,20 @@ pub async fn devices_wiped_then_blocked(admin: &dyn MailboxAdmin, fx: &Fixture) 
     for d in &device_ids {
         assert!(listed.is_blocked(d), "{n}: {d:?} blocked");
     }
-    let back = ok(
-        fx,
-        &m.identity,
+    let back = c.ok(
         "restore_blocked_devices",
-        admin.restore_blocked_devices(s, &mb, &block.before).await,
+        admin.restore_blocked_devices(s, mb, &block.before).await,
     );
     assert_eq!(back.after, m.blocked_device_ids, "{n}: block list restored");
-    let none = ok(
-        fx,
-        &m.identity,
+    let none = c.ok(
         "restore to none",
-        admin.restore_blocked_devices(s, &mb, &[]).await,
+        admin.restore_blocked_devices(s, mb, &[]).await,
     );
     assert!(none.after.is_empty(), "{n}: an empty list clears: {none:?}");
-    ok(
-        fx,
-        &m.identity,
+    c.ok(
         "restore_blocked_devices",
         admin
-            .restore_blocked_devices(s, &mb, &m.blocked_device_ids)
+            .restore_blocked_devices(s, mb, &m.blocked_device_ids)
             .await,
     );
 }
@@ -422,14 +414,10 @@ pub async fn unsupported_servers_are_refused(admin: &dyn MailboxAdmin, fx: &Fixt
 /// listed); forwarding removed and nothing else changed.
 pub async fn forwarding_found_and_removed(admin: &dyn MailboxAdmin, fx: &Fixture) {
     let (s, m) = (&fx.server, &fx.seed.forwarding);
-    let mb = id(m);
+    let c = Check::new(admin, fx, m);
+    let mb = &c.mb;
     let n = &s.name;
-    let found = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let found = c.forwarding().await;
     assert_eq!(found.forwarding, m.forwarding, "{n}: forwarding as seeded");
     assert_rules(fx, "forwarding", &found.rules, &concerning(&m.rules));
     assert_eq!(
@@ -437,20 +425,10 @@ pub async fn forwarding_found_and_removed(admin: &dyn MailboxAdmin, fx: &Fixture
         m.rules.len() - concerning(&m.rules).len(),
         "{n}: other rules counted"
     );
-    let removed = ok(
-        fx,
-        &m.identity,
-        "remove_forwarding",
-        admin.remove_forwarding(s, &mb).await,
-    );
+    let removed = c.ok("remove_forwarding", admin.remove_forwarding(s, mb).await);
     assert_eq!(removed.before, m.forwarding, "{n}: remove: before");
     assert_eq!(removed.after, Forwarding::default(), "{n}: remove: after");
-    let again = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let again = c.forwarding().await;
     assert!(
         !again.forwarding.is_set() && !again.forwarding.deliver_to_mailbox_and_forward,
         "{n}: {again:?}"
@@ -460,12 +438,7 @@ pub async fn forwarding_found_and_removed(admin: &dyn MailboxAdmin, fx: &Fixture
         "{n}: removing forwarding leaves the rules alone"
     );
     assert_eq!(again.other_rules, found.other_rules);
-    let cas = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let cas = c.cas_settings().await;
     assert_eq!(
         cas, m.cas,
         "{n}: removing forwarding leaves protocol access alone"
@@ -475,29 +448,23 @@ pub async fn forwarding_found_and_removed(admin: &dyn MailboxAdmin, fx: &Fixture
 /// One rule disabled, one removed, an unknown one reported `NotFound`; the others untouched.
 pub async fn inbox_rules_disabled_and_removed(admin: &dyn MailboxAdmin, fx: &Fixture) {
     let (s, m) = (&fx.server, &fx.seed.rules);
-    let mb = id(m);
+    let c = Check::new(admin, fx, m);
+    let mb = &c.mb;
     let n = &s.name;
     let [fwd, att, redir, ..] = &m.rules[..] else {
         panic!("the rules seed has at least three rules");
     };
-    let found = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let found = c.forwarding().await;
     assert_rules(fx, "forwarding", &found.rules, &concerning(&m.rules));
     let fwd_id = rule_identity(fx, &found.rules, &fwd.name);
     let redir_id = rule_identity(fx, &found.rules, &redir.name);
     let absent = format!("{}\\999", m.identity);
-    let disabled = ok(
-        fx,
-        &m.identity,
+    let disabled = c.ok(
         "disable",
         admin
             .change_inbox_rules(
                 s,
-                &mb,
+                mb,
                 &[fwd_id.clone(), absent.clone()],
                 RuleAction::Disable,
             )
@@ -520,12 +487,10 @@ pub async fn inbox_rules_disabled_and_removed(admin: &dyn MailboxAdmin, fx: &Fix
     let mut want = concerning(&m.rules);
     want[0].enabled = false;
     assert_rules(fx, "after disable", &disabled.after, &want);
-    let removed = ok(
-        fx,
-        &m.identity,
+    let removed = c.ok(
         "remove",
         admin
-            .change_inbox_rules(s, &mb, &[redir_id], RuleAction::Remove)
+            .change_inbox_rules(s, mb, &[redir_id], RuleAction::Remove)
             .await,
     );
     assert!(
@@ -534,12 +499,7 @@ pub async fn inbox_rules_disabled_and_removed(admin: &dyn MailboxAdmin, fx: &Fix
     );
     want.retain(|r| r.name != redir.name);
     assert_rules(fx, "after remove", &removed.after, &want);
-    let found = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let found = c.forwarding().await;
     assert_rules(fx, "read back", &found.rules, &want);
     assert!(
         found.rules.iter().any(|r| r.name == att.name && r.enabled),
@@ -556,33 +516,19 @@ pub async fn inbox_rules_disabled_and_removed(admin: &dyn MailboxAdmin, fx: &Fix
 /// byte, never run.
 pub async fn hostile_names_are_data(admin: &dyn MailboxAdmin, fx: &Fixture) {
     let (s, m) = (&fx.server, &fx.seed.hostile);
-    let mb = id(m);
+    let c = Check::new(admin, fx, m);
+    let mb = &c.mb;
     let n = &s.name;
-    let cas = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let cas = c.cas_settings().await;
     assert_eq!(cas, m.cas, "{n}: a hostile identity is found as it is");
-    let listed = ok(
-        fx,
-        &m.identity,
-        "mobile_devices",
-        admin.mobile_devices(s, &mb).await,
-    );
+    let listed = c.mobile_devices().await;
     assert_devices(
         fx,
         "hostile device IDs and names",
         &listed.devices,
         &m.devices,
     );
-    let found = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let found = c.forwarding().await;
     assert_rules(
         fx,
         "hostile rule names",
@@ -590,31 +536,22 @@ pub async fn hostile_names_are_data(admin: &dyn MailboxAdmin, fx: &Fixture) {
         &concerning(&m.rules),
     );
     let identities: Vec<String> = listed.devices.iter().map(|d| d.identity.clone()).collect();
-    let wiped = ok(
-        fx,
-        &m.identity,
+    let wiped = c.ok(
         "wipe_devices",
-        admin.wipe_devices(s, &mb, &identities, fx.wipe_mode).await,
+        admin.wipe_devices(s, mb, &identities, fx.wipe_mode).await,
     );
     assert!(wiped.all_done(), "{n}: {wiped:?}");
     let ids: Vec<String> = m.devices.iter().map(|d| d.device_id.clone()).collect();
-    let block = ok(
-        fx,
-        &m.identity,
-        "block_devices",
-        admin.block_devices(s, &mb, &ids).await,
-    );
+    let block = c.ok("block_devices", admin.block_devices(s, mb, &ids).await);
     assert_eq!(
         block.after, ids,
         "{n}: hostile device IDs blocked byte for byte"
     );
     let rules: Vec<String> = found.rules.iter().map(|r| r.identity.clone()).collect();
-    let changed = ok(
-        fx,
-        &m.identity,
+    let changed = c.ok(
         "change_inbox_rules",
         admin
-            .change_inbox_rules(s, &mb, &rules, RuleAction::Disable)
+            .change_inbox_rules(s, mb, &rules, RuleAction::Disable)
             .await,
     );
     assert!(
@@ -622,11 +559,9 @@ pub async fn hostile_names_are_data(admin: &dyn MailboxAdmin, fx: &Fixture) {
         "{n}: {changed:?}"
     );
     assert!(changed.after.iter().all(|r| !r.enabled), "{n}: {changed:?}");
-    let up = ok(
-        fx,
-        &m.identity,
+    let up = c.ok(
         "lockdown",
-        admin.set_cas(s, &mb, &CasChange::lockdown()).await,
+        admin.set_cas(s, mb, &CasChange::lockdown()).await,
     );
     assert_eq!(up.after, CasSettings::all(false), "{n}");
 }
@@ -698,36 +633,21 @@ pub async fn unsendable_input_is_refused(admin: &dyn MailboxAdmin, fx: &Fixture)
 
 /// The canary mailbox is exactly as seeded (run last).
 pub async fn canary_untouched(admin: &dyn MailboxAdmin, fx: &Fixture) {
-    let (s, m) = (&fx.server, &fx.seed.canary);
-    let mb = id(m);
-    let n = &s.name;
-    let cas = ok(
-        fx,
-        &m.identity,
-        "cas_settings",
-        admin.cas_settings(s, &mb).await,
-    );
+    let m = &fx.seed.canary;
+    let c = Check::new(admin, fx, m);
+    let n = &fx.server.name;
+    let cas = c.cas_settings().await;
     assert_eq!(
         cas, m.cas,
         "{n}: the canary's protocol access changed: a hostile name ran"
     );
-    let devices = ok(
-        fx,
-        &m.identity,
-        "mobile_devices",
-        admin.mobile_devices(s, &mb).await,
-    );
+    let devices = c.mobile_devices().await;
     assert_devices(fx, "canary devices", &devices.devices, &m.devices);
     assert_eq!(
         devices.blocked_device_ids, m.blocked_device_ids,
         "{n}: canary block list"
     );
-    let found = ok(
-        fx,
-        &m.identity,
-        "forwarding",
-        admin.forwarding(s, &mb).await,
-    );
+    let found = c.forwarding().await;
     assert_eq!(
         found.forwarding, m.forwarding,
         "{n}: the canary's forwarding changed: a hostile name ran"

@@ -143,95 +143,36 @@ pub trait MailboxAdmin: Debug + Send + Sync + 'static {
     }
 }
 
-/// `Arc<A>` and `Box<A>` forward every method to `A`.
+/// `Arc<A>` and `Box<A>` forward every method to `A`: each method is listed once, by its name,
+/// the arguments after `server` and `mailbox`, and what it returns.
 macro_rules! forward_mailbox_admin {
-    ($ptr:ident) => {
+    ($($ptr:ident),+) => {
+        $(forward_mailbox_admin!(@impl $ptr {
+            cas_settings() -> CasSettings;
+            set_cas(change: &CasChange) -> CasUpdate;
+            restore_cas(before: &CasSettings) -> CasUpdate;
+            mobile_devices() -> MobileDevices;
+            wipe_devices(identities: &[String], mode: WipeMode) -> WipeReport;
+            block_devices(device_ids: &[String]) -> DeviceBlock;
+            restore_blocked_devices(device_ids: &[String]) -> DeviceBlock;
+            forwarding() -> ForwardingReport;
+            remove_forwarding() -> ForwardingChange;
+            change_inbox_rules(identities: &[String], action: RuleAction) -> RuleChange;
+        });)+
+    };
+    (@impl $ptr:ident { $($method:ident($($arg:ident: $ty:ty),*) -> $out:ty;)* }) => {
         #[async_trait]
         impl<A: MailboxAdmin + ?Sized> MailboxAdmin for $ptr<A> {
-            async fn cas_settings(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-            ) -> Result<CasSettings, MailboxError> {
-                (**self).cas_settings(server, mailbox).await
-            }
-            async fn set_cas(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                change: &CasChange,
-            ) -> Result<CasUpdate, MailboxError> {
-                (**self).set_cas(server, mailbox, change).await
-            }
-            async fn restore_cas(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                before: &CasSettings,
-            ) -> Result<CasUpdate, MailboxError> {
-                (**self).restore_cas(server, mailbox, before).await
-            }
-            async fn mobile_devices(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-            ) -> Result<MobileDevices, MailboxError> {
-                (**self).mobile_devices(server, mailbox).await
-            }
-            async fn wipe_devices(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                identities: &[String],
-                mode: WipeMode,
-            ) -> Result<WipeReport, MailboxError> {
-                (**self)
-                    .wipe_devices(server, mailbox, identities, mode)
-                    .await
-            }
-            async fn block_devices(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                device_ids: &[String],
-            ) -> Result<DeviceBlock, MailboxError> {
-                (**self).block_devices(server, mailbox, device_ids).await
-            }
-            async fn restore_blocked_devices(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                device_ids: &[String],
-            ) -> Result<DeviceBlock, MailboxError> {
-                (**self)
-                    .restore_blocked_devices(server, mailbox, device_ids)
-                    .await
-            }
-            async fn forwarding(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-            ) -> Result<ForwardingReport, MailboxError> {
-                (**self).forwarding(server, mailbox).await
-            }
-            async fn remove_forwarding(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-            ) -> Result<ForwardingChange, MailboxError> {
-                (**self).remove_forwarding(server, mailbox).await
-            }
-            async fn change_inbox_rules(
-                &self,
-                server: &ExchangeServer,
-                mailbox: &MailboxId,
-                identities: &[String],
-                action: RuleAction,
-            ) -> Result<RuleChange, MailboxError> {
-                (**self)
-                    .change_inbox_rules(server, mailbox, identities, action)
-                    .await
-            }
+            $(
+                async fn $method(
+                    &self,
+                    server: &ExchangeServer,
+                    mailbox: &MailboxId,
+                    $($arg: $ty),*
+                ) -> Result<$out, MailboxError> {
+                    (**self).$method(server, mailbox, $($arg),*).await
+                }
+            )*
             fn security_notes(&self) -> Vec<String> {
                 (**self).security_notes()
             }
@@ -239,5 +180,4 @@ macro_rules! forward_mailbox_admin {
     };
 }
 
-forward_mailbox_admin!(Arc);
-forward_mailbox_admin!(Box);
+forward_mailbox_admin!(Arc, Box);

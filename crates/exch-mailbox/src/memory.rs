@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{contains_ci, eq_ci};
 use crate::{
-    support, CasChange, CasSettings, CasUpdate, DeviceBlock, Forwarding, ForwardingChange,
-    ForwardingReport, InboxRule, ItemResult, ItemStatus, MailboxAdmin, MailboxError, MailboxId,
-    MobileDevice, MobileDevices, RuleAction, RuleChange, WipeMode, WipeReport,
+    support, CasChange, CasProtocol, CasSettings, CasUpdate, DeviceBlock, Forwarding,
+    ForwardingChange, ForwardingReport, InboxRule, ItemResult, ItemStatus, MailboxAdmin,
+    MailboxError, MailboxId, MobileDevice, MobileDevices, RuleAction, RuleChange, WipeMode,
+    WipeReport,
 };
 
 /// One mailbox as the fake keeps it, and as a test seeds it (the conformance suite's seed uses
@@ -275,6 +276,16 @@ fn act_on_each<T>(
         .collect()
 }
 
+/// Writes protocol `values` (see [`CasSettings::write`]) and reports before and after.
+fn write_cas(m: &mut MailboxState, values: &[(CasProtocol, Option<bool>)]) -> CasUpdate {
+    let before = m.cas;
+    m.cas = before.write(values);
+    CasUpdate {
+        before,
+        after: m.cas,
+    }
+}
+
 #[async_trait]
 impl MailboxAdmin for InMemoryMailboxes {
     async fn cas_settings(
@@ -293,14 +304,7 @@ impl MailboxAdmin for InMemoryMailboxes {
     ) -> Result<CasUpdate, MailboxError> {
         support::cas_change(change)?;
         let op = MailboxOperation::SetCas(change.clone());
-        self.with(server, mailbox, op, |m| {
-            let before = m.cas;
-            m.cas = before.write(&change.values());
-            CasUpdate {
-                before,
-                after: m.cas,
-            }
-        })
+        self.with(server, mailbox, op, |m| write_cas(m, &change.values()))
     }
 
     async fn restore_cas(
@@ -311,12 +315,7 @@ impl MailboxAdmin for InMemoryMailboxes {
     ) -> Result<CasUpdate, MailboxError> {
         let op = MailboxOperation::RestoreCas(*before);
         self.with(server, mailbox, op, |m| {
-            let was = m.cas;
-            m.cas = was.write(&before.restore_values());
-            CasUpdate {
-                before: was,
-                after: m.cas,
-            }
+            write_cas(m, &before.restore_values())
         })
     }
 
@@ -449,13 +448,7 @@ impl MailboxAdmin for InMemoryMailboxes {
                     .for_each(|r| r.enabled = false),
                 RuleAction::Remove => m.rules.retain(|r| !contains_ci(&hit, &r.identity)),
             }
-            let after = ForwardingReport::new(Forwarding::default(), m.rules.clone());
-            RuleChange {
-                action,
-                rules,
-                after: after.rules,
-                other_rules: after.other_rules,
-            }
+            RuleChange::new(action, rules, m.rules.clone())
         })
     }
 }

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::error::clip;
 use crate::{
-    CasSettings, DeviceAccessState, Forwarding, InboxRule, ItemResult, ItemStatus, MailboxError,
-    MailboxId, MobileDevice,
+    CasSettings, CasUpdate, DeviceAccessState, DeviceBlock, Forwarding, InboxRule, ItemResult,
+    ItemStatus, MailboxError, MailboxId, MobileDevice,
 };
 
 /// The exception Exchange raises for an identity that matches nothing.
@@ -315,6 +315,22 @@ impl Ctx<'_> {
 
     pub(crate) fn cas(&self, doc: &Value, key: &str) -> Result<CasSettings, MailboxError> {
         Ok(self.field::<RawCas>(doc, key)?.into())
+    }
+
+    /// The CAS settings `before` and `after` a write.
+    pub(crate) fn cas_update(&self, doc: &Value) -> Result<CasUpdate, MailboxError> {
+        Ok(CasUpdate {
+            before: self.cas(doc, "before")?,
+            after: self.cas(doc, "after")?,
+        })
+    }
+
+    /// The blocked device IDs `before` and `after` a write.
+    pub(crate) fn device_block(&self, doc: &Value) -> Result<DeviceBlock, MailboxError> {
+        Ok(DeviceBlock {
+            before: self.strings(doc, "before")?,
+            after: self.strings(doc, "after")?,
+        })
     }
 
     pub(crate) fn strings(&self, doc: &Value, key: &str) -> Result<Vec<String>, MailboxError> {

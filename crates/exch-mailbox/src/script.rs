@@ -80,6 +80,17 @@ fn end_lookup(s: &mut String) {
     s.push_str("  }\n");
 }
 
+/// A whole script: [`open`], [`lookup`] of the mailbox with `cmdlet`, `body` (run when exactly
+/// one matched), [`close`].
+fn script(mailbox: &MailboxId, cmdlet: &str, body: impl FnOnce(&mut String)) -> String {
+    let mut s = open(mailbox);
+    lookup(&mut s, cmdlet);
+    body(&mut s);
+    end_lookup(&mut s);
+    close(&mut s);
+    s
+}
+
 /// `@('a', 'b')` (or `@()`), every item a verbatim literal.
 fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| ps_quote(i)).collect();
@@ -127,10 +138,14 @@ fn forwarding_object(var: &str) -> String {
     )
 }
 
-/// For each of `wanted`: find the item of `$present` whose `Identity` equals it (`-eq`:
-/// ignoring case) and run `action` on it (`$item` is the object Exchange returned); collect
+/// Lists the mailbox's items into `$present` (`<list> -Mailbox $id`); for each of `wanted`:
+/// find the item of `$present` whose `Identity` equals it (`-eq`: ignoring case) and run
+/// `action` on it (`$item` is the object Exchange returned); collect
 /// `{"id","status","reason","message"}` into `$results`.
-fn act_on_each(s: &mut String, wanted: &[String], cmdlet: &str, action: &str) {
+fn act_on_each(s: &mut String, list_cmdlet: &str, wanted: &[String], cmdlet: &str, action: &str) {
+    s.push_str(&format!(
+        "    $step = '{list_cmdlet}'\n    $present = @({list_cmdlet} -Mailbox $id)\n"
+    ));
     s.push_str("    $results = @()\n");
     s.push_str(&format!("    foreach ($want in {}) {{\n", list(wanted)));
     s.push_str("      $status = 'notFound'\n      $reason = ''\n      $message = ''\n");
@@ -149,15 +164,12 @@ fn act_on_each(s: &mut String, wanted: &[String], cmdlet: &str, action: &str) {
 
 /// Reads the protocol settings. Prints `{"matches":1,"cas":{"OWAEnabled":…,…}}`.
 pub fn read_cas(mailbox: &MailboxId) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str(&format!(
-        "    $c = $found[0]\n    $out = [pscustomobject]@{{ matches = 1; cas = {} }}\n",
-        cas_object("c")
-    ));
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        s.push_str(&format!(
+            "    $c = $found[0]\n    $out = [pscustomobject]@{{ matches = 1; cas = {} }}\n",
+            cas_object("c")
+        ));
+    })
 }
 
 fn ps_value(protocol: CasProtocol, enabled: Option<bool>) -> &'static str {
@@ -178,51 +190,41 @@ pub fn write_cas(mailbox: &MailboxId, values: &[(CasProtocol, Option<bool>)]) ->
         .iter()
         .map(|(p, v)| format!("-{} {}", p.parameter(), ps_value(*p, *v)))
         .collect();
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str(&format!(
-        "    $c = $found[0]\n    $before = {}\n",
-        cas_object("c")
-    ));
-    s.push_str("    $step = 'Set-CASMailbox'\n");
-    s.push_str(&format!(
-        "    Set-CASMailbox -Identity $id {}\n",
-        params.join(" ")
-    ));
-    s.push_str("    $step = 'Get-CASMailbox'\n");
-    s.push_str("    $c = Get-CASMailbox -Identity $id\n");
-    s.push_str(&format!(
-        "    $out = [pscustomobject]@{{ matches = 1; before = $before; after = {} }}\n",
-        cas_object("c")
-    ));
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        s.push_str(&format!(
+            "    $c = $found[0]\n    $before = {}\n",
+            cas_object("c")
+        ));
+        s.push_str("    $step = 'Set-CASMailbox'\n");
+        s.push_str(&format!(
+            "    Set-CASMailbox -Identity $id {}\n",
+            params.join(" ")
+        ));
+        s.push_str("    $step = 'Get-CASMailbox'\n");
+        s.push_str("    $c = Get-CASMailbox -Identity $id\n");
+        s.push_str(&format!(
+            "    $out = [pscustomobject]@{{ matches = 1; before = $before; after = {} }}\n",
+            cas_object("c")
+        ));
+    })
 }
 
 /// Lists the mobile devices and the blocked device IDs. Prints
 /// `{"matches":1,"devices":[{"Identity","DeviceId","DeviceType","DeviceModel","FriendlyName",
 /// "DeviceAccessState"}],"blocked":[…]}`.
 pub fn list_devices(mailbox: &MailboxId) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str(&strings_into(
-        "blocked",
-        "$found[0].ActiveSyncBlockedDeviceIDs",
-        "    ",
-    ));
-    s.push_str("    $step = 'Get-MobileDevice'\n    $devices = @()\n");
-    s.push_str(&String::from(
-        "    foreach ($d in @(Get-MobileDevice -Mailbox $id)) {\n",
-    ));
-    s.push_str("      $devices += [pscustomobject]@{ Identity = [string]$d.Identity; DeviceId = [string]$d.DeviceId; DeviceType = [string]$d.DeviceType; DeviceModel = [string]$d.DeviceModel; FriendlyName = [string]$d.FriendlyName; DeviceAccessState = [string]$d.DeviceAccessState }\n");
-    s.push_str("    }\n");
-    s.push_str(
-        "    $out = [pscustomobject]@{ matches = 1; devices = @($devices); blocked = @($blocked) }\n",
-    );
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        s.push_str(&blocked_ids_into("blocked"));
+        s.push_str("    $step = 'Get-MobileDevice'\n    $devices = @()\n");
+        s.push_str(&String::from(
+            "    foreach ($d in @(Get-MobileDevice -Mailbox $id)) {\n",
+        ));
+        s.push_str("      $devices += [pscustomobject]@{ Identity = [string]$d.Identity; DeviceId = [string]$d.DeviceId; DeviceType = [string]$d.DeviceType; DeviceModel = [string]$d.DeviceModel; FriendlyName = [string]$d.FriendlyName; DeviceAccessState = [string]$d.DeviceAccessState }\n");
+        s.push_str("    }\n");
+        s.push_str(
+            "    $out = [pscustomobject]@{ matches = 1; devices = @($devices); blocked = @($blocked) }\n",
+        );
+    })
 }
 
 /// Sends a remote wipe to each of the mailbox's devices whose `Identity` is in `identities`
@@ -235,67 +237,52 @@ pub fn wipe_devices(mailbox: &MailboxId, identities: &[String], mode: WipeMode) 
         WipeMode::AccountOnly => " -AccountOnly",
         WipeMode::Full => "",
     };
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str("    $step = 'Get-MobileDevice'\n");
-    s.push_str(&String::from(
-        "    $present = @(Get-MobileDevice -Mailbox $id)\n",
-    ));
-    act_on_each(
-        &mut s,
-        identities,
-        "Clear-MobileDevice",
-        &format!("Clear-MobileDevice -Identity $item.Identity{switch} -Confirm:$false"),
-    );
-    s.push_str("    $out = [pscustomobject]@{ matches = 1; results = @($results) }\n");
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        act_on_each(
+            s,
+            "Get-MobileDevice",
+            identities,
+            "Clear-MobileDevice",
+            &format!("Clear-MobileDevice -Identity $item.Identity{switch} -Confirm:$false"),
+        );
+        s.push_str("    $out = [pscustomobject]@{ matches = 1; results = @($results) }\n");
+    })
 }
 
 /// Adds `device_ids` to `ActiveSyncBlockedDeviceIDs` (those already there, compared with `-eq`,
 /// are not added twice) and writes the full list back with one `Set-CASMailbox`. Prints
 /// `{"matches":1,"before":[…],"after":[…]}`.
 pub fn block_devices(mailbox: &MailboxId, device_ids: &[String]) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str(&strings_into(
-        "before",
-        "$found[0].ActiveSyncBlockedDeviceIDs",
-        "    ",
-    ));
-    s.push_str("    $blocked = @($before)\n");
-    s.push_str(&format!("    foreach ($want in {}) {{\n", list(device_ids)));
-    s.push_str("      $have = $false\n");
-    s.push_str("      foreach ($b in $blocked) { if ($b -eq $want) { $have = $true } }\n");
-    s.push_str("      if (-not $have) { $blocked += $want }\n    }\n");
-    s.push_str("    $step = 'Set-CASMailbox'\n");
-    s.push_str("    Set-CASMailbox -Identity $id -ActiveSyncBlockedDeviceIDs $blocked\n");
-    after_blocked(&mut s);
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        s.push_str(&blocked_ids_into("before"));
+        s.push_str("    $blocked = @($before)\n");
+        s.push_str(&format!("    foreach ($want in {}) {{\n", list(device_ids)));
+        s.push_str("      $have = $false\n");
+        s.push_str("      foreach ($b in $blocked) { if ($b -eq $want) { $have = $true } }\n");
+        s.push_str("      if (-not $have) { $blocked += $want }\n    }\n");
+        s.push_str("    $step = 'Set-CASMailbox'\n");
+        s.push_str("    Set-CASMailbox -Identity $id -ActiveSyncBlockedDeviceIDs $blocked\n");
+        after_blocked(s);
+    })
 }
 
 /// Writes `ActiveSyncBlockedDeviceIDs` as exactly `device_ids` (`@()` for none): puts a list
 /// read before [`block_devices`] back. Prints `{"matches":1,"before":[…],"after":[…]}`.
 pub fn set_blocked_devices(mailbox: &MailboxId, device_ids: &[String]) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-CASMailbox");
-    s.push_str(&strings_into(
-        "before",
-        "$found[0].ActiveSyncBlockedDeviceIDs",
-        "    ",
-    ));
-    s.push_str("    $step = 'Set-CASMailbox'\n");
-    s.push_str(&format!(
-        "    Set-CASMailbox -Identity $id -ActiveSyncBlockedDeviceIDs {}\n",
-        list(device_ids)
-    ));
-    after_blocked(&mut s);
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-CASMailbox", |s| {
+        s.push_str(&blocked_ids_into("before"));
+        s.push_str("    $step = 'Set-CASMailbox'\n");
+        s.push_str(&format!(
+            "    Set-CASMailbox -Identity $id -ActiveSyncBlockedDeviceIDs {}\n",
+            list(device_ids)
+        ));
+        after_blocked(s);
+    })
+}
+
+/// The mailbox's `ActiveSyncBlockedDeviceIDs`, as found, into `$var`.
+fn blocked_ids_into(var: &str) -> String {
+    strings_into(var, "$found[0].ActiveSyncBlockedDeviceIDs", "    ")
 }
 
 fn after_blocked(s: &mut String) {
@@ -317,39 +304,33 @@ fn after_blocked(s: &mut String) {
 /// "DeleteMessage"}]}` (empty strings for unset addresses; the parser keeps only the rules
 /// that forward, redirect or delete).
 pub fn read_forwarding(mailbox: &MailboxId) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-Mailbox");
-    rules_into(&mut s);
-    s.push_str(&format!(
-        "    $out = [pscustomobject]@{{ matches = 1; forwarding = {}; rules = @($rules) }}\n",
-        forwarding_object("found[0]")
-    ));
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-Mailbox", |s| {
+        rules_into(s);
+        s.push_str(&format!(
+            "    $out = [pscustomobject]@{{ matches = 1; forwarding = {}; rules = @($rules) }}\n",
+            forwarding_object("found[0]")
+        ));
+    })
 }
 
 /// Clears the mailbox's forwarding (`Set-Mailbox -ForwardingSmtpAddress $null
 /// -ForwardingAddress $null -DeliverToMailboxAndForward $false`) and reads it before and after.
 /// Prints `{"matches":1,"before":{…},"after":{…}}`.
 pub fn remove_forwarding(mailbox: &MailboxId) -> String {
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-Mailbox");
-    s.push_str(&format!(
-        "    $before = {}\n",
-        forwarding_object("found[0]")
-    ));
-    s.push_str("    $step = 'Set-Mailbox'\n");
-    s.push_str("    Set-Mailbox -Identity $id -ForwardingSmtpAddress $null -ForwardingAddress $null -DeliverToMailboxAndForward $false\n");
-    s.push_str("    $step = 'Get-Mailbox'\n");
-    s.push_str("    $m = Get-Mailbox -Identity $id\n");
-    s.push_str(&format!(
-        "    $out = [pscustomobject]@{{ matches = 1; before = $before; after = {} }}\n",
-        forwarding_object("m")
-    ));
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-Mailbox", |s| {
+        s.push_str(&format!(
+            "    $before = {}\n",
+            forwarding_object("found[0]")
+        ));
+        s.push_str("    $step = 'Set-Mailbox'\n");
+        s.push_str("    Set-Mailbox -Identity $id -ForwardingSmtpAddress $null -ForwardingAddress $null -DeliverToMailboxAndForward $false\n");
+        s.push_str("    $step = 'Get-Mailbox'\n");
+        s.push_str("    $m = Get-Mailbox -Identity $id\n");
+        s.push_str(&format!(
+            "    $out = [pscustomobject]@{{ matches = 1; before = $before; after = {} }}\n",
+            forwarding_object("m")
+        ));
+    })
 }
 
 /// Disables or removes each of the mailbox's inbox rules whose `Identity` is in `identities`
@@ -364,25 +345,19 @@ pub fn change_inbox_rules(
     action: RuleAction,
 ) -> String {
     let cmdlet = action.cmdlet();
-    let mut s = open(mailbox);
-    lookup(&mut s, "Get-Mailbox");
-    s.push_str("    $step = 'Get-InboxRule'\n");
-    s.push_str(&String::from(
-        "    $present = @(Get-InboxRule -Mailbox $id)\n",
-    ));
-    act_on_each(
-        &mut s,
-        identities,
-        cmdlet,
-        &format!("{cmdlet} -Identity $item.Identity -Force -Confirm:$false"),
-    );
-    rules_into(&mut s);
-    s.push_str(
-        "    $out = [pscustomobject]@{ matches = 1; results = @($results); rules = @($rules) }\n",
-    );
-    end_lookup(&mut s);
-    close(&mut s);
-    s
+    script(mailbox, "Get-Mailbox", |s| {
+        act_on_each(
+            s,
+            "Get-InboxRule",
+            identities,
+            cmdlet,
+            &format!("{cmdlet} -Identity $item.Identity -Force -Confirm:$false"),
+        );
+        rules_into(s);
+        s.push_str(
+            "    $out = [pscustomobject]@{ matches = 1; results = @($results); rules = @($rules) }\n",
+        );
+    })
 }
 
 #[cfg(test)]

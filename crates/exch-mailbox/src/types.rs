@@ -700,6 +700,24 @@ pub struct RuleChange {
     pub other_rules: usize,
 }
 
+impl RuleChange {
+    /// The result of `action`: `rules` per requested identity, and every rule the mailbox has
+    /// afterwards (`all_after`) split into those of concern and the count of the others.
+    pub(crate) fn new(
+        action: RuleAction,
+        rules: Vec<ItemResult>,
+        all_after: Vec<InboxRule>,
+    ) -> RuleChange {
+        let after = ForwardingReport::new(Forwarding::default(), all_after);
+        RuleChange {
+            action,
+            rules,
+            after: after.rules,
+            other_rules: after.other_rules,
+        }
+    }
+}
+
 /// Whether `list` holds `item`, ignoring case (PowerShell's `-eq`).
 pub(crate) fn contains_ci(list: &[String], item: &str) -> bool {
     list.iter().any(|x| eq_ci(x, item))

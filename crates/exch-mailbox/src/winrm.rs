@@ -72,14 +72,14 @@ impl WinRmMailbox {
     }
 
     /// Runs `script_text` for `operation` on `server` and returns the document of a script
-    /// whose mailbox matched exactly once.
-    async fn run(
+    /// whose mailbox matched exactly once, with the context that parses it.
+    async fn run<'a>(
         &self,
-        server: &ExchangeServer,
-        mailbox: &MailboxId,
+        server: &'a ExchangeServer,
+        mailbox: &'a MailboxId,
         operation: &'static str,
         script_text: String,
-    ) -> Result<Value, MailboxError> {
+    ) -> Result<(Ctx<'a>, Value), MailboxError> {
         support::check_server(server)?;
         let length = iis_script::command_line_len(&script_text);
         if length > iis_script::MAX_COMMAND_LINE {
@@ -110,11 +110,14 @@ impl WinRmMailbox {
                 }),
             });
         }
-        let doc = ctx(server, mailbox, operation).envelope(&out.stdout);
-        if let Err(e) = &doc {
-            tracing::warn!(server = %server.name, operation, error = %e, "mailbox operation failed");
+        let cx = ctx(server, mailbox, operation);
+        match cx.envelope(&out.stdout) {
+            Ok(doc) => Ok((cx, doc)),
+            Err(e) => {
+                tracing::warn!(server = %server.name, operation, error = %e, "mailbox operation failed");
+                Err(e)
+            }
         }
-        doc
     }
 }
 
@@ -159,10 +162,10 @@ impl MailboxAdmin for WinRmMailbox {
         mailbox: &MailboxId,
     ) -> Result<CasSettings, MailboxError> {
         const OP: &str = "read CAS settings";
-        let doc = self
+        let (cx, doc) = self
             .run(server, mailbox, OP, script::read_cas(mailbox))
             .await?;
-        ctx(server, mailbox, OP).cas(&doc, "cas")
+        cx.cas(&doc, "cas")
     }
 
     async fn set_cas(
@@ -174,12 +177,8 @@ impl MailboxAdmin for WinRmMailbox {
         const OP: &str = "set CAS settings";
         support::cas_change(change)?;
         let text = script::write_cas(mailbox, &change.values());
-        let doc = self.run(server, mailbox, OP, text).await?;
-        let cx = ctx(server, mailbox, OP);
-        Ok(CasUpdate {
-            before: cx.cas(&doc, "before")?,
-            after: cx.cas(&doc, "after")?,
-        })
+        let (cx, doc) = self.run(server, mailbox, OP, text).await?;
+        cx.cas_update(&doc)
     }
 
     async fn restore_cas(
@@ -190,12 +189,8 @@ impl MailboxAdmin for WinRmMailbox {
     ) -> Result<CasUpdate, MailboxError> {
         const OP: &str = "restore CAS settings";
         let text = script::write_cas(mailbox, &before.restore_values());
-        let doc = self.run(server, mailbox, OP, text).await?;
-        let cx = ctx(server, mailbox, OP);
-        Ok(CasUpdate {
-            before: cx.cas(&doc, "before")?,
-            after: cx.cas(&doc, "after")?,
-        })
+        let (cx, doc) = self.run(server, mailbox, OP, text).await?;
+        cx.cas_update(&doc)
     }
 
     async fn mobile_devices(
@@ -204,10 +199,9 @@ impl MailboxAdmin for WinRmMailbox {
         mailbox: &MailboxId,
     ) -> Result<MobileDevices, MailboxError> {
         const OP: &str = "list mobile devices";
-        let doc = self
+        let (cx, doc) = self
             .run(server, mailbox, OP, script::list_devices(mailbox))
             .await?;
-        let cx = ctx(server, mailbox, OP);
         Ok(MobileDevices {
             devices: cx.devices(&doc, "devices")?,
             blocked_device_ids: cx.strings(&doc, "blocked")?,
@@ -225,10 +219,10 @@ impl MailboxAdmin for WinRmMailbox {
         let ids = support::items("device identities", identities)?;
         support::check_wipe(server, mode)?;
         let text = script::wipe_devices(mailbox, &ids, mode);
-        let doc = self.run(server, mailbox, OP, text).await?;
+        let (cx, doc) = self.run(server, mailbox, OP, text).await?;
         Ok(WipeReport {
             mode,
-            devices: ctx(server, mailbox, OP).results(&doc, &ids)?,
+            devices: cx.results(&doc, &ids)?,
         })
     }
 
@@ -241,12 +235,8 @@ impl MailboxAdmin for WinRmMailbox {
         const OP: &str = "block mobile devices";
         let ids = support::items("device IDs", device_ids)?;
         let text = script::block_devices(mailbox, &ids);
-        let doc = self.run(server, mailbox, OP, text).await?;
-        let cx = ctx(server, mailbox, OP);
-        Ok(DeviceBlock {
-            before: cx.strings(&doc, "before")?,
-            after: cx.strings(&doc, "after")?,
-        })
+        let (cx, doc) = self.run(server, mailbox, OP, text).await?;
+        cx.device_block(&doc)
     }
 
     async fn restore_blocked_devices(
@@ -258,12 +248,8 @@ impl MailboxAdmin for WinRmMailbox {
         const OP: &str = "restore blocked device IDs";
         let ids = support::block_list(device_ids)?;
         let text = script::set_blocked_devices(mailbox, &ids);
-        let doc = self.run(server, mailbox, OP, text).await?;
-        let cx = ctx(server, mailbox, OP);
-        Ok(DeviceBlock {
-            before: cx.strings(&doc, "before")?,
-            after: cx.strings(&doc, "after")?,
-        })
+        let (cx, doc) = self.run(server, mailbox, OP, text).await?;
+        cx.device_block(&doc)
     }
 
     async fn forwarding(
@@ -272,10 +258,9 @@ impl MailboxAdmin for WinRmMailbox {
         mailbox: &MailboxId,
     ) -> Result<ForwardingReport, MailboxError> {
         const OP: &str = "read forwarding and inbox rules";
-        let doc = self
+        let (cx, doc) = self
             .run(server, mailbox, OP, script::read_forwarding(mailbox))
             .await?;
-        let cx = ctx(server, mailbox, OP);
         Ok(ForwardingReport::new(
             cx.forwarding(&doc, "forwarding")?,
             cx.rules(&doc, "rules")?,
@@ -288,10 +273,9 @@ impl MailboxAdmin for WinRmMailbox {
         mailbox: &MailboxId,
     ) -> Result<ForwardingChange, MailboxError> {
         const OP: &str = "remove forwarding";
-        let doc = self
+        let (cx, doc) = self
             .run(server, mailbox, OP, script::remove_forwarding(mailbox))
             .await?;
-        let cx = ctx(server, mailbox, OP);
         Ok(ForwardingChange {
             before: cx.forwarding(&doc, "before")?,
             after: cx.forwarding(&doc, "after")?,
@@ -311,16 +295,9 @@ impl MailboxAdmin for WinRmMailbox {
         };
         let ids = support::items("inbox rule identities", identities)?;
         let text = script::change_inbox_rules(mailbox, &ids, action);
-        let doc = self.run(server, mailbox, operation, text).await?;
-        let cx = ctx(server, mailbox, operation);
+        let (cx, doc) = self.run(server, mailbox, operation, text).await?;
         let results = cx.results(&doc, &ids)?;
-        let after = ForwardingReport::new(Default::default(), cx.rules(&doc, "rules")?);
-        Ok(RuleChange {
-            action,
-            rules: results,
-            after: after.rules,
-            other_rules: after.other_rules,
-        })
+        Ok(RuleChange::new(action, results, cx.rules(&doc, "rules")?))
     }
 
     fn security_notes(&self) -> Vec<String> {

@@ -91,6 +91,13 @@ fn like(pattern: &str, text: &str) -> bool {
     go(&p, &t)
 }
 
+/// An optional string parameter given a value other than `$null`.
+fn given(b: &Bound, param: &str) -> Option<String> {
+    b.get(param)
+        .filter(|v| **v != Value::Null)
+        .map(Value::to_ps_string)
+}
+
 fn snapin_error(message: String, fqid: &str, target: &str) -> PsError {
     PsError::new(message, "InvalidArgument", fqid)
         .exception("PSArgumentException")
@@ -212,15 +219,12 @@ impl Call<'_, '_> {
                 let declared = params.iter().any(|p| p.name.eq_ignore_ascii_case(name));
                 if !declared && ["whatif", "confirm"].contains(&name.to_ascii_lowercase().as_str())
                 {
-                    return Err(PsError::new(
+                    return Err(self.binding_error(
                         format!(
                             "A parameter cannot be found that matches parameter name '{name}'."
                         ),
-                        "InvalidArgument",
-                        &format!("NamedParameterNotFound,{}", self.cmdlet.class()),
-                    )
-                    .exception("ParameterBindingException")
-                    .terminating());
+                        "NamedParameterNotFound",
+                    ));
                 }
             }
         }
@@ -268,14 +272,22 @@ impl Call<'_, '_> {
         }
     }
 
-    fn missing_mandatory(&self, param: &str) -> PsError {
+    /// A parameter-binding error (terminating), `reason` qualified by the cmdlet's class.
+    fn binding_error(&self, message: impl Into<String>, reason: &str) -> PsError {
         PsError::new(
-            format!("Cannot process command because of one or more missing mandatory parameters: {param}."),
+            message,
             "InvalidArgument",
-            &format!("MissingMandatoryParameter,{}", self.cmdlet.class()),
+            &format!("{reason},{}", self.cmdlet.class()),
         )
         .exception("ParameterBindingException")
         .terminating()
+    }
+
+    fn missing_mandatory(&self, param: &str) -> PsError {
+        self.binding_error(
+            format!("Cannot process command because of one or more missing mandatory parameters: {param}."),
+            "MissingMandatoryParameter",
+        )
     }
 
     /// A mandatory string parameter (`-Identity`).
@@ -340,6 +352,18 @@ impl Call<'_, '_> {
         }
     }
 
+    /// ShouldProcess on `target`: `Ok(false)` when `-WhatIf` told what would happen, the
+    /// refused prompt when it would ask, `Ok(true)` to go ahead.
+    fn should_process(&mut self, b: &Bound, target: &str, destructive: bool) -> EResult<bool> {
+        if self.what_if(b, target) {
+            return Ok(false);
+        }
+        if self.prompts(b, destructive) {
+            return Err(self.refuse_prompt());
+        }
+        Ok(true)
+    }
+
     fn warn(&mut self, text: &str) -> EResult<()> {
         let action = self.common.warning_action.clone();
         self.it.warn(action.as_deref(), text)
@@ -354,10 +378,7 @@ impl Call<'_, '_> {
             ],
             raw,
         )?;
-        let id = b
-            .get("Identity")
-            .filter(|v| **v != Value::Null)
-            .map(Value::to_ps_string);
+        let id = given(&b, "Identity");
         let found = self
             .shell
             .mailboxes(id.as_deref())
@@ -419,11 +440,8 @@ impl Call<'_, '_> {
         let m = self.shell.mailbox(id).map_err(|e| self.shell_error(e))?;
         let (_, domain) = self.shell.directory();
         let target = domain.mailbox_canonical(&m.name);
-        if self.what_if(b, &target) {
+        if !self.should_process(b, &target, false)? {
             return Ok(Vec::new());
-        }
-        if self.prompts(b, false) {
-            return Err(self.refuse_prompt());
         }
         let (m, changed) = apply(&self.shell).map_err(|e| self.shell_error(e))?;
         if !changed {
@@ -509,20 +527,12 @@ impl Call<'_, '_> {
             raw,
         )?;
         let (_, domain) = self.shell.directory();
-        let given = |p: &str| {
-            b.get(p)
-                .filter(|v| **v != Value::Null)
-                .map(Value::to_ps_string)
-        };
-        let found = match (given("Identity"), given("Mailbox")) {
+        let found = match (given(&b, "Identity"), given(&b, "Mailbox")) {
             (Some(_), Some(_)) => {
-                return Err(PsError::new(
+                return Err(self.binding_error(
                     "Parameter set cannot be resolved using the specified named parameters.",
-                    "InvalidArgument",
-                    &format!("AmbiguousParameterSet,{}", self.cmdlet.class()),
-                )
-                .exception("ParameterBindingException")
-                .terminating())
+                    "AmbiguousParameterSet",
+                ))
             }
             (Some(id), None) => vec![self.shell.device(&id).map_err(|e| self.shell_error(e))?],
             (None, Some(mbx)) => {
@@ -552,11 +562,8 @@ impl Call<'_, '_> {
         let id = self.identity(&b, "Identity")?;
         let (m, d) = self.shell.device(&id).map_err(|e| self.shell_error(e))?;
         let (_, domain) = self.shell.directory();
-        if self.what_if(&b, &domain.device_canonical(&m, &d)) {
+        if !self.should_process(&b, &domain.device_canonical(&m, &d), true)? {
             return Ok(Vec::new());
-        }
-        if self.prompts(&b, true) {
-            return Err(self.refuse_prompt());
         }
         self.shell
             .wipe_device(&id, b.has("AccountOnly"))
@@ -576,12 +583,7 @@ impl Call<'_, '_> {
             raw,
         )?;
         let (_, domain) = self.shell.directory();
-        let given = |p: &str| {
-            b.get(p)
-                .filter(|v| **v != Value::Null)
-                .map(Value::to_ps_string)
-        };
-        match (given("Identity"), given("Mailbox")) {
+        match (given(&b, "Identity"), given(&b, "Mailbox")) {
             (Some(id), mbx) => {
                 let (m, r) = self
                     .shell
@@ -622,19 +624,13 @@ impl Call<'_, '_> {
             raw,
         )?;
         let id = self.identity(&b, "Identity")?;
-        let mbx = b
-            .get("Mailbox")
-            .filter(|v| **v != Value::Null)
-            .map(Value::to_ps_string);
+        let mbx = given(&b, "Mailbox");
         let (m, r) = self
             .shell
             .rule(&id, mbx.as_deref())
             .map_err(|e| self.shell_error(e))?;
-        if self.what_if(&b, &r.identity) {
+        if !self.should_process(&b, &r.identity, true)? {
             return Ok(Vec::new());
-        }
-        if self.prompts(&b, true) {
-            return Err(self.refuse_prompt());
         }
         // Changing rules from the shell deletes the rules Outlook keeps on the client side;
         // Exchange asks first (ShouldContinue) unless -Force.
