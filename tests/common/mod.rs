@@ -1,6 +1,7 @@
 //! Shared by `tests/secrets.rs` and `tests/hostile_remediation.rs`: an LDAPS directory and a
-//! lab fleet whose servers authenticate against the Samba AD DC. (The command-line tool's tests
-//! are in `crates/exch-revoke-cli/tests/`, on its own binary.)
+//! lab fleet whose servers authenticate against the Samba AD DC. The command-line tool's tests
+//! (`crates/exch-revoke-cli/tests/`, on its own binary) reach this module through `#[path]` and
+//! add what they need to run the binary against the fleet.
 #![allow(dead_code, unreachable_pub)]
 
 use exch_directory::Directory;
@@ -22,10 +23,13 @@ pub struct SambaFleet {
     pub ad: &'static SambaAd,
     pub dir: Arc<dyn Directory>,
     pub fleet: Fleet,
+    pub winrm_user: String,
     pub winrm_password: SecretString,
 }
 
 impl SambaFleet {
+    /// `n` servers named `<prefix>-01`, `<prefix>-02`, … with recycle latency `recycle`; the
+    /// WinRM endpoints accept [`WINRM_USER`] with `winrm_password`.
     pub async fn start(
         ad: &'static SambaAd,
         prefix: &str,
@@ -33,24 +37,35 @@ impl SambaFleet {
         recycle: Duration,
         winrm_password: &str,
     ) -> SambaFleet {
+        let specs = exchange_2019s(&format!("{prefix}-"), n)
+            .into_iter()
+            .map(|spec| spec.recycle_latency(recycle))
+            .collect();
+        SambaFleet::start_servers(ad, specs, WINRM_USER, winrm_password).await
+    }
+
+    /// The servers `specs`; the WinRM endpoints accept `winrm_user` with `winrm_password`.
+    pub async fn start_servers(
+        ad: &'static SambaAd,
+        specs: Vec<ServerSpec>,
+        winrm_user: &str,
+        winrm_password: &str,
+    ) -> SambaFleet {
         let env = ad.env();
         let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
-        let fleet = Fleet::builder()
+        let mut builder = Fleet::builder()
             .directory(dir.clone())
             .dns_domain(env.dns_domain())
-            .servers(
-                n,
-                ServerSpec::exchange_2019(format!("{prefix}-")).recycle_latency(recycle),
-            )
-            .winrm_credentials(WINRM_USER, secret(winrm_password))
-            .registrar(ad.registrar())
-            .build()
-            .await
-            .unwrap();
+            .winrm_credentials(winrm_user, secret(winrm_password))
+            .registrar(ad.registrar());
+        for spec in specs {
+            builder = builder.server(spec);
+        }
         SambaFleet {
             ad,
             dir,
-            fleet,
+            fleet: builder.build().await.unwrap(),
+            winrm_user: winrm_user.to_owned(),
             winrm_password: secret(winrm_password),
         }
     }
@@ -63,9 +78,22 @@ impl SambaFleet {
     }
 }
 
+/// `n` Exchange 2019 servers named `<prefix>01`, `<prefix>02`, … (as
+/// `FleetBuilder::servers` names them).
+pub fn exchange_2019s(prefix: &str, n: usize) -> Vec<ServerSpec> {
+    (1..=n)
+        .map(|i| ServerSpec::exchange_2019(format!("{prefix}{i:02}")))
+        .collect()
+}
+
 /// A fresh directory under the target dir for one test's files.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    scratch_in(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+}
+
+/// A fresh directory under `parent` for one test's files.
+pub fn scratch_in(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(format!(
         "{name}-{}-{}",
         std::process::id(),
         SambaAd::unique_name("t")

@@ -9,57 +9,29 @@
 //! `EXCH_REVOKE_REQUIRE_SAMBA=1`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
 
-use exch_directory::Directory;
-use exch_lab::fleet::{Fleet, ServerSpec};
+use common::SerialLab as Lab;
+use exch_lab::fleet::ServerSpec;
 use exch_samba::SambaAd;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 const WINRM_USER: &str = "LAB\\svc-audit";
 const WINRM_PW: &str = "Audit-WinRM-Pw!k4";
 
 /// A lab fleet registered in the shared DC, and how to run the binary against it.
-/// One test of this file at a time: a server made unreachable keeps its port number, and a
-/// fleet started meanwhile by another test could be given that port.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Lab {
-    ad: &'static SambaAd,
-    fleet: Fleet,
-    dir: PathBuf,
-}
-
 impl Lab {
-    async fn start(ad: &'static SambaAd, specs: Vec<ServerSpec>) -> Lab {
-        let env = ad.env();
-        let directory: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
-        let mut b = Fleet::builder()
-            .directory(directory)
-            .dns_domain(env.dns_domain())
-            .winrm_credentials(WINRM_USER, SecretString::from(WINRM_PW.to_owned()))
-            .registrar(ad.registrar());
-        for s in specs {
-            b = b.server(s);
-        }
-        let fleet = b.build().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("audit-{}", SambaAd::unique_name("t")));
-        std::fs::create_dir_all(&dir).unwrap();
-        Lab { ad, fleet, dir }
+    /// The servers `specs` registered in the DC; `None` when the suite is skipped.
+    async fn start_audited(specs: Vec<ServerSpec>) -> Option<Lab> {
+        let suite = "exch-revoke audit (Samba AD + lab fleet + the binary)";
+        Lab::start(suite, "audit", specs, WINRM_USER, WINRM_PW).await
     }
 
     /// Connection flags for this DC and fleet (only this fleet's servers are included: the
     /// DC is shared with other suites).
     fn args(&self) -> Vec<String> {
         let env = self.ad.env();
-        let config = self.dir.join("empty.toml");
-        std::fs::write(&config, "").unwrap();
         let mut a: Vec<String> = vec![
-            "--config".into(),
-            config.display().to_string(),
             "--ldap-url".into(),
             env.url_ldaps.clone(),
             "--ca-file".into(),
@@ -80,28 +52,30 @@ impl Lab {
         a
     }
 
-    /// Runs `exch-revoke ARGS…` with the service passwords in the environment.
+    /// Runs `exch-revoke ARGS…` with an empty configuration file and the service passwords in
+    /// the environment.
     async fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_exch-revoke"));
+        let config = self.dir.join("empty.toml");
+        std::fs::write(&config, "").unwrap();
+        let mut cmd = tokio::process::Command::from(self.samba.command(&config));
         cmd.args(args)
             .args(self.args())
-            .env(
-                "EXCH_REVOKE_BIND_PASSWORD",
-                self.ad.env().admin_password.expose_secret(),
-            )
-            .env("EXCH_REVOKE_WINRM_PASSWORD", WINRM_PW)
-            .env_remove("EXCH_REVOKE_PROFILE")
-            .env_remove("EXCH_REVOKE_CONFIG")
-            .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null());
         cmd.output().await.unwrap()
     }
 
-    async fn cleanup(self) {
-        self.fleet.shutdown().await;
-        let names = self.fleet.servers().iter().map(|s| s.name().to_owned());
-        let _ = self.ad.remove_exchange_servers(names).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// Runs `exch-revoke ARGS…` like [`Lab::run`], asserts the exit code `code` and returns
+    /// stdout.
+    async fn stdout_of(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args).await;
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{stdout}\n{}",
+            text(&out.stderr)
+        );
+        stdout
     }
 
     /// Recycles and `UserTokenTTL` writes the lab saw, all servers.
@@ -141,10 +115,6 @@ fn kinds(server: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_reports_ttl_zero_and_an_unreachable_server_and_exits_non_zero() {
-    let Some(ad) = SambaAd::require("exch-revoke audit (Samba AD + lab fleet + the binary)") else {
-        return;
-    };
-    let _serial = SERIAL.lock().await;
     let p = SambaAd::unique_name("au");
     let (ok, zero, down, refused) = (
         format!("{p}a"),
@@ -152,16 +122,16 @@ async fn audit_reports_ttl_zero_and_an_unreachable_server_and_exits_non_zero() {
         format!("{p}c"),
         format!("{p}d"),
     );
-    let lab = Lab::start(
-        ad,
-        vec![
-            ServerSpec::exchange_2019(&ok).site("Default-First-Site-Name"),
-            ServerSpec::exchange_2016(&zero).user_token_ttl(0),
-            ServerSpec::exchange_2019(&down),
-            ServerSpec::exchange_2019(&refused),
-        ],
-    )
-    .await;
+    let Some(lab) = Lab::start_audited(vec![
+        ServerSpec::exchange_2019(&ok).site("Default-First-Site-Name"),
+        ServerSpec::exchange_2016(&zero).user_token_ttl(0),
+        ServerSpec::exchange_2019(&down),
+        ServerSpec::exchange_2019(&refused),
+    ])
+    .await
+    else {
+        return;
+    };
     // This one's WinRM refuses the service account's credentials.
     lab.fleet
         .server(&refused)
@@ -248,14 +218,7 @@ async fn audit_reports_ttl_zero_and_an_unreachable_server_and_exits_non_zero() {
     assert!(dcs.iter().all(|d| d["answers"] == true), "{report:#}");
 
     // For people: a table naming both problems, no escape codes when piped.
-    let out = lab.run(&["audit"]).await;
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = lab.stdout_of(&["audit"], 3).await;
     assert!(!stdout.contains('\x1b'), "{stdout}");
     eprintln!("{stdout}");
     let line_of = |name: &str| {
@@ -279,27 +242,18 @@ async fn audit_reports_ttl_zero_and_an_unreachable_server_and_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_of_a_healthy_fleet_exits_zero() {
-    let Some(ad) = SambaAd::require("exch-revoke audit (Samba AD + lab fleet + the binary)") else {
+    let p = SambaAd::unique_name("ah");
+    let Some(lab) = Lab::start_audited(vec![
+        ServerSpec::exchange_2019(format!("{p}a")),
+        ServerSpec::exchange_2010(format!("{p}b")),
+    ])
+    .await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let p = SambaAd::unique_name("ah");
-    let lab = Lab::start(
-        ad,
-        vec![
-            ServerSpec::exchange_2019(format!("{p}a")),
-            ServerSpec::exchange_2010(format!("{p}b")),
-        ],
-    )
-    .await;
-    let out = lab.run(&["audit", "--json", "--concurrency", "1"]).await;
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = lab
+        .stdout_of(&["audit", "--json", "--concurrency", "1"], 0)
+        .await;
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["problems"], 0);

@@ -64,6 +64,15 @@ fn run(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the binary like [`run`] and asserts it refused the input (exit code 2); returns its
+/// stderr.
+fn refused(config: &Path, args: &[&str]) -> String {
+    let o = run(config, args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    e
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -77,9 +86,7 @@ fn bad_users_are_refused_before_any_connection() {
     let pw = pw.to_str().unwrap();
 
     // An LDAP filter injection on the command line.
-    let o = run(&cfg, &["revoke", "--user", "bob)(|(cn=*", "--disable"]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &["revoke", "--user", "bob)(|(cn=*", "--disable"]);
     assert!(
         e.contains("--user (#1)") && e.contains("bob)(|(cn=*") && e.contains("fix:"),
         "{e}"
@@ -216,9 +223,7 @@ fn incomplete_jobs_are_refused_before_any_connection() {
             .replace("ldaps://", "ldap://"),
     )
     .unwrap();
-    let o = run(&plain, &["revoke", "--user", "bob", "--disable"]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&plain, &["revoke", "--user", "bob", "--disable"]);
     assert!(
         e.contains("plain.toml:5") && e.contains("not encrypted") && e.contains("ldaps://"),
         "{e}"
@@ -236,9 +241,7 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // An unknown key (a typo), on line 9 of the file.
     let cfg = config(&dir, &wire, &ca, "winrm_htps = true\n");
-    let o = run(&cfg, &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &revoke);
     assert!(
         e.contains("config.toml:9") && e.contains("unknown field `winrm_htps`"),
         "{e}"
@@ -250,9 +253,7 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // A secret in the file: refused, named by line, and not repeated.
     let cfg = config(&dir, &wire, &ca, "bind_password = \"Hunter2-Hunter2!\"\n");
-    let o = run(&cfg, &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &revoke);
     assert!(
         e.contains("config.toml:9") && e.contains("secrets never go in the file"),
         "{e}"
@@ -261,12 +262,10 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // A missing section.
     let cfg = config(&dir, &wire, &ca, "");
-    let o = run(
+    let e = refused(
         &cfg,
         &["--profile", "prod", "revoke", "--user", "bob", "--disable"],
     );
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
         e.contains("config.toml:") && e.contains("no [profile.prod] section"),
         "{e}"
@@ -275,12 +274,10 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // A missing required key: the section's header line.
     std::fs::write(&cfg, "[profile.corp]\nldap_url = \"ldaps://dc1\"\n").unwrap();
-    let o = run(
+    let e = refused(
         &cfg,
         &["--profile", "corp", "revoke", "--user", "bob", "--disable"],
     );
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(
         e.contains("config.toml:1")
             && e.contains("has no bind_user")
@@ -290,9 +287,7 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // A wrong CA file: missing, then not a certificate; the line of `ca_file`.
     let cfg = config(&dir, &wire, &dir.join("no-such-ca.pem"), "");
-    let o = run(&cfg, &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &revoke);
     assert!(
         e.contains("config.toml:6")
             && e.contains("ca_file: cannot read")
@@ -303,9 +298,7 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
     let not_pem = dir.join("notes.txt");
     std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
     let cfg = config(&dir, &wire, &not_pem, "winrm_ca_file = \"notes.txt\"\n");
-    let o = run(&cfg, &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &revoke);
     assert!(
         e.contains("config.toml:6") && e.contains("holds no PEM certificate"),
         "{e}"
@@ -326,15 +319,11 @@ fn profile_errors_name_the_file_the_line_and_the_fix() {
 
     // A bad value: its line.
     let cfg = config(&dir, &wire, &ca, "strategy = \"sideways\"\n");
-    let o = run(&cfg, &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&cfg, &revoke);
     assert!(e.contains("config.toml:9") && e.contains("sideways"), "{e}");
 
     // --config naming a file that does not exist.
-    let o = run(&dir.join("nope.toml"), &revoke);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    let e = refused(&dir.join("nope.toml"), &revoke);
     assert!(e.contains("nope.toml") && e.contains("--config"), "{e}");
     wire.assert_untouched("profiles");
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{account_state, recycles, secret, Lab};
-use exch_samba::{AdUser, SambaAd};
+use exch_samba::SambaAd;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,25 +21,12 @@ const POOLS: u64 = 7;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_of_20_with_an_unknown_and_an_ambiguous_user() {
-    let Some(ad) = SambaAd::require("exch-revoke batch (Samba AD + lab fleet)") else {
+    let suite = "exch-revoke batch (Samba AD + lab fleet)";
+    let Some(lab) = Lab::require(suite, "B", 3, Duration::from_millis(10), WINRM_PW).await else {
         return;
     };
-    let lab = Lab::start(
-        ad,
-        &SambaAd::unique_name("B"),
-        3,
-        Duration::from_millis(10),
-        WINRM_PW,
-    )
-    .await;
-    let mut users: Vec<AdUser> = Vec::new();
-    for _ in 0..18 {
-        users.push(
-            ad.create_user(&SambaAd::unique_name("bu"), &secret(OLD_PW))
-                .await
-                .unwrap(),
-        );
-    }
+    let ad = lab.ad;
+    let users = common::create_users(ad, "bu", 18, OLD_PW).await;
     // Two accounts with the same mail address: that address is ambiguous.
     let shared = format!(
         "{}@{}",

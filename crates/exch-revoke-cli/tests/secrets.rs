@@ -25,17 +25,11 @@ const WRONG_WINRM_PW: &str = "Wr0ng&WinRM<Pw!z5";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_in_cli_output() {
-    let Some(ad) = SambaAd::require("secrets of exch-revoke (Samba AD + lab fleet)") else {
+    let suite = "secrets of exch-revoke (Samba AD + lab fleet)";
+    let Some(lab) = Lab::require(suite, "C", 2, Duration::from_millis(10), WINRM_PW).await else {
         return;
     };
-    let lab = Lab::start(
-        ad,
-        &SambaAd::unique_name("C"),
-        2,
-        Duration::from_millis(10),
-        WINRM_PW,
-    )
-    .await;
+    let ad = lab.ad;
     let user = ad
         .create_user(&SambaAd::unique_name("cl"), &secret(OLD_PW))
         .await

@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::{secret, Lab};
-use exch_samba::SambaAd;
+use common::Lab;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -18,13 +17,8 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Runs `args` on a pseudo-terminal; returns everything written to it.
-fn on_pty(
-    lab: &Lab,
-    config: &std::path::Path,
-    args: &[&str],
-    no_color: bool,
-) -> (Option<i32>, String) {
+/// Runs `args` on a pseudo-terminal and asserts it succeeded; returns everything written to it.
+fn on_pty(lab: &Lab, config: &std::path::Path, args: &[&str], no_color: bool) -> String {
     let mut line = vec![
         quote(common::bin().to_str().unwrap()),
         "--config".into(),
@@ -44,49 +38,32 @@ fn on_pty(
     if no_color {
         cmd.env("NO_COLOR", "1");
     }
-    let out = cmd.stdin(Stdio::null()).output().expect(
+    let out = tokio::task::block_in_place(|| cmd.stdin(Stdio::null()).output()).expect(
         "util-linux `script` runs the tool on a pseudo-terminal: install bsdutils / util-linux",
     );
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    tty
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bars_and_colour_on_a_terminal_nothing_of_it_when_piped() {
-    let Some(ad) = SambaAd::require("exch-revoke terminal output (Samba AD + lab fleet)") else {
+    // Slow recycles: the bars are on screen for more than a second.
+    let suite = "exch-revoke terminal output (Samba AD + lab fleet)";
+    let Some(lab) = Lab::require(suite, "T", 2, Duration::from_millis(300), WINRM_PW).await else {
         return;
     };
-    // Slow recycles: the bars are on screen for more than a second.
-    let lab = Lab::start(
-        ad,
-        &SambaAd::unique_name("T"),
-        2,
-        Duration::from_millis(300),
-        WINRM_PW,
-    )
-    .await;
+    let ad = lab.ad;
     let dir = common::scratch("terminal");
     let config = lab.write_profile(&dir);
-    let mut users = Vec::new();
-    for _ in 0..3 {
-        users.push(
-            ad.create_user(&SambaAd::unique_name("tt"), &secret("Tty-Old-Pass!t9"))
-                .await
-                .unwrap(),
-        );
-    }
+    let users = common::create_users(ad, "tt", 3, "Tty-Old-Pass!t9").await;
 
-    let (code, tty) = tokio::task::block_in_place(|| {
-        on_pty(
-            &lab,
-            &config,
-            &["revoke", "--user", &users[0].upn, "--disable"],
-            false,
-        )
-    });
-    assert_eq!(code, Some(0), "{tty}");
+    let tty = on_pty(
+        &lab,
+        &config,
+        &["revoke", "--user", &users[0].upn, "--disable"],
+        false,
+    );
     assert!(
         tty.contains("flushing…") && tty.contains("servers"),
         "no progress bar drawn:\n{tty:?}"
@@ -100,15 +77,12 @@ async fn bars_and_colour_on_a_terminal_nothing_of_it_when_piped() {
         "no colour on a terminal:\n{tty:?}"
     );
 
-    let (code, tty) = tokio::task::block_in_place(|| {
-        on_pty(
-            &lab,
-            &config,
-            &["revoke", "--user", &users[1].upn, "--disable"],
-            true,
-        )
-    });
-    assert_eq!(code, Some(0), "{tty}");
+    let tty = on_pty(
+        &lab,
+        &config,
+        &["revoke", "--user", &users[1].upn, "--disable"],
+        true,
+    );
     assert!(
         tty.contains("flushing…"),
         "NO_COLOR must not hide the bars:\n{tty:?}"

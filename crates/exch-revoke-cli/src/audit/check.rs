@@ -180,6 +180,34 @@ fn winrm_unusable(e: &IisError) -> bool {
     )
 }
 
+/// One read of `server` (`fut`, within `limit`) and what it says about WinRM: an answer means
+/// reached and authenticated; an error is classified ([`classify`]), its finding added once,
+/// and what an earlier read found stands.
+async fn read<T>(
+    a: &mut ServerAudit,
+    limit: Duration,
+    server: &str,
+    operation: &str,
+    fut: impl std::future::Future<Output = Result<T, IisError>>,
+) -> Result<T, IisError> {
+    let result = within(limit, server, operation, fut).await;
+    match &result {
+        Ok(_) => {
+            a.winrm.reachable = Some(true);
+            a.winrm.authenticated = Some(true);
+        }
+        Err(e) => {
+            let (reachable, authenticated, finding) = classify(e, limit);
+            a.winrm.reachable = a.winrm.reachable.or(reachable);
+            a.winrm.authenticated = a.winrm.authenticated.or(authenticated);
+            if !a.findings.iter().any(|f| f.finding == finding) {
+                a.findings.push(Rated::from(finding));
+            }
+        }
+    }
+    result
+}
+
 /// Runs `fut` within `limit`; a time-out is an [`IisError::Timeout`] naming the server.
 async fn within<T>(
     limit: Duration,
@@ -224,17 +252,9 @@ pub async fn audit_server(
     }
 
     let mut usable = true;
-    match within(
-        limit,
-        &server.name,
-        "read UserTokenTTL",
-        flusher.token_cache(&server),
-    )
-    .await
-    {
+    let ttl = flusher.token_cache(&server);
+    match read(&mut a, limit, &server.name, "read UserTokenTTL", ttl).await {
         Ok(settings) => {
-            a.winrm.reachable = Some(true);
-            a.winrm.authenticated = Some(true);
             let effective = settings.effective_ttl().as_secs();
             a.token_ttl = Some(TokenTtlAudit {
                 configured_secs: settings.configured.map(|d| d.as_secs()),
@@ -248,39 +268,14 @@ pub async fn audit_server(
                     .push(Rated::from(Finding::LongTokenTtl { secs: effective }));
             }
         }
-        Err(e) => {
-            let (reachable, authenticated, finding) = classify(&e, limit);
-            a.winrm.reachable = reachable;
-            a.winrm.authenticated = authenticated;
-            a.findings.push(Rated::from(finding));
-            usable = !winrm_unusable(&e);
-        }
+        Err(e) => usable = !winrm_unusable(&e),
     }
 
     let present = if usable {
-        match within(
-            limit,
-            &server.name,
-            "list application pools",
-            flusher.app_pools(&server),
-        )
-        .await
-        {
-            Ok(pools) => {
-                a.winrm.reachable = Some(true);
-                a.winrm.authenticated = Some(true);
-                Some(pools)
-            }
-            Err(e) => {
-                let (reachable, authenticated, finding) = classify(&e, limit);
-                a.winrm.reachable = a.winrm.reachable.or(reachable);
-                a.winrm.authenticated = a.winrm.authenticated.or(authenticated);
-                if !a.findings.iter().any(|f| f.finding == finding) {
-                    a.findings.push(Rated::from(finding));
-                }
-                None
-            }
-        }
+        let pools = flusher.app_pools(&server);
+        read(&mut a, limit, &server.name, "list application pools", pools)
+            .await
+            .ok()
     } else {
         None
     };
@@ -355,7 +350,6 @@ fn compare_pools(
     let mut findings = Vec::new();
     for entry in &entries {
         let on_server = find(entry.pool.as_str());
-        let profile = catalog::recycle_profile(&entry.pool);
         let is_recycled = recycled
             .iter()
             .any(|r| r.pool.as_str().eq_ignore_ascii_case(entry.pool.as_str()));
@@ -371,12 +365,6 @@ fn compare_pools(
             }
         }
         pools.push(PoolAudit {
-            name: on_server
-                .map(|p| p.name.to_string())
-                .unwrap_or_else(|| entry.pool.to_string()),
-            present: on_server.is_some(),
-            state: on_server.map(|p| p.state),
-            workers: on_server.map(|p| p.workers.len()).unwrap_or(0),
             in_catalog: true,
             default_flush: entry.default,
             recycled: is_recycled,
@@ -385,8 +373,7 @@ fn compare_pools(
                 .iter()
                 .map(|p| p.as_str().to_owned())
                 .collect(),
-            overlapping: profile.overlapping,
-            shutdown_time_limit_secs: profile.shutdown_time_limit.as_secs(),
+            ..pool_line(&entry.pool, on_server)
         });
     }
     // Pools named by the settings that the catalog does not list.
@@ -402,18 +389,9 @@ fn compare_pools(
             if on_server.is_none() {
                 missing.push(pool.to_string());
             }
-            let profile = catalog::recycle_profile(pool);
             pools.push(PoolAudit {
-                name: pool.to_string(),
-                present: on_server.is_some(),
-                state: on_server.map(|p| p.state),
-                workers: on_server.map(|p| p.workers.len()).unwrap_or(0),
-                in_catalog: false,
-                default_flush: false,
                 recycled: on_server.is_some(),
-                protocols: Vec::new(),
-                overlapping: profile.overlapping,
-                shutdown_time_limit_secs: profile.shutdown_time_limit.as_secs(),
+                ..pool_line(pool, on_server)
             });
         }
     }
@@ -421,6 +399,36 @@ fn compare_pools(
         findings.insert(0, Finding::MissingPools { pools: missing });
     }
     (pools, findings)
+}
+
+/// A pool's line from what the server says of it (`on_server`, `None` when it has no such
+/// pool) and its recycle profile; not in the catalog, not recycled, until the caller says so.
+fn pool_line(pool: &AppPool, on_server: Option<&AppPoolState>) -> PoolAudit {
+    let profile = catalog::recycle_profile(pool);
+    PoolAudit {
+        name: on_server.map_or_else(|| pool.to_string(), |p| p.name.to_string()),
+        present: on_server.is_some(),
+        state: on_server.map(|p| p.state),
+        workers: on_server.map_or(0, |p| p.workers.len()),
+        in_catalog: false,
+        default_flush: false,
+        recycled: false,
+        protocols: Vec::new(),
+        overlapping: profile.overlapping,
+        shutdown_time_limit_secs: profile.shutdown_time_limit.as_secs(),
+    }
+}
+
+/// `fut` within `limit`; an error, or no answer in time, as the detail a finding shows.
+async fn answer_within<T, E: std::fmt::Display>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+    }
 }
 
 /// The domain: its DCs, and whether each answers a read of a known object.
@@ -432,22 +440,12 @@ pub async fn audit_domain(directory: Arc<dyn Directory>, plan: &AuditPlan) -> Do
         domain_controllers: Vec::new(),
         findings: Vec::new(),
     };
-    let dcs = match tokio::time::timeout(limit, directory.domain_controllers()).await {
-        Ok(Ok(dcs)) => dcs,
-        Ok(Err(e)) => {
+    let dcs = match answer_within(limit, directory.domain_controllers()).await {
+        Ok(dcs) => dcs,
+        Err(detail) => {
             domain
                 .findings
-                .push(Rated::from(Finding::DcDiscoveryFailed {
-                    detail: e.to_string(),
-                }));
-            return domain;
-        }
-        Err(_) => {
-            domain
-                .findings
-                .push(Rated::from(Finding::DcDiscoveryFailed {
-                    detail: format!("no answer within {} s", limit.as_secs()),
-                }));
+                .push(Rated::from(Finding::DcDiscoveryFailed { detail }));
             return domain;
         }
     };
@@ -474,14 +472,10 @@ pub async fn audit_domain(directory: Arc<dyn Directory>, plan: &AuditPlan) -> Do
         let known = known.clone();
         tasks.spawn(async move {
             let started = Instant::now();
-            let read = tokio::time::timeout(limit, directory.account_on(&dc, &known)).await;
-            let elapsed = started.elapsed();
-            let result = match read {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
-            };
-            (i, result, elapsed)
+            let result = answer_within(limit, directory.account_on(&dc, &known))
+                .await
+                .map(|_| ());
+            (i, result, started.elapsed())
         });
     }
     let mut lines: Vec<DcAudit> = dcs.iter().map(|dc| dc_line(dc, None)).collect();
@@ -531,10 +525,9 @@ async fn known_object(
 ) -> Result<exch_directory::Dn, String> {
     let mut last = String::from("no object to read was given");
     for user in candidates {
-        match tokio::time::timeout(limit, directory.find_account(user)).await {
-            Ok(Ok(account)) => return Ok(account.dn),
-            Ok(Err(e)) => last = format!("{user}: {e}"),
-            Err(_) => last = format!("{user}: no answer within {} s", limit.as_secs()),
+        match answer_within(limit, directory.find_account(user)).await {
+            Ok(account) => return Ok(account.dn),
+            Err(detail) => last = format!("{user}: {detail}"),
         }
     }
     Err(last)
@@ -578,6 +571,18 @@ mod tests {
         Arc::new(|_: &ExchangeServer| "recording".to_owned())
     }
 
+    /// [`audit_server`] of `server` with the catalog's pools and a 5 s limit.
+    async fn audit_one(flusher: &RecordingFlusher, server: ExchangeServer) -> ServerAudit {
+        audit_server(
+            flusher,
+            &describe(),
+            server,
+            &FlushMethod::RecycleCatalogPools,
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
     fn kinds(a: &ServerAudit) -> Vec<&Finding> {
         a.findings.iter().map(|f| &f.finding).collect()
     }
@@ -585,14 +590,7 @@ mod tests {
     #[tokio::test]
     async fn a_healthy_server_has_no_problem_and_lists_what_a_revoke_recycles() {
         let flusher = RecordingFlusher::new();
-        let a = audit_server(
-            &flusher,
-            &describe(),
-            ex("EX01"),
-            &FlushMethod::RecycleCatalogPools,
-            Duration::from_secs(5),
-        )
-        .await;
+        let a = audit_one(&flusher, ex("EX01")).await;
         assert!(!a.has_problem(), "{:?}", a.findings);
         assert_eq!(a.winrm.reachable, Some(true));
         assert_eq!(a.winrm.authenticated, Some(true));
@@ -620,14 +618,7 @@ mod tests {
         let flusher = RecordingFlusher::new()
             .with_token_ttl("EX01", Some(Duration::ZERO))
             .with_pools("EX01", [owa]);
-        let a = audit_server(
-            &flusher,
-            &describe(),
-            ex("EX01"),
-            &FlushMethod::RecycleCatalogPools,
-            Duration::from_secs(5),
-        )
-        .await;
+        let a = audit_one(&flusher, ex("EX01")).await;
         let k = kinds(&a);
         assert!(k.contains(&&Finding::TokensNeverExpire), "{k:?}");
         let missing = k.iter().find_map(|f| match f {
@@ -651,14 +642,7 @@ mod tests {
                 source: None,
             },
         );
-        let a = audit_server(
-            &flusher,
-            &describe(),
-            ex("EX02"),
-            &FlushMethod::RecycleCatalogPools,
-            Duration::from_secs(5),
-        )
-        .await;
+        let a = audit_one(&flusher, ex("EX02")).await;
         assert_eq!(a.winrm.reachable, Some(false));
         assert_eq!(a.findings.len(), 1, "{:?}", a.findings);
         assert!(matches!(
@@ -675,14 +659,7 @@ mod tests {
     async fn edge_servers_are_not_contacted() {
         let flusher = RecordingFlusher::new();
         let edge = ex("EDGE1").with_roles(ServerRoles::EDGE);
-        let a = audit_server(
-            &flusher,
-            &describe(),
-            edge,
-            &FlushMethod::RecycleCatalogPools,
-            Duration::from_secs(5),
-        )
-        .await;
+        let a = audit_one(&flusher, edge).await;
         assert!(!a.has_problem());
         assert!(flusher.calls().is_empty());
         assert_eq!(a.winrm.reachable, None);

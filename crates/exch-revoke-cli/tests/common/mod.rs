@@ -2,20 +2,20 @@
 //! profile that reaches both.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use exch_directory::Directory;
-use exch_lab::fleet::{Fleet, LabServer, ServerSpec};
-use exch_samba::SambaAd;
-use secrecy::{ExposeSecret, SecretString};
+use exch_lab::fleet::{LabServer, ServerSpec};
+use exch_samba::{AdUser, SambaAd};
+use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-pub const WINRM_USER: &str = "LAB\\svc-revoke";
+#[path = "../../../../tests/common/mod.rs"]
+mod samba_fleet;
 
-pub fn secret(s: &str) -> SecretString {
-    SecretString::from(s.to_owned())
-}
+/// The root package's fleet on the Samba DC; below, what the tool's tests add to it.
+pub use samba_fleet::SambaFleet as Lab;
+#[allow(unused_imports)] // each test file uses some of them
+pub use samba_fleet::{exchange_2019s, secret, WINRM_USER};
 
 /// The binary under test (built by cargo for this package's tests).
 pub fn bin() -> PathBuf {
@@ -50,51 +50,22 @@ fn scratch_root() -> PathBuf {
 
 /// A fresh directory under the target dir for one test's files.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = scratch_root().join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        SambaAd::unique_name("t")
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A fleet of `n` Exchange 2019 servers registered in the Samba DC.
-pub struct Lab {
-    pub ad: &'static SambaAd,
-    pub dir: Arc<dyn Directory>,
-    pub fleet: Fleet,
-    pub winrm_password: SecretString,
+    samba_fleet::scratch_in(&scratch_root(), name)
 }
 
 impl Lab {
-    pub async fn start(
-        ad: &'static SambaAd,
-        prefix: &str,
-        n: usize,
+    /// [`Lab::start`] with `servers` servers named `<tag>…-01`, … on the shared DC; `None`
+    /// when `suite` is skipped (see `SambaAd::require`).
+    pub async fn require(
+        suite: &str,
+        tag: &str,
+        servers: usize,
         recycle: Duration,
         winrm_password: &str,
-    ) -> Lab {
-        let env = ad.env();
-        let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
-        let fleet = Fleet::builder()
-            .directory(dir.clone())
-            .dns_domain(env.dns_domain())
-            .servers(
-                n,
-                ServerSpec::exchange_2019(format!("{prefix}-")).recycle_latency(recycle),
-            )
-            .winrm_credentials(WINRM_USER, secret(winrm_password))
-            .registrar(ad.registrar())
-            .build()
-            .await
-            .unwrap();
-        Lab {
-            ad,
-            dir,
-            fleet,
-            winrm_password: secret(winrm_password),
-        }
+    ) -> Option<Lab> {
+        let ad = SambaAd::require(suite)?;
+        let prefix = SambaAd::unique_name(tag);
+        Some(Lab::start(ad, &prefix, servers, recycle, winrm_password).await)
     }
 
     /// The servers.
@@ -105,6 +76,12 @@ impl Lab {
     /// A configuration file with one profile, `lab`, that reaches this fleet and the DC
     /// (the default profile of the file).
     pub fn profile_text(&self) -> String {
+        self.profile_text_with("lab", "converge_timeout_secs = 20\n")
+    }
+
+    /// A configuration file whose profile `lab` reaches this fleet and the DC, with the TOML
+    /// lines `settings` added to it; `default_profile` names the file's default profile.
+    pub fn profile_text_with(&self, default_profile: &str, settings: &str) -> String {
         let env = self.ad.env();
         let names: Vec<String> = self
             .servers()
@@ -112,10 +89,11 @@ impl Lab {
             .map(|s| format!("{:?}", s.name()))
             .collect();
         let mut t = format!(
-            "default_profile = \"lab\"\n\n[profile.lab]\nldap_url = {:?}\nca_file = {:?}\nbind_user = {:?}\nwinrm_user = '{WINRM_USER}'\nconverge_timeout_secs = 20\ninclude = [{}]\n",
+            "default_profile = {default_profile:?}\n\n[profile.lab]\nldap_url = {:?}\nca_file = {:?}\nbind_user = {:?}\nwinrm_user = '{}'\n{settings}include = [{}]\n",
             env.url_ldaps,
             env.ca_file.display().to_string(),
             env.admin_bind,
+            self.winrm_user,
             names.join(", ")
         );
         t.push_str("\n[profile.lab.winrm_endpoints]\n");
@@ -151,13 +129,65 @@ impl Lab {
             );
         cmd
     }
+}
 
-    /// Stops the fleet and removes its server objects from the shared DC.
-    pub async fn cleanup(&self) {
-        self.fleet.shutdown().await;
-        let names = self.fleet.servers().iter().map(|s| s.name());
-        let _ = self.ad.remove_exchange_servers(names).await;
+/// One [`SerialLab`] of a test file at a time: a server made unreachable keeps its port
+/// number, and a fleet started meanwhile by another test could be given that port.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A [`Lab`] with a scratch directory, for tests that make servers unreachable: it holds
+/// [`SERIAL`] until it is dropped.
+pub struct SerialLab {
+    pub samba: Lab,
+    pub dir: PathBuf,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for SerialLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.samba
     }
+}
+
+impl SerialLab {
+    /// The servers `specs` registered in the DC, their WinRM accepting `winrm_user` with
+    /// `winrm_password`, and a scratch directory `name-…`; `None` when `suite` is skipped
+    /// (see `SambaAd::require`).
+    pub async fn start(
+        suite: &str,
+        name: &str,
+        specs: Vec<ServerSpec>,
+        winrm_user: &str,
+        winrm_password: &str,
+    ) -> Option<SerialLab> {
+        let ad = SambaAd::require(suite)?;
+        let serial = SERIAL.lock().await;
+        Some(SerialLab {
+            samba: Lab::start_servers(ad, specs, winrm_user, winrm_password).await,
+            dir: scratch(name),
+            _serial: serial,
+        })
+    }
+
+    /// Stops the fleet, removes its server objects from the DC and the scratch directory.
+    pub async fn cleanup(self) {
+        self.samba.cleanup().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `n` fresh users `<tag>…` in the DC with the password `password`.
+pub async fn create_users(ad: &SambaAd, tag: &str, n: usize, password: &str) -> Vec<AdUser> {
+    let mut users = Vec::new();
+    for _ in 0..n {
+        users.push(
+            ad.create_user(&SambaAd::unique_name(tag), &secret(password))
+                .await
+                .unwrap(),
+        );
+    }
+    users
 }
 
 /// Sets a server's recycle latency.
