@@ -25,7 +25,7 @@ pub use options::{Action, NewPassword, RetryPolicy, Step, Strategy, Timeouts};
 pub use plan::{Plan, PlannedAccount, PlannedAction, PlannedPool, PlannedServer};
 #[cfg(feature = "mock")]
 pub use probe::MockProber;
-pub use probe::{HttpProber, ProbeResult, ProbeSetupError, Prober};
+pub use probe::{challenge_schemes, HttpProber, ProbeResult, ProbeSetupError, Prober};
 pub use reasons::{Cause, FailureKind, SkipReason};
 pub use report::{
     ActionRecord, DcRecord, Outcome, ProbeRecord, Report, ServerOutcome, ServerRecord, StepRecord,

@@ -38,4 +38,4 @@ pub trait Prober: Debug + Send + Sync + 'static {
 }
 
 mod http;
-pub use http::{HttpProber, ProbeSetupError};
+pub use http::{challenge_schemes, HttpProber, ProbeSetupError};

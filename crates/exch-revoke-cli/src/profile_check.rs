@@ -426,14 +426,7 @@ async fn https_checks(settings: &Settings, servers: &[ExchangeServer]) -> Vec<En
             let _permit = permits.acquire_owned().await.ok();
             let result = match client.get(&url).send().await {
                 Ok(r) => {
-                    let schemes: Vec<String> = r
-                        .headers()
-                        .get_all(reqwest::header::WWW_AUTHENTICATE)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .filter_map(|v| v.split_whitespace().next())
-                        .map(str::to_owned)
-                        .collect();
+                    let schemes = exch_remediate::challenge_schemes(r.headers());
                     if r.status() == reqwest::StatusCode::UNAUTHORIZED && !schemes.is_empty() {
                         Ok(format!(
                             "answers and asks for credentials ({}); no logon sent",

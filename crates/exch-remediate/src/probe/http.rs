@@ -174,14 +174,7 @@ impl Prober for HttpProber {
                 // A refusal proves something only when the endpoint takes password logons:
                 // an endpoint that offers no Basic (EWS and MAPI at Exchange's defaults accept
                 // Windows authentication only) refuses every Basic logon, revoked or not.
-                let offers: Vec<String> = response
-                    .headers()
-                    .get_all(reqwest::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .filter_map(|v| v.split_whitespace().next())
-                    .map(str::to_owned)
-                    .collect();
+                let offers = challenge_schemes(response.headers());
                 if offers.iter().any(|o| o.eq_ignore_ascii_case("basic")) {
                     ProbeResult::Refused(format!("{url}: HTTP {status}"))
                 } else {
@@ -196,6 +189,19 @@ impl Prober for HttpProber {
             _ => ProbeResult::Error(format!("{url}: HTTP {status}")),
         }
     }
+}
+
+/// The authentication schemes a `401` reply offers, one per `WWW-Authenticate` header, in order
+/// (`Basic`, `Negotiate`, `NTLM`, …): what [`HttpProber`] reads to tell a refused password
+/// logon from an endpoint that takes none.
+pub fn challenge_schemes(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
