@@ -47,6 +47,8 @@ pub struct RemediationBuilder {
     events: Option<UnboundedSender<Event>>,
     pub(crate) probe: Option<(Arc<dyn Prober>, SecretString)>,
     pub(crate) resume: Option<Earlier>,
+    mailbox: Option<Arc<dyn exch_mailbox::MailboxAdmin>>,
+    mailbox_actions: crate::MailboxActions,
 }
 
 impl RemediationBuilder {
@@ -185,6 +187,41 @@ impl RemediationBuilder {
         self
     }
 
+    /// The mailbox backend (`exch_mailbox::WinRmMailbox`, or a fake): with it, every run
+    /// reads each user's mobile devices, forwarding and inbox rules through one Exchange
+    /// server (the plan names it) before the directory change, and reports them in the
+    /// user's `mailbox` record and `residual` section; [`lockdown`](Self::lockdown),
+    /// [`wipe_devices`](Self::wipe_devices) and [`remove_forwarding`](Self::remove_forwarding)
+    /// change the mailbox too.
+    pub fn mailbox(mut self, admin: Arc<dyn exch_mailbox::MailboxAdmin>) -> Self {
+        self.mailbox = Some(admin);
+        self
+    }
+
+    /// Refuse every protocol of the mailbox (`Set-CASMailbox`: OWA, EWS, ActiveSync, MAPI,
+    /// Outlook Anywhere, POP, IMAP, ECP) and block every device: what closes Kerberos tickets
+    /// and Windows-authenticated connections that a flush does not. Needs
+    /// [`mailbox`](Self::mailbox).
+    pub fn lockdown(mut self) -> Self {
+        self.mailbox_actions.lockdown = true;
+        self
+    }
+
+    /// Send a remote wipe to every device of the mailbox, **before** the lockdown blocks it
+    /// (a blocked device never receives a wipe). Needs [`mailbox`](Self::mailbox).
+    pub fn wipe_devices(mut self, mode: exch_mailbox::WipeMode) -> Self {
+        self.mailbox_actions.wipe = Some(mode);
+        self
+    }
+
+    /// Remove the mailbox's forwarding, and disable or remove (`rules`) the inbox rules that
+    /// forward, redirect or delete. Nothing else in the mailbox is touched. Needs
+    /// [`mailbox`](Self::mailbox).
+    pub fn remove_forwarding(mut self, rules: exch_mailbox::RuleAction) -> Self {
+        self.mailbox_actions.forwarding = Some(rules);
+        self
+    }
+
     /// Continue after an earlier run: actions it applied are not repeated (unless
     /// [`force_reset`](Self::force_reset)); servers it proved flushed are skipped when this
     /// run changes nothing in the directory (a change made now is followed by a flush of every
@@ -286,6 +323,12 @@ impl RemediationBuilder {
                 "max_in_flight / batch must be at least 1",
             ));
         }
+        if self.mailbox.is_none() && self.mailbox_actions.changes_anything() {
+            return Err(RemediationError::invalid(
+                "mailbox actions",
+                "lockdown, wipe_devices or remove_forwarding asked without a mailbox backend: add .mailbox(Arc::new(WinRmMailbox::new(flusher)))",
+            ));
+        }
         if matches!(&self.method, FlushMethod::RecycleAppPools(p) if p.is_empty()) {
             return Err(RemediationError::invalid(
                 "method",
@@ -328,6 +371,8 @@ impl RemediationBuilder {
                 contain_first: self.many.contain_first,
                 skip_unresolved: self.many.skip_unresolved,
                 earlier: self.resume,
+                mailbox: self.mailbox,
+                mailbox_actions: self.mailbox_actions,
             },
             new_password,
         ))

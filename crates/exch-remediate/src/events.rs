@@ -65,6 +65,14 @@ pub enum Event {
         /// The record.
         record: ActionRecord,
     },
+    /// The mailbox step of one user ended: the record the report will hold. For journals,
+    /// like [`Event::ActionRecorded`].
+    MailboxRecorded {
+        /// The user (as given).
+        user: String,
+        /// The record.
+        record: Box<crate::MailboxRecord>,
+    },
     /// A user's outcome is known (at the end of the run, one per user).
     UserFinished {
         /// The user (as given).

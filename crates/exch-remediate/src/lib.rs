@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod containment;
 mod deadline;
 mod engine;
 mod error;
@@ -17,6 +18,7 @@ mod servers;
 mod writes;
 
 pub use builder::RemediationBuilder;
+pub use containment::{MailboxActions, MailboxRecord, PlannedMailbox, Residual};
 pub use error::RemediationError;
 pub use events::Event;
 pub use many::{ManyPlan, PlannedUser, RevokeMany, DEFAULT_ACCOUNTS_IN_FLIGHT};
@@ -123,6 +125,7 @@ impl Remediation {
             method: many.method,
             strategy: many.strategy,
             probe_old_credentials: many.probed_users > 0,
+            mailbox: many.mailbox,
             impact: many.impact,
         })
     }
@@ -137,9 +140,10 @@ impl Remediation {
             problem: None,
             actions: plan.actions.clone(),
         }];
-        let batch = engine::BatchRun::new(&self.engine, users, &plan.servers)
-            .go()
-            .await;
+        let batch =
+            engine::BatchRun::new(&self.engine, users, &plan.servers, plan.mailbox.as_ref())
+                .go()
+                .await;
         Report::of_one(batch)
     }
 }
@@ -160,6 +164,8 @@ impl Report {
             report.actions = u.actions;
             report.domain_controllers = u.domain_controllers;
             report.causes = u.causes;
+            report.mailbox = u.mailbox;
+            report.residual = u.residual;
         }
         for c in m.causes {
             if !matches!(c, Cause::UsersNotRevoked { .. }) && !report.causes.contains(&c) {

@@ -330,6 +330,9 @@ pub struct ManyPlan {
     pub contain_first: bool,
     /// Users whose old password will be probed after the flush.
     pub probed_users: usize,
+    /// The mailbox step, when a mailbox backend is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<crate::PlannedMailbox>,
     /// The expected impact, one line per flushed server.
     pub impact: Vec<String>,
 }
@@ -452,6 +455,8 @@ impl RevokeMany {
                 },
             })
             .collect();
-        BatchRun::new(&self.engine, users, &plan.servers).go().await
+        BatchRun::new(&self.engine, users, &plan.servers, plan.mailbox.as_ref())
+            .go()
+            .await
     }
 }

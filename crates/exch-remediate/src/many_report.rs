@@ -82,6 +82,12 @@ pub struct UserRecord {
     /// Why the outcome is not `Revoked`, typed (empty in reports of versions before 0.3).
     #[serde(default)]
     pub causes: Vec<Cause>,
+    /// The mailbox step ([`crate::RemediationBuilder::mailbox`]), when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<crate::MailboxRecord>,
+    /// What this run closed and what could still stand, per channel.
+    #[serde(default)]
+    pub residual: Vec<crate::Residual>,
 }
 
 impl UserRecord {
@@ -165,6 +171,8 @@ impl ManyReport {
                     probes: Vec::new(),
                     reasons: Vec::new(),
                     causes: Vec::new(),
+                    mailbox: None,
+                    residual: Vec::new(),
                 })
                 .collect(),
             servers: Vec::new(),
@@ -195,6 +203,13 @@ impl ManyReport {
             crate::Event::ServerRecorded { record } => {
                 self.servers.retain(|s| s.server != record.server);
                 self.servers.push((**record).clone());
+                true
+            }
+            crate::Event::MailboxRecorded { user, record } => {
+                let Some(u) = self.users.iter_mut().find(|u| &u.user == user) else {
+                    return false;
+                };
+                u.mailbox = Some((**record).clone());
                 true
             }
             _ => false,

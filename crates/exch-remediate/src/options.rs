@@ -40,6 +40,10 @@ impl std::fmt::Debug for NewPassword {
 pub enum Step {
     /// Find exactly one account.
     FindAccount,
+    /// The mailbox: devices wiped (when asked) then blocked and protocols refused (lockdown),
+    /// forwarding and inbox rules found (and removed when asked) — before the directory
+    /// change.
+    Mailbox,
     /// Apply the directory actions.
     ChangeDirectory,
     /// Wait until every domain controller shows the change.

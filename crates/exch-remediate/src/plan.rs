@@ -126,6 +126,9 @@ pub struct Plan {
     pub strategy: Strategy,
     /// Whether the old credentials will be probed after the flush.
     pub probe_old_credentials: bool,
+    /// The mailbox step, when a mailbox backend is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<crate::PlannedMailbox>,
     /// The expected impact, one line per server: per pool, how it recycles and which
     /// connections are cut after how long ([`PlannedServer::impact`]).
     pub impact: Vec<String>,

@@ -252,6 +252,11 @@ pub enum Cause {
     Cancelled,
     /// The run did not finish (a journal: see [`crate::ManyReport::journal`]).
     Interrupted,
+    /// The mailbox step did not do everything asked (see the user's `mailbox` record).
+    MailboxIncomplete {
+        /// What is missing, and the errors.
+        what: Vec<String>,
+    },
 }
 
 impl fmt::Display for Cause {
@@ -302,6 +307,9 @@ impl fmt::Display for Cause {
                 Ok(())
             }
             Cause::Cancelled => f.write_str("cancelled"),
+            Cause::MailboxIncomplete { what } => {
+                write!(f, "mailbox step incomplete: {}", what.join("; "))
+            }
             Cause::Interrupted => {
                 f.write_str("interrupted: this is the journal of a run that did not finish")
             }

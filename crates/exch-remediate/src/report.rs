@@ -192,6 +192,12 @@ pub struct Report {
     pub servers_to_retry: Vec<String>,
     /// Whether the run was cancelled.
     pub cancelled: bool,
+    /// The mailbox step ([`crate::RemediationBuilder::mailbox`]), when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<crate::MailboxRecord>,
+    /// What this run closed and what could still stand, per channel.
+    #[serde(default)]
+    pub residual: Vec<crate::Residual>,
     /// Security checks the backends were told to skip (certificate verification off, Basic
     /// over plain HTTP, an unencrypted LDAP connection), one sentence each naming the opt-out;
     /// empty when every connection was encrypted and verified. See
@@ -219,6 +225,8 @@ impl Report {
             causes: Vec::new(),
             servers_to_retry: Vec::new(),
             cancelled: false,
+            mailbox: None,
+            residual: Vec::new(),
             security: Vec::new(),
         }
     }
@@ -237,6 +245,10 @@ impl Report {
             crate::Event::ServerRecorded { record } => {
                 self.servers.retain(|s| s.server != record.server);
                 self.servers.push((**record).clone());
+                true
+            }
+            crate::Event::MailboxRecorded { record, .. } => {
+                self.mailbox = Some((**record).clone());
                 true
             }
             _ => false,
@@ -304,6 +316,9 @@ impl Report {
                 srv.server,
                 srv.elapsed.as_secs_f64() * 1e3
             );
+        }
+        for r in &self.residual {
+            let _ = writeln!(s, "  residual: {r}");
         }
         for r in &self.reasons {
             let _ = writeln!(s, "  reason: {r}");

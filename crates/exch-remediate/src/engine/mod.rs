@@ -4,6 +4,7 @@
 
 mod change;
 mod converge;
+mod mailbox;
 mod plan;
 mod run;
 
@@ -46,6 +47,8 @@ pub(crate) struct Engine {
     pub(crate) contain_first: bool,
     pub(crate) skip_unresolved: bool,
     pub(crate) earlier: Option<Earlier>,
+    pub(crate) mailbox: Option<Arc<dyn exch_mailbox::MailboxAdmin>>,
+    pub(crate) mailbox_actions: crate::MailboxActions,
 }
 
 /// One user of a run.
@@ -77,6 +80,15 @@ impl Earlier {
         actions
             .iter()
             .any(|a| a.action == action && (a.outcome.is_some() || a.done_earlier))
+    }
+
+    /// The mailbox record the earlier run kept for `user`.
+    pub(crate) fn mailbox(&self, user: &str) -> Option<&crate::MailboxRecord> {
+        match self {
+            Earlier::One(r) if r.user == user => r.mailbox.as_ref(),
+            Earlier::Many(m) => m.user(user).and_then(|u| u.mailbox.as_ref()),
+            Earlier::One(_) => None,
+        }
     }
 
     /// Whether the earlier run proved `server` flushed (itself or from a run before it), and

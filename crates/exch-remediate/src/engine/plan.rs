@@ -211,11 +211,25 @@ impl Engine {
                 "asked for with include_server, but the directory has no such Exchange server",
             ));
         }
-        let impact = servers
-            .iter()
-            .filter(|p| p.is_flushed())
-            .map(|p| p.impact(&self.method))
-            .collect();
+        let mailbox = match self.mailbox {
+            None => None,
+            Some(_) => Some(crate::PlannedMailbox {
+                server: mailbox_server(&servers).ok_or_else(|| {
+                    RemediationError::invalid(
+                        "mailbox",
+                        "no Exchange 2013 or later server (not Edge) to run the Exchange Management Shell on: check the server selection",
+                    )
+                })?,
+                actions: self.mailbox_actions,
+            }),
+        };
+        let mut impact: Vec<String> = mailbox.iter().map(crate::PlannedMailbox::impact).collect();
+        impact.extend(
+            servers
+                .iter()
+                .filter(|p| p.is_flushed())
+                .map(|p| p.impact(&self.method)),
+        );
         let probed_users = match self.prober {
             Some(_) => users
                 .iter()
@@ -224,12 +238,11 @@ impl Engine {
                 .count(),
             None => 0,
         };
-        let mut steps = vec![
-            Step::FindAccount,
-            Step::ChangeDirectory,
-            Step::Converge,
-            Step::Flush,
-        ];
+        let mut steps = vec![Step::FindAccount];
+        if mailbox.is_some() {
+            steps.push(Step::Mailbox);
+        }
+        steps.extend([Step::ChangeDirectory, Step::Converge, Step::Flush]);
         if probed_users > 0 {
             steps.push(Step::Probe);
         }
@@ -244,6 +257,7 @@ impl Engine {
             accounts_in_flight: self.accounts_in_flight,
             contain_first: self.contain_first,
             probed_users,
+            mailbox,
             impact,
         })
     }
@@ -324,4 +338,15 @@ impl Engine {
             _ => Vec::new(),
         }
     }
+}
+
+/// The server whose Exchange Management Shell runs the mailbox step: the first (by name) of
+/// the discovered servers that is not Edge and runs Exchange 2013 or later (the cmdlets the
+/// step uses), whether or not it is flushed.
+fn mailbox_server(servers: &[PlannedServer]) -> Option<String> {
+    servers
+        .iter()
+        .map(|p| &p.server)
+        .find(|s| !s.is_edge() && s.version.is_some_and(|v| v.major >= 15))
+        .map(|s| s.name.clone())
 }

@@ -52,6 +52,7 @@ pub(crate) struct BatchRun<'a> {
     e: &'a Engine,
     users: Vec<PlannedTarget<'a>>,
     servers: &'a [PlannedServer],
+    mailbox: Option<&'a crate::PlannedMailbox>,
     started: Instant,
     dl: Deadline,
     report: ManyReport,
@@ -59,6 +60,8 @@ pub(crate) struct BatchRun<'a> {
     changed: Vec<Option<Changed>>,
     /// Per user: the name to log on with (UPN, else sAMAccountName), once found again.
     logins: Vec<Option<String>>,
+    /// Per user: when this run's directory change was applied.
+    changed_at: Vec<Option<chrono::DateTime<Utc>>>,
 }
 
 impl<'a> BatchRun<'a> {
@@ -66,6 +69,7 @@ impl<'a> BatchRun<'a> {
         e: &'a Engine,
         users: Vec<PlannedTarget<'a>>,
         servers: &'a [PlannedServer],
+        mailbox: Option<&'a crate::PlannedMailbox>,
     ) -> Self {
         let records = users
             .iter()
@@ -79,6 +83,8 @@ impl<'a> BatchRun<'a> {
                     probes: Vec::new(),
                     reasons: Vec::new(),
                     causes: Vec::new(),
+                    mailbox: None,
+                    residual: Vec::new(),
                 };
                 match (u.problem, u.target) {
                     (Some(p), _) => rec.add(Cause::Unresolved { problem: p.clone() }),
@@ -97,8 +103,10 @@ impl<'a> BatchRun<'a> {
             e,
             changed: users.iter().map(|_| None).collect(),
             logins: users.iter().map(|_| None).collect(),
+            changed_at: users.iter().map(|_| None).collect(),
             users,
             servers,
+            mailbox,
             started: Instant::now(),
             dl: Deadline::new(e.deadline),
             report: ManyReport {
@@ -155,6 +163,7 @@ impl<'a> BatchRun<'a> {
             } else {
                 work
             };
+            self.mailbox_step(&work).await;
             self.change(&work).await;
             self.converge().await;
             self.flush().await;
@@ -243,6 +252,55 @@ impl<'a> BatchRun<'a> {
         work
     }
 
+    /// The mailbox step (when planned): before the directory change, so that a wipe reaches
+    /// devices while they can still connect.
+    async fn mailbox_step(&mut self, work: &[Work<'a>]) {
+        let (Some(admin), Some(planned)) = (self.e.mailbox.as_ref(), self.mailbox) else {
+            return;
+        };
+        let s = self.begin(Step::Mailbox);
+        let Some(server) = self
+            .servers
+            .iter()
+            .map(|p| &p.server)
+            .find(|x| x.name == planned.server)
+        else {
+            let why = format!("{} is not a server of the plan", planned.server);
+            for w in work {
+                self.report.users[w.i].mailbox = Some(crate::MailboxRecord {
+                    server: planned.server.clone(),
+                    errors: vec![why.clone()],
+                    ..Default::default()
+                });
+            }
+            self.end(Step::Mailbox, s, false, why);
+            return;
+        };
+        let records = self.e.mailbox_all(self.dl, admin, server, work).await;
+        let mut complete = 0;
+        let (mut wiped, mut locked, mut rules) = (0, 0, 0);
+        for (w, r) in work.iter().zip(records) {
+            if super::mailbox::incomplete(planned.actions, &r).is_empty() {
+                complete += 1;
+            }
+            wiped += r
+                .wipe
+                .iter()
+                .flat_map(|x| &x.devices)
+                .filter(|x| x.is_done())
+                .count();
+            locked += usize::from(r.locked());
+            rules += r.forwarding.as_ref().map_or(0, |f| f.rules.len());
+            self.report.users[w.i].mailbox = Some(r);
+        }
+        let detail = format!(
+            "{complete}/{} mailboxes as asked through {}: {locked} locked down, {wiped} device wipe(s) sent, {rules} inbox rule(s) of concern found",
+            work.len(),
+            server.name
+        );
+        self.end(Step::Mailbox, s, complete == work.len(), detail);
+    }
+
     /// Step 2: the directory changes.
     async fn change(&mut self, work: &[Work<'a>]) {
         let s = self.begin(Step::ChangeDirectory);
@@ -259,6 +317,9 @@ impl<'a> BatchRun<'a> {
             }
             last_disabled = last_disabled.zip(c.disabled_at).map(|(a, b)| a.max(b));
             self.report.users[w.i].actions = c.actions.clone();
+            if c.actions.iter().any(|a| a.outcome.is_some()) {
+                self.changed_at[w.i] = Some(Utc::now());
+            }
             self.changed[w.i] = Some(c);
         }
         let resolved = self.users.iter().filter(|u| u.problem.is_none()).count();
@@ -489,9 +550,19 @@ impl<'a> BatchRun<'a> {
             not_proven: not_proven.clone(),
             flushed_any,
             cancelled: e.cancel.is_cancelled(),
+            mailbox: self.mailbox.map(|m| m.actions),
         };
-        for (u, changed) in self.report.users.iter_mut().zip(&self.changed) {
+        for ((u, changed), at) in self
+            .report
+            .users
+            .iter_mut()
+            .zip(&self.changed)
+            .zip(&self.changed_at)
+        {
             fleet.judge(u, changed.as_ref().map(|c| c.expected));
+            if changed.as_ref().is_some_and(|c| c.expected.is_some()) {
+                u.residual = crate::containment::residual(u.mailbox.as_ref(), *at);
+            }
         }
         for u in &self.report.users {
             e.emit(Event::UserFinished {
@@ -553,6 +624,8 @@ struct Fleet {
     /// Whether any server is proven flushed (now or by an earlier run).
     flushed_any: bool,
     cancelled: bool,
+    /// The mailbox step's actions, when it was planned.
+    mailbox: Option<crate::MailboxActions>,
 }
 
 impl Fleet {
@@ -614,6 +687,15 @@ impl Fleet {
             .collect();
         if !endpoints.is_empty() {
             u.add(Cause::NotRefused { endpoints });
+        }
+        if let Some(actions) = self.mailbox {
+            let what = match &u.mailbox {
+                Some(r) => super::mailbox::incomplete(actions, r),
+                None => vec!["the mailbox step did not run".into()],
+            };
+            if !what.is_empty() {
+                u.add(Cause::MailboxIncomplete { what });
+            }
         }
         if self.cancelled {
             u.add(Cause::Cancelled);
