@@ -27,10 +27,28 @@
 //! OWA answers a refused forms logon — and a request whose `cadata` credentials no longer log
 //! on — with a redirect to `/owa/auth/logon.aspx?…reason=2`, and a request without a readable
 //! cookie with a redirect to the logon page (`reason=0`).
+//!
+//! **Refusals by the mailbox's CAS settings** ([`Logon::ProtocolDisabled`], after the logon
+//! succeeded; the settings as the serving worker has them cached) are `403 Forbidden`, with
+//! `X-Lab-Cas-Block: <the Get-CASMailbox property>` and the reason in the body:
+//! - ActiveSync: 403 is MS-ASHTTP's answer for "The user is not enabled for ActiveSync
+//!   synchronization" (\[MS-ASHTTP\] 2.2.2.1.1 Status Line). A blocked `DeviceId` gets the same
+//!   403 — a simplification: Exchange 2010 and later answer a device that access rules block
+//!   with HTTP 200 and a status in the command's body (MS-ASCMD common status codes), which a
+//!   client without WBXML cannot read.
+//! - OWA: 403 with `X-OWA-Error: Microsoft.Exchange.Data.Storage.AccountDisabledException`,
+//!   the error OWA names for a mailbox whose OWA is disabled (Microsoft TechNet blog "Office
+//!   365: Manage Office 365 features when Outlook Web Access is disabled on a mailbox"); the
+//!   lab's choice of status, since OWA shows it on an error page. The `cadata` cookie is kept:
+//!   the logon itself succeeded.
+//! - EWS: 403, what clients report for a mailbox whose EWS access is off (Exchange Online's
+//!   EWS "scream tests", reported as HTTP 403 on `EwsEnabled = $false` mailboxes).
+//! - ECP, MAPI over HTTP, Outlook Anywhere: 403, the lab's choice (Exchange's own answers are
+//!   protocol errors inside a 200 for MAPI/RPC; not modelled).
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
@@ -40,7 +58,7 @@ use exch_core::Protocol;
 use secrecy::SecretString;
 
 use crate::catalog::VdirAuth;
-use crate::model::{IisServer, Logon, TokenSource};
+use crate::model::{CasBlock, IisServer, Logon, TokenSource};
 
 /// Name of the OWA session cookie (as Exchange names the one holding the credentials).
 pub const SESSION_COOKIE: &str = "cadata";
@@ -77,8 +95,10 @@ pub fn router(server: IisServer, fqdn: &str) -> Router {
                 router,
                 path,
                 any(
-                    move |State(s): State<Endpoints>, headers: HeaderMap| async move {
-                        basic_endpoint(s, protocol, headers).await
+                    move |State(s): State<Endpoints>,
+                          RawQuery(query): RawQuery,
+                          headers: HeaderMap| async move {
+                        basic_endpoint(s, protocol, query.as_deref(), headers).await
                     },
                 ),
             );
@@ -125,7 +145,50 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
     Some((user.to_owned(), SecretString::from(password.to_owned())))
 }
 
-async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) -> Response {
+/// The value of query parameter `name` (case-insensitive name, percent-decoded value), e.g.
+/// ActiveSync's `DeviceId`. The base64-encoded query form of MS-ASHTTP is not read.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| percent_decode(value))
+        .filter(|value| !value.is_empty())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn basic_endpoint(
+    s: Endpoints,
+    protocol: Protocol,
+    query: Option<&str>,
+    headers: HeaderMap,
+) -> Response {
     if s.server.pool_for(protocol).is_none() {
         return (
             StatusCode::NOT_FOUND,
@@ -141,7 +204,13 @@ async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) ->
     let Some((user, password)) = basic_credentials(&headers) else {
         return challenge(&s.realm);
     };
-    let logon = s.server.authenticate(protocol, &user, &password).await;
+    let device_id = (protocol == Protocol::Eas)
+        .then(|| query_param(query, "DeviceId"))
+        .flatten();
+    let logon = s
+        .server
+        .authenticate_device(protocol, &user, &password, device_id.as_deref())
+        .await;
     match logon {
         Logon::Accepted { pool, pid, source } => {
             let mut response = accepted(&s.server, protocol, pool, pid, source);
@@ -154,8 +223,35 @@ async fn basic_endpoint(s: Endpoints, protocol: Protocol, headers: HeaderMap) ->
             response
         }
         Logon::Refused(_) | Logon::SessionUnknown => challenge(&s.realm),
+        Logon::ProtocolDisabled { reason, .. } => cas_refusal(&s.server, reason),
         other => failure(other),
     }
+}
+
+/// `403 Forbidden` for a request the mailbox's CAS settings refuse (see the module docs).
+fn cas_refusal(server: &IisServer, reason: CasBlock) -> Response {
+    let body = match reason {
+        CasBlock::ActiveSyncDisabled => {
+            "403 - Forbidden: The user is not enabled for ActiveSync synchronization.\n".to_owned()
+        }
+        other => format!("403 - Forbidden: {other}.\n"),
+    };
+    let mut response = (StatusCode::FORBIDDEN, body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(name) = HeaderValue::from_str(server.name()) {
+        headers.insert("X-FEServer", name);
+    }
+    headers.insert(
+        "X-Lab-Cas-Block",
+        HeaderValue::from_static(reason.setting()),
+    );
+    if reason == CasBlock::OwaDisabled {
+        headers.insert(
+            "X-OWA-Error",
+            HeaderValue::from_static("Microsoft.Exchange.Data.Storage.AccountDisabledException"),
+        );
+    }
+    response
 }
 
 fn accepted(
@@ -317,6 +413,7 @@ async fn forms_page(s: &Endpoints, protocol: Protocol, headers: &HeaderMap) -> R
         }
         Logon::Refused(_) => redirect(LOGON_REFUSED, Some(expire)),
         Logon::SessionUnknown => redirect(LOGON_REQUIRED, Some(expire)),
+        Logon::ProtocolDisabled { reason, .. } => cas_refusal(&s.server, reason),
         other => failure(other),
     }
 }
@@ -350,6 +447,16 @@ mod tests {
         assert_eq!(pw.expose_secret(), "p:ss");
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
         assert!(basic_credentials(&headers).is_none());
+    }
+
+    #[test]
+    fn device_id_is_read_from_the_query() {
+        let q = Some("User=bob&deviceid=Appl%2BF17X&DeviceType=iPhone&Cmd=Sync");
+        assert_eq!(query_param(q, "DeviceId").as_deref(), Some("Appl+F17X"));
+        assert_eq!(query_param(Some("DeviceId="), "DeviceId"), None);
+        assert_eq!(query_param(Some("Cmd=Ping"), "DeviceId"), None);
+        assert_eq!(query_param(None, "DeviceId"), None);
+        assert_eq!(percent_decode("a%2"), "a%2");
     }
 
     #[test]

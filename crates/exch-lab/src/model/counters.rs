@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use super::CasBlock;
+
 #[derive(Default)]
 pub(crate) struct Counter(AtomicU64);
 
@@ -32,9 +34,31 @@ pub(crate) struct Counters {
     pub(crate) workers_killed_at_shutdown_limit: Counter,
     pub(crate) recycle_failures: Counter,
     pub(crate) iisresets: Counter,
+    pub(crate) mailbox_settings_read: Counter,
+    pub(crate) mailbox_settings_from_cache: Counter,
+    cas_owa: Counter,
+    cas_ecp: Counter,
+    cas_ews: Counter,
+    cas_active_sync: Counter,
+    cas_device: Counter,
+    cas_mapi: Counter,
+    cas_rpc_http: Counter,
 }
 
 impl Counters {
+    pub(crate) fn refused_by_cas(&self, reason: CasBlock) {
+        match reason {
+            CasBlock::OwaDisabled => &self.cas_owa,
+            CasBlock::EcpDisabled => &self.cas_ecp,
+            CasBlock::EwsDisabled => &self.cas_ews,
+            CasBlock::ActiveSyncDisabled => &self.cas_active_sync,
+            CasBlock::DeviceBlocked => &self.cas_device,
+            CasBlock::MapiDisabled => &self.cas_mapi,
+            CasBlock::RpcHttpBlocked => &self.cas_rpc_http,
+        }
+        .inc();
+    }
+
     pub(crate) fn snapshot(&self) -> IisCounters {
         IisCounters {
             logons_from_cache: self.logons_from_cache.get(),
@@ -50,6 +74,17 @@ impl Counters {
             workers_killed_at_shutdown_limit: self.workers_killed_at_shutdown_limit.get(),
             recycle_failures: self.recycle_failures.get(),
             iisresets: self.iisresets.get(),
+            mailbox_settings_read: self.mailbox_settings_read.get(),
+            mailbox_settings_from_cache: self.mailbox_settings_from_cache.get(),
+            refused_by_cas: CasRefusals {
+                owa: self.cas_owa.get(),
+                ecp: self.cas_ecp.get(),
+                ews: self.cas_ews.get(),
+                active_sync: self.cas_active_sync.get(),
+                active_sync_device: self.cas_device.get(),
+                mapi: self.cas_mapi.get(),
+                rpc_http: self.cas_rpc_http.get(),
+            },
         }
     }
 }
@@ -86,4 +121,44 @@ pub struct IisCounters {
     pub recycle_failures: u64,
     /// `iisreset` runs that restarted or stopped IIS.
     pub iisresets: u64,
+    /// Authenticated requests whose worker read the user's mailbox from the store (its
+    /// settings cache had no live entry).
+    pub mailbox_settings_read: u64,
+    /// Authenticated requests checked against a worker's cached copy of the mailbox.
+    pub mailbox_settings_from_cache: u64,
+    /// Authenticated requests refused by the mailbox's CAS settings, per protocol.
+    pub refused_by_cas: CasRefusals,
+}
+
+/// Requests refused by the mailbox's CAS settings ([`CasBlock`]), per protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CasRefusals {
+    /// OWA (`OWAEnabled`).
+    pub owa: u64,
+    /// ECP (`ECPEnabled`).
+    pub ecp: u64,
+    /// EWS (`EwsEnabled`).
+    pub ews: u64,
+    /// ActiveSync (`ActiveSyncEnabled`).
+    pub active_sync: u64,
+    /// ActiveSync from a device that may not connect (device rules).
+    pub active_sync_device: u64,
+    /// MAPI over HTTP (`MAPIEnabled`).
+    pub mapi: u64,
+    /// Outlook Anywhere (`MAPIBlockOutlookRpcHttp`).
+    pub rpc_http: u64,
+}
+
+impl CasRefusals {
+    /// Every refusal, all protocols together.
+    pub fn total(&self) -> u64 {
+        self.owa
+            + self.ecp
+            + self.ews
+            + self.active_sync
+            + self.active_sync_device
+            + self.mapi
+            + self.rpc_http
+    }
 }

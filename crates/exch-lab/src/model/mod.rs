@@ -1,9 +1,11 @@
 //! The IIS model of one simulated Exchange server: application pools, worker processes with
-//! logon-token caches, overlapped recycling, `iisreset`, and the faults a test can inject.
+//! logon-token caches and mailbox-settings caches, overlapped recycling, `iisreset`, and the
+//! faults a test can inject.
 //!
 //! [`IisServer`] is what the HTTP endpoints ([`crate::iis`]) authenticate through and what the
 //! PowerShell interpreter drives through [`crate::host::IisHost`].
 
+mod cas;
 mod counters;
 mod host_impl;
 mod recycle;
@@ -21,8 +23,9 @@ use exch_directory::{AuthResult, Directory};
 use secrecy::SecretString;
 use tokio::sync::watch;
 
+pub use cas::{cas_block, CasBlock, DEFAULT_MAILBOX_SETTINGS_LIFETIME};
 use counters::Counters;
-pub use counters::IisCounters;
+pub use counters::{CasRefusals, IisCounters};
 pub use worker::DEFAULT_TOKEN_TTL_SECS;
 use worker::{CacheKey, InFlight, Worker};
 
@@ -39,7 +42,8 @@ pub const DEFAULT_RECYCLE_FAULT: &str = "The process cannot access the file beca
 pub(crate) const INVALID_OBJECT: &str =
     "The object identifier does not represent a valid object. (Exception from HRESULT: 0x800710D8)";
 
-/// Timing of one simulated server. All values are real time (not scaled by the lab clock).
+/// Timing of one simulated server. All values are real time (not scaled by the lab clock),
+/// except `mailbox_settings_lifetime`, which is lab time like the token cache's TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IisTiming {
     /// How long `Restart-WebAppPool` / `appcmd recycle` takes to return (WAS accepted the
@@ -54,6 +58,12 @@ pub struct IisTiming {
     /// How long stopping IIS waits for requests in flight (`iisreset /timeout`): then a
     /// plain `iisreset` kills the workers (their requests fail) and `/noforce` gives up.
     pub stop_timeout: Duration,
+    /// How long a worker keeps what it read of a logon user's mailbox (CAS settings and
+    /// devices) before it reads the store again — **lab time**, from the read, not renewed by
+    /// use; `Duration::ZERO` reads the store on every request. Default
+    /// [`DEFAULT_MAILBOX_SETTINGS_LIFETIME`] (15 min: Exchange's process-wide AD caches,
+    /// see [`CasBlock`]'s module). Read on every request, so a change applies at once.
+    pub mailbox_settings_lifetime: Duration,
 }
 
 impl Default for IisTiming {
@@ -63,6 +73,7 @@ impl Default for IisTiming {
             worker_startup: Duration::from_millis(50),
             reset_window: Duration::from_millis(200),
             stop_timeout: Duration::from_secs(5),
+            mailbox_settings_lifetime: DEFAULT_MAILBOX_SETTINGS_LIFETIME,
         }
     }
 }
@@ -92,6 +103,16 @@ pub enum Logon {
     },
     /// Refused by the directory (HTTP 401, or the OWA logon page).
     Refused(AuthResult),
+    /// Authenticated, then refused by the mailbox's CAS settings as the serving worker knows
+    /// them (HTTP 403; see [`crate::iis`]).
+    ProtocolDisabled {
+        /// The pool that served it.
+        pool: &'static str,
+        /// The worker that served it.
+        pid: u32,
+        /// Which setting refused it.
+        reason: CasBlock,
+    },
     /// IIS or the pool is stopped (HTTP 503).
     Unavailable,
     /// This Exchange version does not serve the protocol (HTTP 404).
@@ -388,12 +409,27 @@ impl IisServer {
 
     /// Authenticates a Basic-auth request for `protocol` the way IIS does: the pool's current
     /// worker (started on demand, or awaited while a stop-then-start recycle runs) looks up its
-    /// token cache, and on a miss asks the directory.
+    /// token cache, and on a miss asks the directory. An authenticated user who has a mailbox
+    /// is then checked against its CAS settings as that worker has them cached
+    /// ([`Logon::ProtocolDisabled`]).
     pub async fn authenticate(
         &self,
         protocol: Protocol,
         user: &str,
         password: &SecretString,
+    ) -> Logon {
+        self.authenticate_device(protocol, user, password, None)
+            .await
+    }
+
+    /// [`IisServer::authenticate`] for a request that names its ActiveSync device (the
+    /// `DeviceId` query parameter): the device rules of the mailbox apply too.
+    pub async fn authenticate_device(
+        &self,
+        protocol: Protocol,
+        user: &str,
+        password: &SecretString,
+        device_id: Option<&str>,
     ) -> Logon {
         let Some(pool) = self.pool_for(protocol) else {
             return Logon::NotServed;
@@ -403,13 +439,15 @@ impl IisServer {
             Err(l) => return l,
         };
         let logon = self.logon_on(&ticket, pool, user, password).await;
+        let logon = self.admit(&ticket, protocol, user, device_id, logon);
         self.finish(&ticket, logon).await
     }
 
     /// OWA forms logon (`POST /owa/auth.owa`): the credentials are checked like a Basic logon
     /// on the OWA pool and, on success, returned encrypted as the `cadata` cookie value.
     /// Nothing is kept in the worker: Exchange's forms module re-authenticates every request
-    /// from the cookie.
+    /// from the cookie. The forms module checks credentials only: `OWAEnabled` is checked
+    /// when the cookie is used ([`IisServer::cookie_request`]).
     pub async fn owa_logon(&self, user: &str, password: &SecretString) -> OwaLogon {
         let pool = catalog::pool_for(self.inner.version, Protocol::Owa).unwrap_or("");
         let ticket = match self.enter(pool).await {
@@ -437,7 +475,8 @@ impl IisServer {
     }
 
     /// A forms request to `protocol`'s virtual directory (`Owa` or `Ecp`, which shares OWA's
-    /// forms logon) with a `cadata` cookie, authenticated by that protocol's pool.
+    /// forms logon) with a `cadata` cookie, authenticated by that protocol's pool, then
+    /// checked against `OWAEnabled` / `ECPEnabled` as that pool's worker has them cached.
     pub async fn cookie_request(&self, protocol: Protocol, session: &str) -> Logon {
         let Some(pool) = catalog::pool_for(self.inner.version, protocol)
             .filter(|_| matches!(protocol, Protocol::Owa | Protocol::Ecp))
@@ -452,6 +491,7 @@ impl IisServer {
             Err(l) => return l,
         };
         let logon = self.logon_on(&ticket, pool, &user, &password).await;
+        let logon = self.admit(&ticket, protocol, &user, None, logon);
         self.finish(&ticket, logon).await
     }
 
@@ -583,6 +623,48 @@ impl IisServer {
             Err(e) => {
                 self.inner.counters.directory_errors.inc();
                 Logon::DirectoryFailed(e.to_string())
+            }
+        }
+    }
+
+    /// The CAS check after an accepted logon: the worker's cached copy of the user's mailbox
+    /// (read from the fleet's store on a miss) decides; a user without a mailbox, a protocol
+    /// without a setting, and every other outcome pass unchanged.
+    fn admit(
+        &self,
+        ticket: &InFlight,
+        protocol: Protocol,
+        user: &str,
+        device_id: Option<&str>,
+        logon: Logon,
+    ) -> Logon {
+        let Logon::Accepted { pool, pid, .. } = logon else {
+            return logon;
+        };
+        if !cas::is_checked(protocol) {
+            return logon;
+        }
+        let lifetime = lock(&self.inner.timing).mailbox_settings_lifetime;
+        let lifetime = chrono::TimeDelta::from_std(lifetime).unwrap_or(chrono::TimeDelta::MAX);
+        let store = self.mailboxes();
+        let (mailbox, cached) =
+            ticket
+                .worker
+                .mailbox_settings(user, self.inner.clock.now(), lifetime, || {
+                    store.mailbox(user)
+                });
+        let counters = &self.inner.counters;
+        if cached {
+            counters.mailbox_settings_from_cache.inc();
+        } else {
+            counters.mailbox_settings_read.inc();
+        }
+        match mailbox.and_then(|m| cas_block(&m, protocol, device_id)) {
+            None => logon,
+            Some(reason) => {
+                counters.refused_by_cas(reason);
+                tracing::debug!(server = %self.inner.name, pool, %reason, cached, "refused by CAS settings");
+                Logon::ProtocolDisabled { pool, pid, reason }
             }
         }
     }

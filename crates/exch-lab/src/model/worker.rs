@@ -1,4 +1,5 @@
-//! A worker process (w3wp) and its logon-token cache.
+//! A worker process (w3wp): its logon-token cache and what it cached of the logon users'
+//! mailboxes (their CAS settings and devices).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::clock::lock;
+use crate::mailbox::Mailbox;
 
 /// Windows process ids are multiples of 4; the lab hands them out fleet-wide, never twice.
 static NEXT_PID: AtomicU32 = AtomicU32::new(4_000);
@@ -39,6 +41,9 @@ impl CacheKey {
     }
 }
 
+/// When a worker read a logon user's mailbox, and what it read (`None`: no mailbox).
+type MailboxEntry = (DateTime<Utc>, Option<Arc<Mailbox>>);
+
 /// One worker process of an application pool.
 pub(crate) struct Worker {
     pub(crate) pid: u32,
@@ -46,6 +51,9 @@ pub(crate) struct Worker {
     /// Lifetime of an unused cache entry; `None` = never expires (`UserTokenTTL` = 0).
     ttl: Option<TimeDelta>,
     cache: Mutex<HashMap<CacheKey, DateTime<Utc>>>,
+    /// Case-folded logon user name → when the worker read the user's mailbox, and what it
+    /// read (`None`: the user has no mailbox). Entries are not renewed by use.
+    mailbox_cache: Mutex<HashMap<String, MailboxEntry>>,
     in_flight: AtomicUsize,
     /// Set when the worker is killed (forced `iisreset`, or past its pool's shutdown time
     /// limit while stopping): requests still running on it fail.
@@ -61,6 +69,7 @@ impl Worker {
             started: now,
             ttl: (secs != 0).then(|| TimeDelta::seconds(i64::from(secs))),
             cache: Mutex::new(HashMap::new()),
+            mailbox_cache: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             terminated: watch::Sender::new(false),
         })
@@ -83,6 +92,32 @@ impl Worker {
     /// Caches a successful logon.
     pub(crate) fn cache_insert(&self, key: CacheKey, now: DateTime<Utc>) {
         lock(&self.cache).insert(key, now);
+    }
+
+    /// The mailbox of logon user `user` as this worker knows it: from its cache when it read
+    /// it less than `lifetime` ago, otherwise from `read` (and cached, unless `lifetime` is
+    /// zero). The second value says whether it came from the cache.
+    pub(crate) fn mailbox_settings(
+        &self,
+        user: &str,
+        now: DateTime<Utc>,
+        lifetime: TimeDelta,
+        read: impl FnOnce() -> Option<Mailbox>,
+    ) -> (Option<Arc<Mailbox>>, bool) {
+        if lifetime <= TimeDelta::zero() {
+            return (read().map(Arc::new), false);
+        }
+        let key = user.to_lowercase();
+        let mut cache = lock(&self.mailbox_cache);
+        if let Some((read_at, mailbox)) = cache.get(&key) {
+            if now - *read_at < lifetime {
+                return (mailbox.clone(), true);
+            }
+            cache.remove(&key);
+        }
+        let mailbox = read().map(Arc::new);
+        cache.insert(key, (now, mailbox.clone()));
+        (mailbox, false)
     }
 
     /// Number of cached tokens (expired ones included until they are next looked up).
@@ -148,6 +183,36 @@ mod tests {
         assert!(!w.cache_hit(&key("bob", "other"), t0 + TimeDelta::seconds(18)));
         assert!(!w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(28)));
         assert!(!w.cache_hit(&key("bob", "pw"), t0 + TimeDelta::seconds(29)));
+    }
+
+    #[test]
+    fn mailbox_settings_are_cached_for_their_lifetime_without_renewal() {
+        let t0 = Utc::now();
+        let w = Worker::start(t0, None);
+        let life = TimeDelta::seconds(900);
+        let bob = || Some(Mailbox::new("bob", "bob@lab.example.test"));
+        let (m, cached) = w.mailbox_settings("Bob", t0, life, bob);
+        assert!(m.is_some() && !cached);
+        let (m, cached) = w.mailbox_settings("BOB", t0 + TimeDelta::seconds(899), life, || None);
+        assert!(
+            m.is_some() && cached,
+            "used within its lifetime, not renewed"
+        );
+        let (m, cached) = w.mailbox_settings("bob", t0 + TimeDelta::seconds(900), life, || None);
+        assert!(
+            m.is_none() && !cached,
+            "read again once its lifetime has passed"
+        );
+        let (_, cached) = w.mailbox_settings("bob", t0, TimeDelta::zero(), bob);
+        assert!(!cached);
+        let (_, cached) = w.mailbox_settings("carol", t0, TimeDelta::zero(), bob);
+        assert!(!cached, "a zero lifetime caches nothing");
+        assert!(!w.mailbox_settings("carol", t0, life, || None).1);
+        assert!(
+            !Worker::start(t0, None)
+                .mailbox_settings("bob", t0, life, || None)
+                .1
+        );
     }
 
     #[test]
