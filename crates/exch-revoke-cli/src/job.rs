@@ -70,6 +70,38 @@ pub struct TargetArgs {
         conflicts_with = "old_password_command"
     )]
     pub old_password_env: Option<String>,
+    /// Mailbox containment: refuse every protocol of each mailbox (OWA, EWS, ActiveSync,
+    /// MAPI, Outlook Anywhere, POP, IMAP, ECP) and block every device, through the Exchange
+    /// Management Shell of one Exchange 2013+ server; closes Kerberos tickets and
+    /// Windows-authenticated connections that a flush does not.
+    #[arg(long)]
+    pub lockdown: bool,
+    /// Send a remote wipe to every device of each mailbox before it is blocked:
+    /// account-only (default; Exchange 2016+) or full.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "account-only")]
+    pub wipe_devices: Option<WipeArg>,
+    /// Remove each mailbox's forwarding and disable (default) or remove the inbox rules that
+    /// forward, redirect or delete; they are always reported.
+    #[arg(long, value_name = "RULES", num_args = 0..=1, default_missing_value = "disable")]
+    pub remove_forwarding: Option<RulesArg>,
+}
+
+/// `--wipe-devices` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WipeArg {
+    /// Only the Exchange account's data (Exchange 2016 and later).
+    AccountOnly,
+    /// The whole device.
+    Full,
+}
+
+/// `--remove-forwarding` rule actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesArg {
+    /// Disable-InboxRule: the rule stays, as evidence.
+    Disable,
+    /// Remove-InboxRule.
+    Remove,
 }
 
 /// Where new passwords go: shared by `revoke` and `resume`.
@@ -205,6 +237,17 @@ pub fn job_from_args(
         skip_unresolved: t.skip_unresolved,
         passwords: sink,
         probe,
+        mailbox: journal::MailboxJob {
+            lockdown: t.lockdown,
+            wipe: t.wipe_devices.map(|w| match w {
+                WipeArg::AccountOnly => exch_mailbox::WipeMode::AccountOnly,
+                WipeArg::Full => exch_mailbox::WipeMode::Full,
+            }),
+            forwarding: t.remove_forwarding.map(|r| match r {
+                RulesArg::Disable => exch_mailbox::RuleAction::Disable,
+                RulesArg::Remove => exch_mailbox::RuleAction::Remove,
+            }),
+        },
     };
     Ok((job, sources))
 }
@@ -293,6 +336,22 @@ async fn build(
     }
     if job.contain_first {
         b = b.contain_first();
+    }
+    let m = &job.mailbox;
+    if m.lockdown || m.wipe.is_some() || m.forwarding.is_some() {
+        // The mailbox step runs over the same WinRM transport and sessions as the flush.
+        b = b.mailbox(std::sync::Arc::new(exch_mailbox::WinRmMailbox::new(
+            (*flusher).clone(),
+        )));
+        if m.lockdown {
+            b = b.lockdown();
+        }
+        if let Some(mode) = m.wipe {
+            b = b.wipe_devices(mode);
+        }
+        if let Some(action) = m.forwarding {
+            b = b.remove_forwarding(action);
+        }
     }
     if job.skip_unresolved || plan_only {
         b = b.skip_unresolved();
@@ -459,6 +518,7 @@ fn job_of_report(users: Vec<String>, actions: &[Action], skip_unresolved: bool) 
         skip_unresolved,
         passwords: None,
         probe: None,
+        mailbox: journal::MailboxJob::default(),
     }
 }
 

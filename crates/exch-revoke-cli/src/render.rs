@@ -22,6 +22,7 @@ pub fn step_name(step: Step) -> &'static str {
         Step::Converge => "wait for DCs",
         Step::Flush => "flush servers",
         Step::Probe => "probe old passwords",
+        Step::Mailbox => "mailbox",
         _ => "step",
     }
 }
@@ -308,8 +309,22 @@ pub fn report(out: &Out, report: &ManyReport) {
     for note in &report.security {
         out.line(format!("{} {note}", out.paint(Style::Bad, "SECURITY:")));
     }
-    for line in RESIDUAL {
-        out.line(format!("{} {line}", out.paint(Style::Dim, "RESIDUAL:")));
+    // With the mailbox step, the engine says per user what was closed and what still stands;
+    // without it, what a flush alone leaves.
+    if report.users.iter().any(|u| u.mailbox.is_some()) {
+        for u in &report.users {
+            for r in &u.residual {
+                out.line(format!(
+                    "{} {}: {r}",
+                    out.paint(Style::Dim, "RESIDUAL:"),
+                    crate::users::printable(&u.user)
+                ));
+            }
+        }
+    } else {
+        for line in RESIDUAL {
+            out.line(format!("{} {line}", out.paint(Style::Dim, "RESIDUAL:")));
+        }
     }
     let revoked = report
         .users
