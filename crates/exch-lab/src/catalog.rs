@@ -136,19 +136,36 @@ pub enum VdirAuth {
     /// Exchange's forms logon (`/owa/auth.owa` → `cadata` cookies); the forms module turns the
     /// cookie back into a Basic logon on every request (`basicAuthentication enabled="true"`).
     Forms,
-    /// Basic (with or without Windows authentication next to it).
+    /// Basic only (`Microsoft-Server-ActiveSync`).
     Basic,
-    /// Windows authentication (Negotiate / NTLM) only: no Basic, so no Basic token cache.
+    /// Basic and Windows authentication (Negotiate) side by side (`Rpc`, `Autodiscover`).
+    BasicAndWindows,
+    /// Windows authentication (Negotiate / NTLM) only: no Basic, so no Basic token cache
+    /// (`EWS`, `mapi`, `OAB`).
     WindowsOnly,
 }
 
+impl VdirAuth {
+    /// Whether a Basic `Authorization` header is looked at.
+    pub fn accepts_basic(self) -> bool {
+        matches!(self, VdirAuth::Basic | VdirAuth::BasicAndWindows)
+    }
+
+    /// Whether Windows authentication (Negotiate) is enabled.
+    pub fn accepts_windows(self) -> bool {
+        matches!(self, VdirAuth::BasicAndWindows | VdirAuth::WindowsOnly)
+    }
+}
+
 /// The authentication of `protocol`'s virtual directory in the default configuration of the
-/// front-end site (`<location path="Default Web Site/…">`): `owa` and `ecp` forms, `Autodiscover`,
-/// `Microsoft-Server-ActiveSync` and `Rpc` Basic, `EWS` and `mapi` Windows only.
+/// front-end site (`<location path="Default Web Site/…">`): `owa` and `ecp` forms,
+/// `Microsoft-Server-ActiveSync` Basic, `Rpc` and `Autodiscover` Basic and Windows, `EWS`,
+/// `mapi` and `OAB` Windows only.
 pub fn default_auth(protocol: Protocol) -> VdirAuth {
     match protocol {
         Protocol::Owa | Protocol::Ecp => VdirAuth::Forms,
-        Protocol::Ews | Protocol::Mapi => VdirAuth::WindowsOnly,
+        Protocol::Ews | Protocol::Mapi | Protocol::Oab => VdirAuth::WindowsOnly,
+        Protocol::RpcHttp | Protocol::Autodiscover => VdirAuth::BasicAndWindows,
         _ => VdirAuth::Basic,
     }
 }
@@ -193,5 +210,11 @@ mod tests {
         }
         assert_eq!(default_auth(Protocol::Ews), VdirAuth::WindowsOnly);
         assert_eq!(default_auth(Protocol::Ecp), VdirAuth::Forms);
+        assert_eq!(default_auth(Protocol::Oab), VdirAuth::WindowsOnly);
+        assert_eq!(default_auth(Protocol::RpcHttp), VdirAuth::BasicAndWindows);
+        assert_eq!(default_auth(Protocol::Eas), VdirAuth::Basic);
+        assert!(VdirAuth::BasicAndWindows.accepts_basic());
+        assert!(!VdirAuth::WindowsOnly.accepts_basic());
+        assert!(!VdirAuth::Basic.accepts_windows());
     }
 }

@@ -1,25 +1,43 @@
-//! The IIS HTTP endpoints of a simulated server: OWA / ECP forms logon and the Basic-auth
-//! virtual directories, each authenticated by the app pool Exchange uses for it.
+//! The IIS HTTP endpoints of a simulated server: OWA / ECP forms logon and the virtual
+//! directories with Basic and Windows (Negotiate/Kerberos) authentication, each served by the
+//! app pool Exchange uses for it.
 //!
-//! | path | auth (default config) | pool (2013+) | pool (2007/2010) |
-//! |---|---|---|---|
-//! | `POST /owa/auth.owa`, `GET /owa/` | forms → `cadata` cookie | `MSExchangeOWAAppPool` | same |
-//! | `GET /ecp/` | forms (OWA's `cadata` cookie) | `MSExchangeECPAppPool` | same |
-//! | `/EWS/Exchange.asmx` | Windows only by default; Basic in the lab unless [`IisServer::set_vdir_auth`] | `MSExchangeServicesAppPool` | same |
-//! | `/Microsoft-Server-ActiveSync` | Basic | `MSExchangeSyncAppPool` | same |
-//! | `/mapi/emsmdb`, `/mapi/nspi` | Windows only by default; Basic in the lab unless [`IisServer::set_vdir_auth`] | `MSExchangeMapiFrontEndAppPool` | not served (404) |
-//! | `/rpc/rpcproxy.dll` | Basic | `MSExchangeRpcProxyFrontEndAppPool` | `DefaultAppPool` |
-//! | `/Autodiscover/Autodiscover.xml` | Basic | `MSExchangeAutodiscoverAppPool` | same |
+//! | path | auth (default config) | in the lab | pool (2013+) | pool (2007/2010) |
+//! |---|---|---|---|---|
+//! | `POST /owa/auth.owa`, `GET /owa/` | forms → `cadata` cookie | same | `MSExchangeOWAAppPool` | same |
+//! | `GET /ecp/` | forms (OWA's `cadata` cookie) | same | `MSExchangeECPAppPool` | same |
+//! | `/EWS/Exchange.asmx` | Windows only | Basic and Windows unless [`IisServer::set_vdir_auth`] | `MSExchangeServicesAppPool` | same |
+//! | `/Microsoft-Server-ActiveSync` | Basic | same | `MSExchangeSyncAppPool` | same |
+//! | `/mapi/emsmdb`, `/mapi/nspi` | Windows only | Basic and Windows unless [`IisServer::set_vdir_auth`] | `MSExchangeMapiFrontEndAppPool` | not served (404) |
+//! | `/OAB/` | Windows only | same | `MSExchangeOABAppPool` | `DefaultAppPool` |
+//! | `/rpc/rpcproxy.dll` | Basic and Windows | same | `MSExchangeRpcProxyFrontEndAppPool` | `DefaultAppPool` |
+//! | `/Autodiscover/Autodiscover.xml` | Basic and Windows | same | `MSExchangeAutodiscoverAppPool` | same |
 //!
 //! Authentication per virtual directory follows the front-end site of Microsoft's default
 //! configuration (`<location path="Default Web Site/…">` in microsoft/CSS-Exchange
-//! `Shared/Tests/Data/E19_applicationHost_Default.config`): `owa` and `ecp` forms (Basic
-//! underneath), `Autodiscover`, `Microsoft-Server-ActiveSync` and `Rpc` Basic, `EWS` and `mapi`
-//! Windows authentication only. The lab keeps Basic on `EWS` and `mapi` by default, as
-//! deployments that still use Basic there have it, because the lab speaks no Negotiate on
-//! these paths; [`IisServer::set_vdir_auth`] with [`VdirAuth::WindowsOnly`] gives the default
+//! `Shared/Tests/Data/E19_applicationHost_Default.config`; [`crate::catalog::default_auth`]). One
+//! deviation: the lab keeps Basic next to Windows authentication on `EWS` and `mapi`, as
+//! deployments that still use Basic there have it and as the lab's Basic-based tests need;
+//! [`IisServer::set_vdir_auth`] with [`VdirAuth::WindowsOnly`] gives the default
 //! configuration: a Basic request gets `401` with `WWW-Authenticate: Negotiate` and `NTLM`
-//! **without any logon** — a refusal that proves nothing about the account.
+//! **without any logon** — a refusal that proves nothing about the account. A `401` offers
+//! what the directory has enabled, `Basic realm="<fqdn>"` first, then `Negotiate`, `NTLM`.
+//!
+//! **Windows authentication** is Kerberos: `Authorization: Negotiate <base64 token>` with a
+//! raw krb5 AP-REQ or SPNEGO around one, for `HTTP/<fqdn>` (or `HOST/`), opened with the
+//! server's service key ([`router_with_kerberos`]; the fleet gives the IIS routes the key of
+//! its WinRM endpoint, as both run under one computer account). Nothing else is asked: not
+//! the KDC, not the directory, not the token cache — a ticket issued before its account was
+//! disabled is accepted until it expires. The `200` carries the mutual-authentication token
+//! (`WWW-Authenticate: Negotiate <AP-REP>`) and `X-Lab-Token: ticket`. The logon then belongs
+//! to the **TCP connection** ([`WinRmConnection::windows_logon`], held by the listener as
+//! HTTP.sys holds it with kernel-mode authentication and `authPersistSingleRequest="false"`):
+//! later requests on it without `Authorization` are that user (`X-Lab-Token: connection`),
+//! across recycles of the pool, for the connection's life. Either way the request runs in the
+//! pool's current worker and is checked against the mailbox's CAS settings as that worker has
+//! them cached, so a lockdown plus a recycle refuses both. Not modelled: NTLM on these
+//! directories (a raw NTLM or SPNEGO-NTLM token is refused with `401`), multi-leg SPNEGO,
+//! channel binding, and a server without a service key (every ticket refused).
 //!
 //! Answers: 200 with a tiny body and `X-FEServer`, `X-Lab-Pool`, `X-Lab-Pid`, `X-Lab-Token`
 //! (`cache` / `directory`) headers; 401 with `WWW-Authenticate: Basic realm="<fqdn>"` when
@@ -48,7 +66,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, RawQuery, State};
+use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, MethodRouter};
@@ -59,6 +77,7 @@ use secrecy::SecretString;
 
 use crate::catalog::VdirAuth;
 use crate::model::{CasBlock, IisServer, Logon, TokenSource};
+use crate::winrm::{kerberos, KerberosAcceptorConfig, WinRmConnection};
 
 /// Name of the OWA session cookie (as Exchange names the one holding the credentials).
 pub const SESSION_COOKIE: &str = "cadata";
@@ -69,17 +88,32 @@ pub const LOGON_PAGE: &str = "/owa/auth/logon.aspx";
 struct Endpoints {
     server: IisServer,
     realm: String,
+    kerberos: Option<KerberosAcceptorConfig>,
 }
 
 /// The IIS routes of `server`; `fqdn` is the Basic realm. Merge it with the WinRM router to
-/// serve both on one listener.
+/// serve both on one listener. Without a service key, Windows authentication refuses every
+/// ticket: see [`router_with_kerberos`].
 pub fn router(server: IisServer, fqdn: &str) -> Router {
+    router_with_kerberos(server, fqdn, None)
+}
+
+/// [`router`] whose virtual directories with Windows authentication accept Kerberos tickets
+/// for `kerberos`'s SPN (`HTTP/<fqdn>`, the key the server's WinRM endpoint uses too). Serve
+/// it with `into_make_service_with_connect_info::<WinRmConnection>()` so that a connection
+/// keeps its Windows logon (without it every request must carry a ticket).
+pub fn router_with_kerberos(
+    server: IisServer,
+    fqdn: &str,
+    kerberos: Option<KerberosAcceptorConfig>,
+) -> Router {
     let state = Endpoints {
         server,
         realm: fqdn.to_owned(),
+        kerberos,
     };
     let mut router = Router::new();
-    let basic: [(Protocol, &[&str]); 5] = [
+    let vdirs: [(Protocol, &[&str]); 6] = [
         (Protocol::Ews, &["/EWS/Exchange.asmx"]),
         (Protocol::Eas, &["/Microsoft-Server-ActiveSync"]),
         (
@@ -88,17 +122,16 @@ pub fn router(server: IisServer, fqdn: &str) -> Router {
         ),
         (Protocol::RpcHttp, &["/rpc/rpcproxy.dll"]),
         (Protocol::Autodiscover, &["/Autodiscover/Autodiscover.xml"]),
+        (Protocol::Oab, &["/OAB", "/OAB/"]),
     ];
-    for (protocol, paths) in basic {
+    for (protocol, paths) in vdirs {
         for path in paths {
             router = route_both_cases(
                 router,
                 path,
                 any(
-                    move |State(s): State<Endpoints>,
-                          RawQuery(query): RawQuery,
-                          headers: HeaderMap| async move {
-                        basic_endpoint(s, protocol, query.as_deref(), headers).await
+                    move |State(s): State<Endpoints>, request: Request| async move {
+                        vdir_endpoint(s, protocol, request).await
                     },
                 ),
             );
@@ -183,12 +216,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn basic_endpoint(
-    s: Endpoints,
-    protocol: Protocol,
-    query: Option<&str>,
-    headers: HeaderMap,
-) -> Response {
+/// `Authorization: <scheme> <value>`, the scheme lower-cased.
+fn authorization(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    Some((scheme.to_ascii_lowercase(), rest.trim().to_owned()))
+}
+
+/// A virtual directory with Basic and/or Windows authentication (see the module docs):
+/// `Authorization: Basic` where Basic is enabled, `Authorization: Negotiate <AP-REQ>` where
+/// Windows authentication is, and — without an `Authorization` header — the Windows logon
+/// the TCP connection made earlier.
+async fn vdir_endpoint(s: Endpoints, protocol: Protocol, request: Request) -> Response {
     if s.server.pool_for(protocol).is_none() {
         return (
             StatusCode::NOT_FOUND,
@@ -196,21 +235,106 @@ async fn basic_endpoint(
         )
             .into_response();
     }
-    if s.server.vdir_auth(protocol) == VdirAuth::WindowsOnly {
-        // Basic is not enabled on this virtual directory: IIS offers Windows authentication
-        // and never looks at the Basic header.
-        return windows_challenge();
-    }
-    let Some((user, password)) = basic_credentials(&headers) else {
-        return challenge(&s.realm);
-    };
+    let auth = s.server.vdir_auth(protocol);
+    let headers = request.headers();
+    let connection = request
+        .extensions()
+        .get::<ConnectInfo<WinRmConnection>>()
+        .map(|c| c.0.clone());
     let device_id = (protocol == Protocol::Eas)
-        .then(|| query_param(query, "DeviceId"))
+        .then(|| query_param(request.uri().query(), "DeviceId"))
         .flatten();
+    let device_id = device_id.as_deref();
+    match authorization(headers) {
+        Some((scheme, token)) if scheme == "negotiate" && auth.accepts_windows() => {
+            negotiate_logon(&s, protocol, auth, &token, connection.as_ref(), device_id).await
+        }
+        Some((scheme, _)) if scheme == "basic" && auth.accepts_basic() => {
+            let Some((user, password)) = basic_credentials(headers) else {
+                return challenge(&s.realm, auth);
+            };
+            let logon = s
+                .server
+                .authenticate_device(protocol, &user, &password, device_id)
+                .await;
+            respond(&s, protocol, auth, logon)
+        }
+        // Not a scheme this directory has enabled: IIS offers what it has and never looks
+        // at the header (a Basic request to a Windows-only directory logs nothing on).
+        Some(_) => challenge(&s.realm, auth),
+        None => match connection.and_then(|c| c.windows_logon()) {
+            Some(user) if auth.accepts_windows() => {
+                let logon = s
+                    .server
+                    .windows_request(protocol, &user, device_id, TokenSource::Connection)
+                    .await;
+                respond(&s, protocol, auth, logon)
+            }
+            _ => challenge(&s.realm, auth),
+        },
+    }
+}
+
+/// `Authorization: Negotiate <base64 AP-REQ>`: the ticket is opened with the server's service
+/// key (the WinRM endpoint's acceptor, any principal); the KDC and the directory are not
+/// asked. The logon is kept on the connection, and the reply carries the mutual-
+/// authentication token (`WWW-Authenticate: Negotiate <AP-REP>`).
+async fn negotiate_logon(
+    s: &Endpoints,
+    protocol: Protocol,
+    auth: VdirAuth,
+    token: &str,
+    connection: Option<&WinRmConnection>,
+    device_id: Option<&str>,
+) -> Response {
+    let accepted = match (
+        &s.kerberos,
+        base64::engine::general_purpose::STANDARD.decode(token),
+    ) {
+        (Some(config), Ok(token)) => kerberos::accept_ap_req(config, &token).map_err(|why| {
+            tracing::debug!(
+                server = s.server.name(),
+                ?why,
+                "IIS: Negotiate token refused"
+            )
+        }),
+        (None, _) => {
+            tracing::debug!(
+                server = s.server.name(),
+                "IIS: a Negotiate token, and no service key configured"
+            );
+            Err(())
+        }
+        (_, Err(_)) => Err(()),
+    };
+    let Ok((user, reply)) = accepted else {
+        s.server.ticket_refused();
+        return challenge(&s.realm, auth);
+    };
+    if let Some(connection) = connection {
+        connection.set_windows_logon(&user);
+    }
     let logon = s
         .server
-        .authenticate_device(protocol, &user, &password, device_id.as_deref())
+        .windows_request(protocol, &user, device_id, TokenSource::Ticket)
         .await;
+    let mut response = respond(s, protocol, auth, logon);
+    let mutual = reply.map(|r| {
+        format!(
+            "Negotiate {}",
+            base64::engine::general_purpose::STANDARD.encode(r)
+        )
+    });
+    if let Some(value) = mutual.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The HTTP answer to an IIS decision on a Basic or Windows-authenticated request.
+fn respond(s: &Endpoints, protocol: Protocol, auth: VdirAuth, logon: Logon) -> Response {
     match logon {
         Logon::Accepted { pool, pid, source } => {
             let mut response = accepted(&s.server, protocol, pool, pid, source);
@@ -222,7 +346,7 @@ async fn basic_endpoint(
             }
             response
         }
-        Logon::Refused(_) | Logon::SessionUnknown => challenge(&s.realm),
+        Logon::Refused(_) | Logon::SessionUnknown => challenge(&s.realm, auth),
         Logon::ProtocolDisabled { reason, .. } => cas_refusal(&s.server, reason),
         other => failure(other),
     }
@@ -268,14 +392,7 @@ fn accepted(
         ("X-FEServer", server.name().to_owned()),
         ("X-Lab-Pool", pool.to_owned()),
         ("X-Lab-Pid", pid.to_string()),
-        (
-            "X-Lab-Token",
-            match source {
-                TokenSource::Cache => "cache",
-                TokenSource::Directory => "directory",
-            }
-            .to_owned(),
-        ),
+        ("X-Lab-Token", source.as_str().to_owned()),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
@@ -284,27 +401,24 @@ fn accepted(
     response
 }
 
-fn challenge(realm: &str) -> Response {
-    let value = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, value)],
-        "401 - Unauthorized: Access is denied due to invalid credentials.\n",
-    )
-        .into_response()
-}
-
-fn windows_challenge() -> Response {
+/// `401` offering what the directory has enabled: `Basic realm="<fqdn>"` first, then
+/// `Negotiate` and `NTLM` where Windows authentication is on.
+fn challenge(realm: &str, auth: VdirAuth) -> Response {
     let mut response = (
         StatusCode::UNAUTHORIZED,
         "401 - Unauthorized: Access is denied due to invalid credentials.\n",
     )
         .into_response();
-    for scheme in ["Negotiate", "NTLM"] {
-        response
-            .headers_mut()
-            .append(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+    let headers = response.headers_mut();
+    if auth.accepts_basic() {
+        let value = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+        headers.append(header::WWW_AUTHENTICATE, value);
+    }
+    if auth.accepts_windows() {
+        for scheme in ["Negotiate", "NTLM"] {
+            headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+        }
     }
     response
 }

@@ -450,8 +450,11 @@ async fn start_server(
         spec.user_token_ttl,
         spec.timing.clone(),
     );
+    // One computer-account key for every HTTP SPN of the server: WinRM and IIS's Windows
+    // authentication decrypt tickets with the same `HTTP/<fqdn>` key.
+    let iis_routes = crate::iis::router_with_kerberos(iis.clone(), &fqdn, kerberos.clone());
     let winrm = winrm_glue::winrm_service(iis.clone(), &spec.name, credentials, kerberos);
-    let router = winrm.router().merge(crate::iis::router(iis.clone(), &fqdn));
+    let router = winrm.router().merge(iis_routes);
     let listener = bind(0).await.map_err(|source| FleetError::Bind {
         server: spec.name.clone(),
         port: 0,

@@ -36,6 +36,9 @@ pub(crate) struct Counters {
     pub(crate) iisresets: Counter,
     pub(crate) mailbox_settings_read: Counter,
     pub(crate) mailbox_settings_from_cache: Counter,
+    pub(crate) logons_by_ticket: Counter,
+    pub(crate) tickets_refused: Counter,
+    pub(crate) requests_on_authenticated_connections: Counter,
     cas_owa: Counter,
     cas_ecp: Counter,
     cas_ews: Counter,
@@ -76,6 +79,9 @@ impl Counters {
             iisresets: self.iisresets.get(),
             mailbox_settings_read: self.mailbox_settings_read.get(),
             mailbox_settings_from_cache: self.mailbox_settings_from_cache.get(),
+            logons_by_ticket: self.logons_by_ticket.get(),
+            tickets_refused: self.tickets_refused.get(),
+            requests_on_authenticated_connections: self.requests_on_authenticated_connections.get(),
             refused_by_cas: CasRefusals {
                 owa: self.cas_owa.get(),
                 ecp: self.cas_ecp.get(),
@@ -126,6 +132,16 @@ pub struct IisCounters {
     pub mailbox_settings_read: u64,
     /// Authenticated requests checked against a worker's cached copy of the mailbox.
     pub mailbox_settings_from_cache: u64,
+    /// Kerberos logons (`Authorization: Negotiate <AP-REQ>`) on a virtual directory with
+    /// Windows authentication: the ticket opened with the service key, the directory not
+    /// asked.
+    pub logons_by_ticket: u64,
+    /// `Authorization: Negotiate` tokens refused (not Kerberos, another SPN, a key that does
+    /// not open the ticket, clock skew, or a server without a service key).
+    pub tickets_refused: u64,
+    /// Requests without credentials taken as the user their TCP connection authenticated
+    /// earlier with Windows authentication (no logon, no ticket).
+    pub requests_on_authenticated_connections: u64,
     /// Authenticated requests refused by the mailbox's CAS settings, per protocol.
     pub refused_by_cas: CasRefusals,
 }

@@ -86,6 +86,24 @@ pub enum TokenSource {
     Cache,
     /// A logon against the directory (cache miss).
     Directory,
+    /// A Kerberos service ticket (`Authorization: Negotiate <AP-REQ>`), opened with the
+    /// server's service key: neither the cache nor the directory (nor the KDC) was asked.
+    Ticket,
+    /// A TCP connection that authenticated earlier with Windows authentication (HTTP.sys
+    /// keeps that identity per connection): nothing was checked but the CAS settings.
+    Connection,
+}
+
+impl TokenSource {
+    /// `cache`, `directory`, `ticket` or `connection` (the `X-Lab-Token` header).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Cache => "cache",
+            TokenSource::Directory => "directory",
+            TokenSource::Ticket => "ticket",
+            TokenSource::Connection => "connection",
+        }
+    }
 }
 
 /// The outcome of one request as IIS decides it.
@@ -443,6 +461,50 @@ impl IisServer {
         self.finish(&ticket, logon).await
     }
 
+    /// A request for `protocol` by `user`, already authenticated with Windows authentication
+    /// (`source`: a Kerberos ticket just accepted with the service key, or the TCP
+    /// connection's earlier logon, [`TokenSource::Ticket`] / [`TokenSource::Connection`]):
+    /// HTTP.sys authenticated it, so the worker neither looks at its token cache nor asks the
+    /// directory. It still runs in the pool's current worker (started on demand, 503 while
+    /// stopped) and is checked against the user's mailbox as that worker has it cached — the
+    /// only thing a recycle changes for it.
+    pub async fn windows_request(
+        &self,
+        protocol: Protocol,
+        user: &str,
+        device_id: Option<&str>,
+        source: TokenSource,
+    ) -> Logon {
+        let Some(pool) = self.pool_for(protocol) else {
+            return Logon::NotServed;
+        };
+        let ticket = match self.enter(pool).await {
+            Ok(t) => t,
+            Err(l) => return l,
+        };
+        match source {
+            TokenSource::Ticket => self.inner.counters.logons_by_ticket.inc(),
+            TokenSource::Connection => self
+                .inner
+                .counters
+                .requests_on_authenticated_connections
+                .inc(),
+            TokenSource::Cache | TokenSource::Directory => {}
+        }
+        let logon = Logon::Accepted {
+            pool,
+            pid: ticket.worker.pid,
+            source,
+        };
+        let logon = self.admit(&ticket, protocol, user, device_id, logon);
+        self.finish(&ticket, logon).await
+    }
+
+    /// Counts an `Authorization: Negotiate` token the endpoint refused.
+    pub(crate) fn ticket_refused(&self) {
+        self.inner.counters.tickets_refused.inc();
+    }
+
     /// OWA forms logon (`POST /owa/auth.owa`): the credentials are checked like a Basic logon
     /// on the OWA pool and, on success, returned encrypted as the `cadata` cookie value.
     /// Nothing is kept in the worker: Exchange's forms module re-authenticates every request
@@ -495,9 +557,10 @@ impl IisServer {
         self.finish(&ticket, logon).await
     }
 
-    /// How `protocol`'s virtual directory authenticates: forms for OWA and ECP, Basic for the
-    /// others (EWS and MAPI included, see [`crate::iis`]) unless changed with
-    /// [`IisServer::set_vdir_auth`].
+    /// How `protocol`'s virtual directory authenticates: Microsoft's default
+    /// ([`catalog::default_auth`]), except that the lab keeps Basic next to Windows
+    /// authentication on EWS and MAPI ([`VdirAuth::BasicAndWindows`], see [`crate::iis`])
+    /// unless changed with [`IisServer::set_vdir_auth`].
     pub fn vdir_auth(&self, protocol: Protocol) -> VdirAuth {
         let state = lock(&self.inner.state);
         state
@@ -505,8 +568,8 @@ impl IisServer {
             .get(protocol.as_str())
             .copied()
             .unwrap_or(match protocol {
-                Protocol::Owa | Protocol::Ecp => VdirAuth::Forms,
-                _ => VdirAuth::Basic,
+                Protocol::Ews | Protocol::Mapi => VdirAuth::BasicAndWindows,
+                other => catalog::default_auth(other),
             })
     }
 

@@ -4,6 +4,11 @@
 //! [`Router::into_make_service_with_connect_info`](axum::Router::into_make_service_with_connect_info))
 //! and hands a clone to every request on it; when the connection closes the last clone goes,
 //! and with it the NTLM context.
+//!
+//! The same object carries the identity a connection authenticated with Windows
+//! authentication on an IIS virtual directory ([`WinRmConnection::windows_logon`]): HTTP.sys
+//! keeps it per connection (kernel-mode authentication, `authPersistSingleRequest="false"`),
+//! outside every worker process, so it survives a recycle of the pool.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +47,9 @@ pub struct WinRmConnection {
     /// `tls-server-end-point:<hash>` of the TLS channel, `None` on plain HTTP.
     tls_binding: Option<Arc<[u8]>>,
     pub(crate) state: Arc<Mutex<ContextState>>,
+    /// The Windows-authenticated logon user of the IIS virtual directories on this
+    /// connection (`user@REALM` from the Kerberos ticket).
+    windows_logon: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for WinRmConnection {
@@ -62,6 +70,7 @@ impl WinRmConnection {
             peer,
             tls_binding: None,
             state: Arc::default(),
+            windows_logon: Arc::default(),
         }
     }
 
@@ -94,6 +103,17 @@ impl WinRmConnection {
             ContextState::Established { user, .. } => Some(user.clone()),
             _ => None,
         }
+    }
+
+    /// The user this connection logged on as with Windows authentication (Negotiate) on an
+    /// IIS virtual directory, kept for the connection's life: later requests on it need no
+    /// `Authorization` header, whatever happened to the pool's workers meanwhile.
+    pub fn windows_logon(&self) -> Option<String> {
+        crate::clock::lock(&self.windows_logon).clone()
+    }
+
+    pub(crate) fn set_windows_logon(&self, user: &str) {
+        *crate::clock::lock(&self.windows_logon) = Some(user.to_owned());
     }
 
     pub(crate) fn tls_binding(&self) -> Option<Vec<u8>> {

@@ -11,10 +11,20 @@
 //!
 //! One round trip, as on Windows: the AP-REQ is answered with the mutual-authentication
 //! token (AP-REP, or a SPNEGO `NegTokenResp` around it) on the reply that completes the
-//! handshake. The client principal must be the endpoint's configured user (see
-//! [`principal_matches`]); a ticket for another SPN, a ticket the key cannot decrypt, an
-//! authenticator outside `max_skew` or a replayed authenticator (within the connection) is
-//! refused with 401.
+//! handshake. A ticket for another SPN, a ticket the key cannot decrypt, an authenticator
+//! outside `max_skew` or a replayed authenticator (within the connection) is refused with 401.
+//!
+//! Shared by the lab's two HTTP front doors:
+//! - the WinRM endpoint ([`super`]), where the client principal must be the endpoint's
+//!   configured user ([`Principals::Only`], see [`principal_matches`]) and the context then
+//!   seals the SOAP bodies;
+//! - the IIS virtual directories with Windows authentication ([`crate::iis`]), where any
+//!   principal whose ticket the service key opens is a logon ([`Principals::Any`]; IIS maps
+//!   it to its account) and nothing is sealed ([`accept_ap_req`]).
+//!
+//! Only the ticket and the authenticator are checked, with the service key: the KDC is not
+//! asked, so a ticket issued before its account was disabled keeps working until it expires
+//! (as on Windows; MS-KILE 3.4.5).
 
 use std::path::Path;
 use std::time::Duration;
@@ -288,10 +298,20 @@ enum Context {
     Spnego(Box<Negotiate>),
 }
 
+/// Which client principals an acceptor lets in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Principals<'a> {
+    /// Only this configured user (see [`principal_matches`]): the WinRM endpoint.
+    Only(&'a str),
+    /// Any principal whose ticket the service key decrypts: an IIS virtual directory, where
+    /// authorization is the application's business.
+    Any,
+}
+
 /// One connection's Kerberos server context.
 pub(crate) struct KerberosAcceptor {
     context: Context,
-    configured_user: String,
+    configured_user: Option<String>,
     established: bool,
 }
 
@@ -349,12 +369,11 @@ fn unseal<C: Sspi>(ctx: &mut C, header: &[u8], sealed: &[u8]) -> Option<Vec<u8>>
 }
 
 impl KerberosAcceptor {
-    /// A fresh context for `config`'s SPN accepting `configured_user` (see
-    /// [`principal_matches`]).
+    /// A fresh context for `config`'s SPN accepting `principals`.
     pub(crate) fn new(
         config: &KerberosAcceptorConfig,
         wrapping: Wrapping,
-        configured_user: &str,
+        principals: Principals<'_>,
     ) -> Result<Self, AuthRefusal> {
         let setup = |_| AuthRefusal::Malformed("cannot set up the Kerberos acceptor");
         let properties = config.properties().map_err(setup)?;
@@ -382,7 +401,10 @@ impl KerberosAcceptor {
         };
         Ok(KerberosAcceptor {
             context,
-            configured_user: configured_user.to_owned(),
+            configured_user: match principals {
+                Principals::Only(user) => Some(user.to_owned()),
+                Principals::Any => None,
+            },
             established: false,
         })
     }
@@ -413,14 +435,18 @@ impl Acceptor for KerberosAcceptor {
             Context::Spnego(n) => accept(&mut **n, token),
         };
         let (status, reply) = result.map_err(|e| {
-            tracing::debug!(kind = ?e.error_type, error = %e.description, "WinRM: Kerberos token refused");
+            tracing::debug!(kind = ?e.error_type, error = %e.description, "Kerberos token refused");
             AuthRefusal::BadTicket
         })?;
         match status {
             SecurityStatus::Ok | SecurityStatus::CompleteNeeded => {
                 let client = self.client().ok_or(AuthRefusal::BadTicket)?;
-                if !principal_matches(&self.configured_user, &client) {
-                    tracing::debug!(%client, "WinRM: Kerberos principal is not the accepted user");
+                let refused = self
+                    .configured_user
+                    .as_deref()
+                    .is_some_and(|user| !principal_matches(user, &client));
+                if refused {
+                    tracing::debug!(%client, "Kerberos principal is not the accepted user");
                     return Err(AuthRefusal::WrongCredentials);
                 }
                 self.established = true;
@@ -453,6 +479,24 @@ impl Acceptor for KerberosAcceptor {
             Context::Kerberos(k) => seal(&mut **k, plain),
             Context::Spnego(n) => seal(&mut **n, plain),
         }
+    }
+}
+
+/// A Kerberos logon in one token, as IIS's Windows authentication takes it on a virtual
+/// directory: `token` (the base64-decoded `Authorization: Negotiate` value) must be a raw krb5
+/// AP-REQ or a SPNEGO `NegTokenInit` around one, for `config`'s SPN (or its `HOST/`,
+/// `WSMAN/` aliases). Returns the client principal (`user@REALM`) and the mutual-authentication
+/// token for `WWW-Authenticate: Negotiate …`. Any principal is accepted ([`Principals::Any`]).
+pub(crate) fn accept_ap_req(
+    config: &KerberosAcceptorConfig,
+    token: &[u8],
+) -> Result<(String, Option<Vec<u8>>), AuthRefusal> {
+    let wrapping = initial_token(token).ok_or(AuthRefusal::BadToken)?;
+    let mut acceptor = KerberosAcceptor::new(config, wrapping, Principals::Any)?;
+    match acceptor.step(token)? {
+        Step::Done { user, reply, .. } => Ok((user, reply)),
+        // A first Kerberos token completes the exchange; anything else is not an AP-REQ.
+        Step::Continue(_) => Err(AuthRefusal::BadToken),
     }
 }
 

@@ -66,7 +66,7 @@ mod clixml;
 mod cmdline;
 mod conn;
 mod encryption;
-mod kerberos;
+pub(crate) mod kerberos;
 mod keytab;
 mod ntlm;
 mod shell;
@@ -510,7 +510,11 @@ fn negotiate(
             } else {
                 kerberos::Wrapping::Spnego
             };
-            match kerberos::KerberosAcceptor::new(config, wrapping, &inner.config.user) {
+            match kerberos::KerberosAcceptor::new(
+                config,
+                wrapping,
+                kerberos::Principals::Only(&inner.config.user),
+            ) {
                 Ok(a) => Box::new(a),
                 Err(why) => return refuse(&mut state, why),
             }
