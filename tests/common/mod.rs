@@ -1,11 +1,11 @@
-//! Shared by `tests/secrets.rs` and `tests/hostile_remediation.rs`: an LDAPS directory and a
-//! lab fleet whose servers authenticate against the Samba AD DC. The command-line tool's tests
+//! Shared by `tests/secrets.rs`, `tests/hostile_remediation.rs` and `tests/containment.rs`: an
+//! LDAPS directory and a lab fleet whose servers authenticate against the Samba AD DC. The command-line tool's tests
 //! (`crates/exch-revoke-cli/tests/`, on its own binary) reach this module through `#[path]` and
 //! add what they need to run the binary against the fleet.
 #![allow(dead_code, unreachable_pub)]
 
 use exch_directory::Directory;
-use exch_lab::fleet::{Fleet, ServerSpec};
+use exch_lab::fleet::{Fleet, FleetBuilder, ServerSpec};
 use exch_samba::SambaAd;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,18 @@ impl SambaFleet {
         winrm_user: &str,
         winrm_password: &str,
     ) -> SambaFleet {
+        SambaFleet::start_configured(ad, specs, winrm_user, winrm_password, |b| b).await
+    }
+
+    /// As [`SambaFleet::start_servers`], with `configure` adding to the fleet's builder
+    /// (mailboxes, a Kerberos keytab, …) before it is built.
+    pub async fn start_configured(
+        ad: &'static SambaAd,
+        specs: Vec<ServerSpec>,
+        winrm_user: &str,
+        winrm_password: &str,
+        configure: impl FnOnce(FleetBuilder) -> FleetBuilder,
+    ) -> SambaFleet {
         let env = ad.env();
         let dir: Arc<dyn Directory> = Arc::new(env.directory().build().await.unwrap());
         let mut builder = Fleet::builder()
@@ -64,7 +76,7 @@ impl SambaFleet {
         SambaFleet {
             ad,
             dir,
-            fleet: builder.build().await.unwrap(),
+            fleet: configure(builder).build().await.unwrap(),
             winrm_user: winrm_user.to_owned(),
             winrm_password: secret(winrm_password),
         }

@@ -9,14 +9,15 @@
 //!
 //! The client: pyspnego (through python-gssapi and MIT krb5, from a `kinit` ticket cache)
 //! makes the `Authorization: Negotiate` tokens, all of them **before** the disable; a plain
-//! HTTP/1.1 client written here sends them over TCP connections it keeps open, to the
-//! server's loopback address (the FQDN is only the ticket's SPN, so it need not resolve).
+//! HTTP/1.1 client (`negotiate_support`, shared with the root `tests/containment.rs`) sends
+//! them over TCP connections it keeps open, to the server's loopback address (the FQDN is only the ticket's SPN, so it need not resolve).
 //!
 //! Skipped (with a `SKIPPED:` line) without Samba, MIT `kinit` or pyspnego/gssapi; a failure
 //! instead under `EXCH_REVOKE_REQUIRE_SAMBA=1`. The last test needs no Samba.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::PathBuf;
+mod negotiate_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,118 +28,13 @@ use exch_lab::fleet::{Fleet, LabServer, ServerSpec};
 use exch_lab::mailbox::Mailbox;
 use exch_lab::winrm::KerberosAcceptorConfig;
 use exch_samba::{AdUser, HttpService, SambaAd};
+use negotiate_support::{need_kerberos_client, Answer, Connection, KerberosClient};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const SUITE: &str = "exch-lab IIS Kerberos (Samba KDC)";
 const EWS: &str = "/EWS/Exchange.asmx";
 const EWS_POOL: &str = "MSExchangeServicesAppPool";
 const PASSWORD: &str = "Krb-Iis-Passw0rd!1";
-
-/// `None` after printing `SKIPPED:` (or a panic under `EXCH_REVOKE_REQUIRE_SAMBA=1`) if
-/// `what` is missing.
-fn need(ok: bool, what: &str) -> Option<()> {
-    if ok {
-        return Some(());
-    }
-    if std::env::var("EXCH_REVOKE_REQUIRE_SAMBA").as_deref() == Ok("1") {
-        panic!("{SUITE}: {what} is required (EXCH_REVOKE_REQUIRE_SAMBA=1) but missing");
-    }
-    exch_lab::samba::record_skip(&format!("{SUITE}: {what} missing; run scripts/test.sh"));
-    None
-}
-
-fn python_has(module: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// One HTTP/1.1 answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn one(&self, name: &str) -> &str {
-        self.header(name).first().copied().unwrap_or("")
-    }
-}
-
-/// A kept-alive HTTP/1.1 connection: every request goes over the same TCP connection.
-struct Connection {
-    io: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Connection {
-    async fn open(server: &LabServer) -> Connection {
-        let url = server.base_url();
-        let addr = url.trim_start_matches("http://").trim_end_matches('/');
-        Connection {
-            io: BufReader::new(TcpStream::connect(addr).await.unwrap()),
-            host: server.exchange_server().fqdn.clone(),
-        }
-    }
-
-    /// `GET path`, with `Authorization: <authorization>` if given.
-    async fn get(&mut self, path: &str, authorization: Option<&str>) -> Answer {
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        if let Some(value) = authorization {
-            request.push_str(&format!("Authorization: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        self.io
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let mut status_line = String::new();
-        self.io.read_line(&mut status_line).await.unwrap();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line: {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.io.read_line(&mut line).await.unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap();
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        self.io.read_exact(&mut body).await.unwrap();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    }
-}
 
 /// A lab server with the `HTTP/<fqdn>` key from the Samba KDC, a user of the DC with a
 /// mailbox in the lab, and that user's TGT in a ticket cache.
@@ -147,8 +43,7 @@ struct Lab {
     fleet: Fleet,
     user: AdUser,
     service: HttpService,
-    krb5_conf: PathBuf,
-    ccache: PathBuf,
+    krb: KerberosClient,
 }
 
 impl Lab {
@@ -159,21 +54,7 @@ impl Lab {
             .try_init();
         let ad = SambaAd::require(SUITE)?;
         let env = ad.env();
-        need(
-            env.krb5_conf.is_some() && env.kdc.is_some(),
-            "a DC with a KDC (AD_KRB5_CONF/AD_KDC in ad.env; restart it with scripts/samba-ad.sh start DIR)",
-        )?;
-        need(
-            std::process::Command::new("kinit")
-                .arg("-V")
-                .output()
-                .is_ok(),
-            "MIT kinit (apt-get install krb5-user)",
-        )?;
-        need(
-            python_has("spnego") && python_has("gssapi"),
-            "python modules spnego and gssapi (pip install 'pyspnego[kerberos]')",
-        )?;
+        need_kerberos_client(SUITE, ad)?;
         let name = SambaAd::unique_name("ki").to_ascii_uppercase();
         let fqdn = format!("{}.{}", name.to_ascii_lowercase(), env.dns_domain());
         let service = tokio::task::spawn_blocking(move || ad.add_http_service(&fqdn))
@@ -202,63 +83,29 @@ impl Lab {
             fleet,
             user,
             service,
-            krb5_conf: env.krb5_conf.clone().unwrap(),
-            ccache: std::env::temp_dir().join(format!("exch-lab-iis-krb5cc-{sam}")),
+            krb: KerberosClient::new(ad, &sam),
         };
         assert!(lab.kinit(), "kinit {} refused", lab.principal());
         Some(lab)
     }
 
     fn principal(&self) -> String {
-        format!("{}@{}", self.user.sam, self.ad.env().realm)
+        self.krb.principal.clone()
     }
 
     fn server(&self) -> &LabServer {
         &self.fleet.servers()[0]
     }
 
-    /// `kinit` with the user's password into the test's ticket cache: whether the KDC
-    /// issued a TGT.
+    /// `kinit` with the user's password: whether the KDC issued a TGT.
     fn kinit(&self) -> bool {
-        let mut child = std::process::Command::new("kinit")
-            .arg(self.principal())
-            .env("KRB5_CONFIG", &self.krb5_conf)
-            .env("KRB5CCNAME", format!("FILE:{}", self.ccache.display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        std::io::Write::write_all(&mut stdin, format!("{PASSWORD}\n").as_bytes()).unwrap();
-        drop(stdin);
-        child.wait_with_output().unwrap().status.success()
+        self.krb.kinit(PASSWORD)
     }
 
-    /// One `Authorization: Negotiate` value per entry of `protocols` (pyspnego's
-    /// `"negotiate"`: SPNEGO around the AP-REQ, as Windows clients send it; `"kerberos"`: the
-    /// raw krb5 token), each from a fresh client context for `HTTP/<fqdn>`: one service
-    /// ticket from the cache, a new authenticator each time.
+    /// See [`KerberosClient::negotiate_tokens`], for this server's `HTTP/<fqdn>`.
     fn negotiate_tokens(&self, protocols: &[&str]) -> Vec<String> {
-        let script = "import base64, json, sys, spnego\n\
-                      out = []\n\
-                      for protocol in sys.argv[2:]:\n    \
-                          c = spnego.client(hostname=sys.argv[1], service='HTTP', protocol=protocol)\n    \
-                          out.append('Negotiate ' + base64.b64encode(c.step()).decode())\n\
-                      print(json.dumps(out))\n";
-        let out = std::process::Command::new("python3")
-            .args(["-c", script, &self.server().exchange_server().fqdn])
-            .args(protocols)
-            .env("KRB5_CONFIG", &self.krb5_conf)
-            .env("KRB5CCNAME", format!("FILE:{}", self.ccache.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pyspnego: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.krb
+            .negotiate_tokens(&self.server().exchange_server().fqdn, protocols)
     }
 
     /// Recycles the EWS pool as the flush does and waits until the new worker serves.
@@ -274,7 +121,7 @@ impl Lab {
         self.ad.delete(&self.user.dn).await.unwrap();
         self.ad.delete(&self.service.account_dn).await.unwrap();
         let _ = std::fs::remove_file(&self.service.keytab);
-        let _ = std::fs::remove_file(&self.ccache);
+        self.krb.cleanup();
     }
 }
 
