@@ -33,7 +33,7 @@ use secrecy::SecretString;
 
 const OLD: &str = "Old-Bench-Passw0rd!16";
 const NEW: &str = "N3w-Bench-Passw0rd!16";
-const PROTOCOLS: [Protocol; 3] = [Protocol::Owa, Protocol::Ews, Protocol::Eas];
+const PROTOCOLS: [Protocol; 3] = [Protocol::Owa, Protocol::Eas, Protocol::RpcHttp];
 const POLL: Duration = Duration::from_millis(20);
 
 fn secret(s: &str) -> SecretString {

@@ -34,13 +34,9 @@ use futures::StreamExt;
 use secrecy::SecretString;
 
 const OLD: &str = "Old-Bench-Passw0rd!7";
-const PROTOCOLS: [Protocol; 5] = [
-    Protocol::Owa,
-    Protocol::Ews,
-    Protocol::Eas,
-    Protocol::Mapi,
-    Protocol::RpcHttp,
-];
+/// The protocols that take a password logon at Microsoft's defaults (EWS and MAPI take
+/// Windows authentication only).
+const PROTOCOLS: [Protocol; 3] = [Protocol::Owa, Protocol::Eas, Protocol::RpcHttp];
 
 async fn ldap(ad: &SambaAd) -> Arc<dyn Directory> {
     let env = ad.env();
@@ -132,7 +128,7 @@ async fn revoke_user(
         .flat_map(|s| {
             s.probes
                 .iter()
-                .filter(|p| !p.refused)
+                .filter(|p| p.is_open())
                 .map(move |p| format!("{}: {}", s.server, p.detail))
         })
         .collect();

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! An in-memory directory and three simulated Exchange servers (2019, 2016, 2010) on loopback,
-//! speaking real WinRM and real HTTP logons: bob logs on to EWS → the admin disables bob in the
+//! speaking real WinRM and real HTTP logons: bob logs on to ActiveSync → the admin disables bob in the
 //! directory → bob still gets in (IIS's token cache) → exch-revoke disables, waits for the
 //! DCs, recycles the caching pools over WinRM and probes with bob's password → refused everywhere.
 //! Beyond the token cache, the same run contains bob's mailbox through the lab's Exchange
@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async move {
             let mut line = format!("{label:<44}");
             for s in &servers {
-                let r = prober.probe(s, Protocol::Ews, user, &password).await;
+                let r = prober.probe(s, Protocol::Eas, user, &password).await;
                 let verdict = match r {
                     ProbeResult::Accepted(_) => "IN",
                     ProbeResult::Refused(_) => "refused",
@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    logon("1. bob logs on to EWS:").await;
+    logon("1. bob logs on to ActiveSync:").await;
     let account = dir.find_account(&UserRef::parse(user)?).await?;
     dir.disable_account(&account).await?;
     logon("2. admin disables bob; bob logs on again:").await;

@@ -5,7 +5,7 @@
 //! forwards (A also with mailbox forwarding). Before any run, each holds — and is admitted
 //! (200) on — a Kerberos service ticket from Samba's KDC (a Negotiate token for
 //! `HTTP/<fqdn>`, obtained while enabled) and an EWS connection authenticated with it and kept
-//! open, a Basic session on EWS, an OWA forms session (`cadata`), and the device syncing over
+//! open, a Basic session on Outlook Anywhere, an OWA forms session (`cadata`), and the device syncing over
 //! ActiveSync with its `DeviceId`.
 //!
 //! - A, disable + reset **with** lockdown, account-only wipe and forwarding removal
@@ -176,7 +176,7 @@ async fn contain(
     let mut fresh = Connection::open(server).await;
     assert_refused_by_cas(&fresh.get(EWS, Some(&a.later_token)).await, "EwsEnabled");
     assert_refused_by_cas(&a.kept.get(EWS, None).await, "EwsEnabled");
-    assert_eq!(basic_ews(server, &a.user).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(basic_rpc(server, &a.user).await, StatusCode::UNAUTHORIZED);
     let owa = owa_page(server, &a.cadata).await;
     assert_eq!(
         owa,
@@ -241,7 +241,7 @@ async fn contain(
     let pid_after_b = ews_pid(server);
     assert_ne!(pid_after_b, pid_after_a, "the flush recycled the EWS pool");
     assert!(!b.krb.kinit(PASSWORD), "the KDC must refuse B now");
-    assert_eq!(basic_ews(server, &b.user).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(basic_rpc(server, &b.user).await, StatusCode::UNAUTHORIZED);
 
     // The residual risk, proven: B's pre-disable ticket on a NEW connection, and B's kept
     // connection, are served by the new worker.
@@ -307,7 +307,7 @@ async fn open_sessions(ad: &SambaAd, server: &LabServer, user: &AdUser) -> Victi
     let mut kept = Connection::open(server).await;
     assert_served(&kept.get(EWS, Some(&tokens[0])).await, "ticket", pid);
     assert_served(&kept.get(EWS, None).await, "connection", pid);
-    assert_eq!(basic_ews(server, user).await, StatusCode::OK);
+    assert_eq!(basic_rpc(server, user).await, StatusCode::OK);
     let cadata = owa_logon(server, user).await;
     assert_eq!(owa_page(server, &cadata).await.0, StatusCode::OK);
     let device_id = device_id(user);
@@ -371,15 +371,26 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// A Basic logon to EWS with the user's (old) password.
-async fn basic_ews(server: &LabServer, user: &AdUser) -> StatusCode {
+/// A Basic logon to Outlook Anywhere (`/rpc/rpcproxy.dll`, Basic and Windows at Microsoft's
+/// defaults; EWS takes Windows authentication only) with the user's (old) password. A `401`
+/// must offer Basic: an explicit refusal of the password, not an endpoint without password
+/// logons.
+async fn basic_rpc(server: &LabServer, user: &AdUser) -> StatusCode {
     let response = client()
-        .post(format!("{}{EWS}", server.base_url()))
+        .post(format!("{}/rpc/rpcproxy.dll", server.base_url()))
         .basic_auth(&user.upn, Some(PASSWORD))
         .body("")
         .send()
         .await
         .unwrap();
+    if response.status() == StatusCode::UNAUTHORIZED {
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    }
     response.status()
 }
 

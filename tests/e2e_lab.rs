@@ -69,8 +69,13 @@ fn wire(fleet: &Fleet) -> Wiring {
     }
 }
 
-/// Every server/protocol pair the lab serves: Exchange 2010 has no MAPI/HTTP.
-const SERVED: usize = 14;
+/// Protocols that take a password logon at Microsoft's defaults (the lab's too): EWS and MAPI
+/// take Windows authentication only, so a Basic probe there proves nothing either way
+/// ([`ProbeResult::NotApplicable`]).
+const PASSWORD_PROTOCOLS: [Protocol; 3] = [Protocol::Owa, Protocol::Eas, Protocol::RpcHttp];
+
+/// Every server/protocol pair of [`PASSWORD_PROTOCOLS`] the lab serves: 3 servers × 3.
+const SERVED: usize = 9;
 
 /// Logs `user` on to every protocol of every server with `password`; returns the accepted ones.
 async fn accepted(
@@ -81,13 +86,7 @@ async fn accepted(
 ) -> Vec<String> {
     let mut ok = Vec::new();
     for s in servers {
-        for p in [
-            Protocol::Owa,
-            Protocol::Ews,
-            Protocol::Eas,
-            Protocol::Mapi,
-            Protocol::RpcHttp,
-        ] {
+        for p in PASSWORD_PROTOCOLS {
             if let ProbeResult::Accepted(_) = prober.probe(s, p, user, &secret(password)).await {
                 ok.push(format!("{}/{p}", s.name));
             }
@@ -190,11 +189,10 @@ async fn session_saw(server: &LabServer, page: &str, session: &str) -> Saw {
     }
 }
 
-/// The Basic endpoints of the lab (EWS and MAPI have Basic in the lab, see exch_lab::iis).
-const BASIC_PATHS: [(Protocol, &str); 5] = [
-    (Protocol::Ews, "/EWS/Exchange.asmx"),
+/// The Basic endpoints of the lab at Microsoft's defaults (EWS and MAPI take Windows
+/// authentication only, see exch_lab::iis).
+const BASIC_PATHS: [(Protocol, &str); 3] = [
     (Protocol::Eas, "/Microsoft-Server-ActiveSync"),
-    (Protocol::Mapi, "/mapi/emsmdb"),
     (Protocol::RpcHttp, "/rpc/rpcproxy.dll"),
     (Protocol::Autodiscover, "/Autodiscover/Autodiscover.xml"),
 ];
@@ -380,8 +378,18 @@ async fn run_case(act: Act, strategy: Strategy) {
                 p.pool
             );
         }
+        // Refused on every endpoint that takes a password logon; EWS and MAPI (Windows
+        // authentication only) are recorded as not applicable, never as refused.
         assert!(
-            !s.probes.is_empty() && s.probes.iter().all(|p| p.refused),
+            s.probes.iter().any(|p| p.refused)
+                && s.probes.iter().all(|p| p.refused || !p.applicable),
+            "{s:?}"
+        );
+        assert!(
+            s.probes
+                .iter()
+                .filter(|p| !p.applicable)
+                .all(|p| !p.refused && matches!(p.protocol, Protocol::Ews | Protocol::Mapi)),
             "{s:?}"
         );
     }
@@ -498,7 +506,7 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
         SERVED
     );
     let bad = fleet.server("PF16").unwrap();
-    bad.fail_recycle("MSExchangeServicesAppPool");
+    bad.fail_recycle("MSExchangeSyncAppPool");
     let build = |resume| {
         let mut b = Remediation::builder()
             .directory(Arc::new(dir.clone()))
@@ -520,16 +528,17 @@ async fn a_failing_server_gives_partial_naming_it_and_a_rerun_finishes() {
     assert_eq!(report.servers_to_retry, ["PF16"]);
     let pf16 = report.servers.iter().find(|s| s.server == "PF16").unwrap();
     assert!(
-        matches!(&pf16.outcome, ServerOutcome::Unproven { reason, .. } if reason.contains("MSExchangeServicesAppPool")),
+        matches!(&pf16.outcome, ServerOutcome::Unproven { reason, .. } if reason.contains("MSExchangeSyncAppPool")),
         "{pf16:?}"
     );
-    // EWS on PF16 still serves the old password from its cache: exactly what the report says.
+    // ActiveSync on PF16 still serves the old password from its cache: exactly what the
+    // report says.
     let still = accepted(&w.prober, &fleet.exchange_servers(), user, OLD).await;
-    assert_eq!(still, ["PF16/ews"]);
+    assert_eq!(still, ["PF16/eas"]);
     let seen = independent(&fleet, user, OLD, &[]).await;
-    assert_eq!(not(&Saw::Refused, &seen), ["PF16/ews: Accepted"]);
+    assert_eq!(not(&Saw::Refused, &seen), ["PF16/eas: Accepted"]);
 
-    bad.clear_recycle_fault("MSExchangeServicesAppPool");
+    bad.clear_recycle_fault("MSExchangeSyncAppPool");
     let dn = exch_directory::Dn(report.account.clone().unwrap());
     let pwd = dir.account(&dn).unwrap().pwd_last_set;
     let r2 = build(Some(report));

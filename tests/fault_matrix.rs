@@ -60,8 +60,9 @@ const CONCURRENT_CASES: usize = 8;
 const LOGONS_AT_ONCE: usize = 12;
 /// The protocols flushed, logged on to and probed. Every logon on a cache miss is a TLS
 /// connection and a bind to the one Samba DC (the CPU of this suite); three protocols keep the
-/// matrix fast (the full set is covered by tests/e2e_lab.rs).
-const PROBED: [Protocol; 3] = [Protocol::Owa, Protocol::Ews, Protocol::Eas];
+/// matrix fast (the full set is covered by tests/e2e_lab.rs). All three take a password
+/// logon at Microsoft's defaults (EWS and MAPI take Windows authentication only).
+const PROBED: [Protocol; 3] = [Protocol::Owa, Protocol::Eas, Protocol::RpcHttp];
 
 fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
@@ -98,7 +99,8 @@ const FAULTS: [Injected; 12] = [
     Injected::HangEverywhere,
 ];
 
-const POOL: &str = "MSExchangeServicesAppPool";
+/// The pool whose recycle fails in `Injected::FailingPool`: ActiveSync's, a probed protocol.
+const POOL: &str = "MSExchangeSyncAppPool";
 
 impl Injected {
     fn label(self) -> &'static str {

@@ -42,7 +42,7 @@ const NEW: &str = "N3w-Secret!x-2026";
 const WINRM_USER: &str = "EXP\\svc-revoke";
 const WINRM_PASSWORD: &str = "Lab-WinRM-Pass-16";
 /// Probed and flushed protocols (every cache miss is an LDAPS bind to DC1).
-const PROBED: [Protocol; 3] = [Protocol::Owa, Protocol::Ews, Protocol::Eas];
+const PROBED: [Protocol; 3] = [Protocol::Owa, Protocol::Eas, Protocol::RpcHttp];
 /// How often the watchers read each DC (a bind costs the DC ~5 ms of CPU).
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// How often the engine reads each DC.

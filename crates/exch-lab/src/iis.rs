@@ -6,21 +6,21 @@
 //! |---|---|---|---|---|
 //! | `POST /owa/auth.owa`, `GET /owa/` | forms → `cadata` cookie | same | `MSExchangeOWAAppPool` | same |
 //! | `GET /ecp/` | forms (OWA's `cadata` cookie) | same | `MSExchangeECPAppPool` | same |
-//! | `/EWS/Exchange.asmx` | Windows only | Basic and Windows unless [`IisServer::set_vdir_auth`] | `MSExchangeServicesAppPool` | same |
+//! | `/EWS/Exchange.asmx` | Windows only | same, Basic on opt-in ([`IisServer::set_vdir_auth`]) | `MSExchangeServicesAppPool` | same |
 //! | `/Microsoft-Server-ActiveSync` | Basic | same | `MSExchangeSyncAppPool` | same |
-//! | `/mapi/emsmdb`, `/mapi/nspi` | Windows only | Basic and Windows unless [`IisServer::set_vdir_auth`] | `MSExchangeMapiFrontEndAppPool` | not served (404) |
+//! | `/mapi/emsmdb`, `/mapi/nspi` | Windows only | same, Basic on opt-in ([`IisServer::set_vdir_auth`]) | `MSExchangeMapiFrontEndAppPool` | not served (404) |
 //! | `/OAB/` | Windows only | same | `MSExchangeOABAppPool` | `DefaultAppPool` |
 //! | `/rpc/rpcproxy.dll` | Basic and Windows | same | `MSExchangeRpcProxyFrontEndAppPool` | `DefaultAppPool` |
 //! | `/Autodiscover/Autodiscover.xml` | Basic and Windows | same | `MSExchangeAutodiscoverAppPool` | same |
 //!
 //! Authentication per virtual directory follows the front-end site of Microsoft's default
 //! configuration (`<location path="Default Web Site/…">` in microsoft/CSS-Exchange
-//! `Shared/Tests/Data/E19_applicationHost_Default.config`; [`crate::catalog::default_auth`]). One
-//! deviation: the lab keeps Basic next to Windows authentication on `EWS` and `mapi`, as
-//! deployments that still use Basic there have it and as the lab's Basic-based tests need;
-//! [`IisServer::set_vdir_auth`] with [`VdirAuth::WindowsOnly`] gives the default
-//! configuration: a Basic request gets `401` with `WWW-Authenticate: Negotiate` and `NTLM`
-//! **without any logon** — a refusal that proves nothing about the account. A `401` offers
+//! `Shared/Tests/Data/E19_applicationHost_Default.config`; [`crate::catalog::default_auth`]),
+//! with no deviation: on `EWS`, `mapi` and `OAB` (Windows only) a Basic request gets `401`
+//! with `WWW-Authenticate: Negotiate` and `NTLM` **without any logon** — a refusal that
+//! proves nothing about the account. Deployments that still allow Basic on `EWS` or `mapi`
+//! are modelled by opting in: [`IisServer::set_vdir_auth`] with
+//! [`VdirAuth::BasicAndWindows`]. A `401` offers
 //! what the directory has enabled, `Basic realm="<fqdn>"` first, then `Negotiate`, `NTLM`.
 //!
 //! **Windows authentication** is Kerberos: `Authorization: Negotiate <base64 token>` with a

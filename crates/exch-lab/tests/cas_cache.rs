@@ -11,7 +11,9 @@ mod fleet_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use exch_core::Protocol;
 use exch_directory::InMemoryDirectory;
+use exch_lab::catalog::VdirAuth;
 use exch_lab::clock::LabClock;
 use exch_lab::fleet::{Fleet, LabServer, ServerSpec};
 use exch_lab::mailbox::{CasSettings, Mailbox, MobileDevice};
@@ -25,11 +27,13 @@ const ALICE: &str = "alice@lab.example.test";
 const EWS: &str = "/EWS/Exchange.asmx";
 const EAS: &str = "/Microsoft-Server-ActiveSync";
 
+/// One Exchange 2019 server; EWS and MAPI opted in to Basic (Microsoft's default is Windows
+/// only) because these tests check their own per-mailbox protocol settings with Basic logons.
 async fn lab(clock: LabClock) -> Fleet {
     let dir = InMemoryDirectory::new();
     dir.add_user("alice", ALICE, PW);
     dir.add_user("carol", "carol@lab.example.test", PW);
-    Fleet::builder()
+    let fleet = Fleet::builder()
         .winrm_basic_over_http()
         .directory(Arc::new(dir))
         .server(ServerSpec::exchange_2019("EX01"))
@@ -37,7 +41,29 @@ async fn lab(clock: LabClock) -> Fleet {
         .mailbox(Mailbox::new("alice", ALICE))
         .build()
         .await
-        .unwrap()
+        .unwrap();
+    for protocol in [Protocol::Ews, Protocol::Mapi] {
+        fleet.servers()[0]
+            .iis()
+            .set_vdir_auth(protocol, VdirAuth::BasicAndWindows)
+            .unwrap();
+    }
+    fleet
+}
+
+/// [`every_protocol`] plus EWS and MAPI, which [`lab`] opted in to Basic, in the order
+/// OWA, EWS, ActiveSync, MAPI, Outlook Anywhere.
+async fn every_protocol_with_ews_and_mapi(
+    ex: &LabServer,
+    user: &str,
+    password: &str,
+) -> Vec<(String, Seen)> {
+    let mut seen = every_protocol(ex, user, password).await;
+    let ews = basic(ex, EWS, user, password).await;
+    let mapi = basic(ex, "/mapi/emsmdb", user, password).await;
+    seen.insert(1, (Protocol::Ews.to_string(), ews));
+    seen.insert(3, (Protocol::Mapi.to_string(), mapi));
+    seen
 }
 
 /// Runs an Exchange Management Shell script on `server` over WinRM; it must succeed.
@@ -283,7 +309,7 @@ async fn a_user_without_a_mailbox_is_unaffected() {
     locked.mapi_block_outlook_rpc_http = true;
     fleet.mailboxes().set_cas("alice", locked).unwrap();
 
-    let carol = every_protocol(ex, "carol@lab.example.test", PW).await;
+    let carol = every_protocol_with_ews_and_mapi(ex, "carol@lab.example.test", PW).await;
     assert!(
         carol.iter().all(|(_, s)| matches!(s, Seen::Ok { .. })),
         "{carol:?}"
@@ -294,7 +320,7 @@ async fn a_user_without_a_mailbox_is_unaffected() {
         Seen::Ok { .. }
     ));
     // Alice, locked everywhere and never cached, is refused everywhere at once.
-    let alice = every_protocol(ex, ALICE, PW).await;
+    let alice = every_protocol_with_ews_and_mapi(ex, ALICE, PW).await;
     let forbidden: Vec<_> = alice
         .iter()
         .filter(|(_, s)| *s == Seen::Status(StatusCode::FORBIDDEN))

@@ -59,7 +59,7 @@ async fn servers_are_registered_and_listed() {
     );
     for s in fleet.servers() {
         assert!(matches!(
-            basic(s, "/EWS/Exchange.asmx", USER, PW).await,
+            basic(s, "/Microsoft-Server-ActiveSync", USER, PW).await,
             Seen::Ok { .. }
         ));
     }
@@ -105,7 +105,7 @@ async fn unreachable_refuses_connections_until_cleared() {
 
     down.set_unreachable(false).await.unwrap();
     assert!(matches!(
-        basic(&down, "/EWS/Exchange.asmx", USER, PW).await,
+        basic(&down, "/Microsoft-Server-ActiveSync", USER, PW).await,
         Seen::Ok { .. }
     ));
     down.set_unreachable(true).await.unwrap();
@@ -144,7 +144,7 @@ async fn slow_winrm_runs_past_the_client_timeout() {
     assert!(started.elapsed() < Duration::from_secs(30), "loose ceiling");
     // Logons are not slowed down, only WinRM.
     assert!(matches!(
-        basic(slow, "/EWS/Exchange.asmx", USER, PW).await,
+        basic(slow, "/Microsoft-Server-ActiveSync", USER, PW).await,
         Seen::Ok { .. }
     ));
     slow.set_winrm_delay(None);

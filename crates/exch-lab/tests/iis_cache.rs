@@ -14,6 +14,7 @@ use exch_lab::fleet::{Fleet, ServerSpec};
 use exch_lab::host::IisHost;
 use fleet_support::{basic, forms_page, owa_logon, owa_mailbox, Seen};
 
+const EAS: &str = "/Microsoft-Server-ActiveSync";
 const EWS: &str = "/EWS/Exchange.asmx";
 const PW: &str = "Old-Passw0rd!";
 
@@ -52,18 +53,18 @@ async fn user_token_ttl_expires_and_slides() {
     let (dir, fleet) = lab(ServerSpec::exchange_2019("EX01"), clock.clone()).await;
     let ex = &fleet.servers()[0];
     let user = "alice@lab.example.test";
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "directory");
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "cache");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "directory");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "cache");
     disable(&dir, user).await;
 
     // Each use within 900 s slides the expiry: 3 × 899 s later the token still works.
     for _ in 0..3 {
         clock.advance(Duration::from_secs(899));
-        assert_eq!(token(&basic(ex, EWS, user, PW).await), "cache");
+        assert_eq!(token(&basic(ex, EAS, user, PW).await), "cache");
     }
     // 900 s without use: the entry expires, the directory refuses the disabled account.
     clock.advance(Duration::from_secs(900));
-    assert_eq!(basic(ex, EWS, user, PW).await, Seen::Refused);
+    assert_eq!(basic(ex, EAS, user, PW).await, Seen::Refused);
     let c = ex.counters().iis;
     assert_eq!((c.logons_from_directory, c.logons_from_cache), (1, 4));
     assert_eq!(c.logons_refused, 1);
@@ -77,9 +78,9 @@ async fn scaled_time_expires_a_900_s_token_in_well_under_a_second() {
     let (dir, fleet) = lab(ServerSpec::exchange_2016("EX01"), clock.clone()).await;
     let ex = &fleet.servers()[0];
     let started = Instant::now();
-    assert_eq!(token(&basic(ex, EWS, "LAB\\alice", PW).await), "directory");
+    assert_eq!(token(&basic(ex, EAS, "LAB\\alice", PW).await), "directory");
     disable(&dir, "LAB\\alice").await;
-    assert_eq!(token(&basic(ex, EWS, "LAB\\alice", PW).await), "cache");
+    assert_eq!(token(&basic(ex, EAS, "LAB\\alice", PW).await), "cache");
     let lab_start = clock.now();
     // Wait on the lab clock itself (not a fixed sleep): 900 lab seconds, a loose real ceiling.
     while (clock.now() - lab_start).num_seconds() < 900 {
@@ -89,7 +90,7 @@ async fn scaled_time_expires_a_900_s_token_in_well_under_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(basic(ex, EWS, "LAB\\alice", PW).await, Seen::Refused);
+    assert_eq!(basic(ex, EAS, "LAB\\alice", PW).await, Seen::Refused);
     let real = started.elapsed();
     assert!(
         real < Duration::from_secs(30),
@@ -105,10 +106,10 @@ async fn ttl_zero_never_expires() {
     let (dir, fleet) = lab(spec, clock.clone()).await;
     let ex = &fleet.servers()[0];
     let user = "alice@lab.example.test";
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "directory");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "directory");
     disable(&dir, user).await;
     clock.advance(Duration::from_secs(365 * 24 * 3600));
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "cache");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "cache");
     assert_eq!(ex.iis().token_ttl(), Some(0));
     fleet.shutdown().await;
 }
@@ -120,11 +121,11 @@ async fn set_token_ttl_applies_to_workers_started_afterwards() {
     let ex = &fleet.servers()[0];
     let user = "alice@lab.example.test";
     ex.iis().set_token_ttl(60);
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "directory");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "directory");
     disable(&dir, user).await;
     clock.advance(Duration::from_secs(120));
     // The running worker read 900 s at start-up.
-    assert_eq!(token(&basic(ex, EWS, user, PW).await), "cache");
+    assert_eq!(token(&basic(ex, EAS, user, PW).await), "cache");
     fleet.shutdown().await;
 }
 
@@ -136,16 +137,16 @@ async fn overlapped_recycle_loses_no_request_in_flight() {
     let mut timing = ex.iis().timing();
     timing.worker_startup = Duration::from_millis(300);
     ex.iis().set_timing(timing);
-    let pool = "MSExchangeServicesAppPool";
+    let pool = "MSExchangeSyncAppPool";
     let user = "alice@lab.example.test";
-    assert_eq!(token(&basic(&ex, EWS, user, PW).await), "directory");
+    assert_eq!(token(&basic(&ex, EAS, user, PW).await), "directory");
     let old_pid = ex.iis().current_pid(pool).unwrap();
 
     // A request authenticates on the old worker and is kept in flight.
     let hold = ex.iis().hold_requests();
     let in_flight = tokio::spawn({
         let ex = ex.clone();
-        async move { basic(&ex, EWS, user, PW).await }
+        async move { basic(&ex, EAS, user, PW).await }
     });
     while ex.iis().in_flight(pool) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -192,7 +193,7 @@ async fn overlapped_recycle_loses_no_request_in_flight() {
     );
     assert!(ex.iis().draining_pids(pool).is_empty());
     assert!(ex.iis().process_start_time(old_pid).is_none());
-    assert_eq!(basic(&ex, EWS, user, PW).await, Seen::Refused);
+    assert_eq!(basic(&ex, EAS, user, PW).await, Seen::Refused);
     fleet.shutdown().await;
 }
 
@@ -297,6 +298,13 @@ async fn ews_with_microsofts_default_authentication_refuses_basic_without_a_logo
     let (_dir, fleet) = lab(ServerSpec::exchange_2019("EX01"), LabClock::real()).await;
     let ex = &fleet.servers()[0];
     let user = "alice@lab.example.test";
+    // Opting in to Basic (as deployments that still allow it on EWS have it) gives a logon.
+    ex.iis()
+        .set_vdir_auth(
+            exch_core::Protocol::Ews,
+            exch_lab::catalog::VdirAuth::BasicAndWindows,
+        )
+        .unwrap();
     assert!(matches!(basic(ex, EWS, user, PW).await, Seen::Ok { .. }));
     ex.iis()
         .set_vdir_auth(
@@ -304,6 +312,7 @@ async fn ews_with_microsofts_default_authentication_refuses_basic_without_a_logo
             exch_lab::catalog::default_auth(exch_core::Protocol::Ews),
         )
         .unwrap();
+    assert_eq!(basic(ex, EWS, user, PW).await, Seen::NoPasswordLogon);
     let before = ex.counters().iis;
     let response = fleet_support::client()
         .get(format!("{}{EWS}", ex.base_url()))
@@ -355,7 +364,7 @@ async fn pools_depend_on_the_version() {
     );
     // Paths are case-insensitive, like IIS.
     assert!(matches!(
-        basic(ex, "/ews/exchange.asmx", user, PW).await,
+        basic(ex, "/microsoft-server-activesync", user, PW).await,
         Seen::Ok { .. }
     ));
     let names: Vec<String> = ex.iis().pools().into_iter().map(|p| p.name).collect();

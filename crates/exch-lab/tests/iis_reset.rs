@@ -13,7 +13,7 @@ use exch_lab::model::IisTiming;
 use fleet_support::{basic, Seen};
 use reqwest::StatusCode;
 
-const EWS: &str = "/EWS/Exchange.asmx";
+const EAS: &str = "/Microsoft-Server-ActiveSync";
 const USER: &str = "carol@lab.example.test";
 const PW: &str = "Carol-Passw0rd!";
 
@@ -45,7 +45,7 @@ async fn iisreset_refuses_requests_during_its_window() {
     })
     .await;
     let ex = fleet.servers()[0].clone();
-    assert!(matches!(basic(&ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    assert!(matches!(basic(&ex, EAS, USER, PW).await, Seen::Ok { .. }));
     let before = pids(&ex);
 
     let reset = tokio::spawn({
@@ -56,7 +56,7 @@ async fn iisreset_refuses_requests_during_its_window() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(
-        basic(&ex, EWS, USER, PW).await,
+        basic(&ex, EAS, USER, PW).await,
         Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
     );
     let status = ex.iis().iisreset(IisResetMode::Status).await;
@@ -75,7 +75,7 @@ async fn iisreset_refuses_requests_during_its_window() {
     assert!(!before.is_empty());
     assert!(pids(&ex).is_empty(), "no worker before the first request");
     assert!(ex.iis().pools().iter().all(|p| p.started));
-    match basic(&ex, EWS, USER, PW).await {
+    match basic(&ex, EAS, USER, PW).await {
         Seen::Ok { token, pid } => {
             assert_eq!(token, "directory", "caches are empty");
             assert!(!before.contains(&pid), "the worker is new");
@@ -101,14 +101,14 @@ async fn noforce_gives_up_when_requests_do_not_finish() {
     })
     .await;
     let ex = fleet.servers()[0].clone();
-    assert!(matches!(basic(&ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    assert!(matches!(basic(&ex, EAS, USER, PW).await, Seen::Ok { .. }));
     let before = pids(&ex);
     let hold = ex.iis().hold_requests();
     let in_flight = tokio::spawn({
         let ex = ex.clone();
-        async move { basic(&ex, EWS, USER, PW).await }
+        async move { basic(&ex, EAS, USER, PW).await }
     });
-    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+    while ex.iis().in_flight("MSExchangeSyncAppPool") == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let out = ex.iis().iisreset(IisResetMode::RestartNoForce).await;
@@ -132,7 +132,7 @@ async fn noforce_gives_up_when_requests_do_not_finish() {
         status.stdout
     );
     assert_eq!(
-        basic(&ex, EWS, USER, PW).await,
+        basic(&ex, EAS, USER, PW).await,
         Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
     );
     hold.release();
@@ -143,7 +143,7 @@ async fn noforce_gives_up_when_requests_do_not_finish() {
         .contains("World Wide Web Publishing Service ( W3SVC ) : Stopped"));
     // Until someone starts it; the caches are gone with the old workers.
     assert_eq!(ex.iis().iisreset(IisResetMode::Start).await.exit_code, 0);
-    match basic(&ex, EWS, USER, PW).await {
+    match basic(&ex, EAS, USER, PW).await {
         Seen::Ok { token, pid } => {
             assert_eq!(token, "directory", "the old worker and its cache are gone");
             assert!(!before.contains(&pid));
@@ -165,9 +165,9 @@ async fn forced_reset_kills_requests_that_do_not_finish() {
     let hold = ex.iis().hold_requests();
     let in_flight = tokio::spawn({
         let ex = ex.clone();
-        async move { basic(&ex, EWS, USER, PW).await }
+        async move { basic(&ex, EAS, USER, PW).await }
     });
-    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+    while ex.iis().in_flight("MSExchangeSyncAppPool") == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let out = ex.iis().iisreset(IisResetMode::Restart).await;
@@ -188,9 +188,9 @@ async fn noforce_waits_for_requests_in_flight_then_restarts() {
     let hold = ex.iis().hold_requests();
     let in_flight = tokio::spawn({
         let ex = ex.clone();
-        async move { basic(&ex, EWS, USER, PW).await }
+        async move { basic(&ex, EAS, USER, PW).await }
     });
-    while ex.iis().in_flight("MSExchangeServicesAppPool") == 0 {
+    while ex.iis().in_flight("MSExchangeSyncAppPool") == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let reset = tokio::spawn({
@@ -230,7 +230,7 @@ async fn stop_and_start() {
         "\r\nAttempting stop...\r\nInternet services successfully stopped\r\n"
     );
     assert_eq!(
-        basic(ex, EWS, USER, PW).await,
+        basic(ex, EAS, USER, PW).await,
         Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
     );
     assert!(ex
@@ -243,7 +243,7 @@ async fn stop_and_start() {
     assert!(out
         .stdout
         .contains("Internet services successfully started"));
-    assert!(matches!(basic(ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    assert!(matches!(basic(ex, EAS, USER, PW).await, Seen::Ok { .. }));
     fleet.shutdown().await;
 }
 
@@ -256,22 +256,22 @@ async fn pool_stop_start_and_recycle_errors_read_like_powershell() {
         iis.recycle("NoSuchPool").await.unwrap_err(),
         "Cannot find path 'IIS:\\AppPools\\NoSuchPool' because it does not exist."
     );
-    IisHost::stop_pool(iis, "MSExchangeServicesAppPool")
+    IisHost::stop_pool(iis, "MSExchangeSyncAppPool")
         .await
         .unwrap();
     assert_eq!(
-        basic(ex, EWS, USER, PW).await,
+        basic(ex, EAS, USER, PW).await,
         Seen::Status(StatusCode::SERVICE_UNAVAILABLE)
     );
     assert!(iis
-        .recycle("msexchangeservicesapppool")
+        .recycle("msexchangesyncapppool")
         .await
         .unwrap_err()
         .contains("0x800710D8"));
-    IisHost::start_pool(iis, "MSExchangeServicesAppPool")
+    IisHost::start_pool(iis, "MSExchangeSyncAppPool")
         .await
         .unwrap();
-    assert!(matches!(basic(ex, EWS, USER, PW).await, Seen::Ok { .. }));
+    assert!(matches!(basic(ex, EAS, USER, PW).await, Seen::Ok { .. }));
 
     ex.fail_recycle("MSExchangeOWAAppPool");
     let err = iis.recycle("MSExchangeOWAAppPool").await.unwrap_err();

@@ -91,10 +91,10 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
     let ex = &fleet.servers()[0];
     let (user, pw) = ("gina@lab.example.test", "Gina-Passw0rd!");
     assert!(matches!(
-        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        basic(ex, "/Microsoft-Server-ActiveSync", user, pw).await,
         Seen::Ok { .. }
     ));
-    ex.fail_recycle("MSExchangeServicesAppPool");
+    ex.fail_recycle("MSExchangeSyncAppPool");
     dir.set_user_account_control(
         &dir.accounts()[0].dn,
         dir.accounts()[0].user_account_control.disabled(),
@@ -104,7 +104,7 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "MSExchangeServicesAppPool")
+        .find(|p| p["name"] == "MSExchangeSyncAppPool")
         .unwrap();
     assert!(
         ews["error"].as_str().unwrap().contains("0x80070020"),
@@ -112,14 +112,14 @@ async fn a_pool_that_fails_to_recycle_keeps_its_cache_until_the_fault_is_cleared
     );
     assert_eq!(ews["before"], ews["after"]);
     assert!(matches!(
-        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        basic(ex, "/Microsoft-Server-ActiveSync", user, pw).await,
         Seen::Ok { .. }
     ));
 
-    ex.clear_recycle_fault("MSExchangeServicesAppPool");
+    ex.clear_recycle_fault("MSExchangeSyncAppPool");
     recycle_everywhere(&fleet).await;
     assert_eq!(
-        basic(ex, "/EWS/Exchange.asmx", user, pw).await,
+        basic(ex, "/Microsoft-Server-ActiveSync", user, pw).await,
         Seen::Refused
     );
     fleet.shutdown().await;

@@ -15,6 +15,12 @@ pub enum ProbeResult {
     Accepted(String),
     /// The endpoint could not be asked (neither refused nor accepted).
     Error(String),
+    /// The endpoint takes no password logon, so its refusal proves nothing about the account
+    /// (e.g. EWS and MAPI at Exchange's defaults, Windows authentication only: a `401` with no
+    /// `Basic` challenge). Neither refused nor accepted; the engine records it as not
+    /// applicable ([`crate::ProbeRecord::applicable`]) and does not count it against
+    /// [`crate::Outcome::Revoked`].
+    NotApplicable(String),
 }
 
 /// Tries a logon on one server and protocol. Backends: [`HttpProber`], or your own.

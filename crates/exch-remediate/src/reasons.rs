@@ -252,6 +252,9 @@ pub enum Cause {
     Cancelled,
     /// The run did not finish (a journal: see [`crate::ManyReport::journal`]).
     Interrupted,
+    /// Probes were asked for, but no probed endpoint takes a password logon, so nothing
+    /// proves the old password refused.
+    NothingProbed,
     /// The mailbox step did not do everything asked (see the user's `mailbox` record).
     MailboxIncomplete {
         /// What is missing, and the errors.
@@ -310,6 +313,9 @@ impl fmt::Display for Cause {
             Cause::MailboxIncomplete { what } => {
                 write!(f, "mailbox step incomplete: {}", what.join("; "))
             }
+            Cause::NothingProbed => f.write_str(
+                "no probed endpoint takes a password logon: the old password's refusal is not proven (probe OWA, ActiveSync or Outlook Anywhere)",
+            ),
             Cause::Interrupted => {
                 f.write_str("interrupted: this is the journal of a run that did not finish")
             }

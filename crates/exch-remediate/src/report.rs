@@ -138,8 +138,51 @@ pub struct ProbeRecord {
     pub protocol: exch_core::Protocol,
     /// Whether the old credentials were refused (what we want).
     pub refused: bool,
+    /// Whether the endpoint takes password logons at all, so that its answer proves something
+    /// ([`ProbeResult::NotApplicable`](crate::ProbeResult::NotApplicable) when not: e.g. EWS
+    /// and MAPI at Exchange's defaults take Windows authentication only). A probe that is not
+    /// applicable is neither refused nor accepted and does not count against
+    /// [`Outcome::Revoked`]. Reports written before this field existed read as `true`.
+    #[serde(default = "applicable_by_default")]
+    pub applicable: bool,
     /// Detail (HTTP status, error).
     pub detail: String,
+}
+
+/// Reports written before [`ProbeRecord::applicable`] existed probed only endpoints whose
+/// answer counted.
+fn applicable_by_default() -> bool {
+    true
+}
+
+impl ProbeRecord {
+    /// Whether this probe keeps the user from [`Outcome::Revoked`]: an applicable endpoint
+    /// where the old credentials were not refused (accepted, or the probe failed).
+    pub fn is_open(&self) -> bool {
+        self.applicable && !self.refused
+    }
+}
+
+/// How many of `probes` were refused, how many were applicable, and how many were not, as
+/// one phrase for reports and step details: "old credentials refused on 3/3 endpoints (2 not
+/// applicable: no password logon)".
+pub(crate) fn probe_tally<'a>(probes: impl IntoIterator<Item = &'a ProbeRecord>) -> String {
+    let (mut refused, mut applicable, mut not_applicable) = (0, 0, 0);
+    for p in probes {
+        if p.applicable {
+            applicable += 1;
+            refused += usize::from(p.refused);
+        } else {
+            not_applicable += 1;
+        }
+    }
+    let mut s = format!("old credentials refused on {refused}/{applicable} endpoints");
+    if not_applicable > 0 {
+        s.push_str(&format!(
+            " ({not_applicable} not applicable: no password logon)"
+        ));
+    }
+    s
 }
 
 /// One server's record in the report.
@@ -301,14 +344,10 @@ impl Report {
         }
         for srv in &self.servers {
             let line = &srv.outcome;
-            let refused = srv.probes.iter().filter(|p| p.refused).count();
             let probes = if srv.probes.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; old credentials refused on {refused}/{} endpoints",
-                    srv.probes.len()
-                )
+                format!("; {}", probe_tally(&srv.probes))
             };
             let _ = writeln!(
                 s,

@@ -22,7 +22,11 @@ use crate::{Event, ProbeResult, ServerOutcome};
 /// (1.6 s when the DC's backlog overflowed), 8 → 1.49 s, 64 → 10 s time-outs (BENCHMARKS.md).
 pub(crate) const PROBE_SERVERS_IN_FLIGHT: usize = 4;
 
-/// Protocols whose logon can be probed over HTTP with a user name and password.
+/// Protocols whose logon can be probed over HTTP with a user name and password. EWS and MAPI
+/// take Windows authentication only at Exchange's defaults: there the prober answers
+/// [`ProbeResult::NotApplicable`] and the record says so ([`ProbeRecord::applicable`]); they
+/// stay on the list for the deployments that allow Basic on them, where a logon proves as much
+/// as on ActiveSync.
 const PROBED: [Protocol; 5] = [
     Protocol::Owa,
     Protocol::Ews,
@@ -73,14 +77,16 @@ pub(crate) async fn probe_server(
         .iter()
         .zip(results)
         .map(|(&protocol, res)| {
-            let (ok, detail) = match res {
-                ProbeResult::Refused(d) => (true, d),
-                ProbeResult::Accepted(d) => (false, format!("ACCEPTED: {d}")),
-                ProbeResult::Error(d) => (false, format!("probe failed: {d}")),
+            let (refused, applicable, detail) = match res {
+                ProbeResult::Refused(d) => (true, true, d),
+                ProbeResult::Accepted(d) => (false, true, format!("ACCEPTED: {d}")),
+                ProbeResult::NotApplicable(d) => (false, false, format!("not applicable: {d}")),
+                ProbeResult::Error(d) => (false, true, format!("probe failed: {d}")),
             };
             ProbeRecord {
                 protocol,
-                refused: ok,
+                refused,
+                applicable,
                 detail,
             }
         })

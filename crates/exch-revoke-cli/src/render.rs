@@ -198,17 +198,19 @@ fn probe_cell(report: &ManyReport, name: &str) -> (String, Option<Style>) {
     if probes.is_empty() {
         return ("-".into(), None);
     }
-    let refused = probes.iter().filter(|p| p.refused).count();
-    if refused == probes.len() {
+    // Endpoints that take no password logon (EWS and MAPI at Exchange's defaults) prove
+    // nothing either way: counted neither as refused nor as not refused.
+    let applicable = probes.iter().filter(|p| p.applicable).count();
+    let open = probes.iter().filter(|p| p.is_open()).count();
+    if applicable == 0 {
+        ("not applicable".into(), None)
+    } else if open == 0 {
         (
-            format!("refused {refused}/{}", probes.len()),
+            format!("refused {applicable}/{applicable}"),
             Some(Style::Good),
         )
     } else {
-        (
-            format!("NOT REFUSED {}/{}", probes.len() - refused, probes.len()),
-            Some(Style::Bad),
-        )
+        (format!("NOT REFUSED {open}/{applicable}"), Some(Style::Bad))
     }
 }
 

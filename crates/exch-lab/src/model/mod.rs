@@ -558,24 +558,21 @@ impl IisServer {
     }
 
     /// How `protocol`'s virtual directory authenticates: Microsoft's default
-    /// ([`catalog::default_auth`]), except that the lab keeps Basic next to Windows
-    /// authentication on EWS and MAPI ([`VdirAuth::BasicAndWindows`], see [`crate::iis`])
-    /// unless changed with [`IisServer::set_vdir_auth`].
+    /// ([`catalog::default_auth`]: EWS, MAPI and OAB Windows only) unless changed with
+    /// [`IisServer::set_vdir_auth`].
     pub fn vdir_auth(&self, protocol: Protocol) -> VdirAuth {
         let state = lock(&self.inner.state);
         state
             .vdir_auth
             .get(protocol.as_str())
             .copied()
-            .unwrap_or(match protocol {
-                Protocol::Ews | Protocol::Mapi => VdirAuth::BasicAndWindows,
-                other => catalog::default_auth(other),
-            })
+            .unwrap_or_else(|| catalog::default_auth(protocol))
     }
 
-    /// Sets how `protocol`'s virtual directory authenticates, e.g. [`VdirAuth::WindowsOnly`]
-    /// on EWS and MAPI as Microsoft's default configuration has it
-    /// ([`catalog::default_auth`]). Forms applies to OWA and ECP only.
+    /// Sets how `protocol`'s virtual directory authenticates, e.g.
+    /// [`VdirAuth::BasicAndWindows`] on EWS or MAPI as deployments that still allow Basic
+    /// there have it (Microsoft's default is Windows only, [`catalog::default_auth`]). Forms
+    /// applies to OWA and ECP only.
     pub fn set_vdir_auth(&self, protocol: Protocol, auth: VdirAuth) -> Result<(), String> {
         let forms_page = matches!(protocol, Protocol::Owa | Protocol::Ecp);
         if (auth == VdirAuth::Forms) != forms_page {

@@ -6,11 +6,11 @@ use exch_lab::fleet::{Fleet, LabServer};
 use reqwest::{redirect, StatusCode};
 use secrecy::ExposeSecret;
 
-/// Basic-auth protocols and the path a client uses for each.
-pub const BASIC: [(Protocol, &str); 4] = [
-    (Protocol::Ews, "/EWS/Exchange.asmx"),
+/// Protocols that take Basic logons in Microsoft's default configuration, and the path a
+/// client uses for each. EWS and MAPI take Windows authentication only at the defaults
+/// ([`exch_lab::catalog::default_auth`]): a Basic request there gets [`Seen::NoPasswordLogon`].
+pub const BASIC: [(Protocol, &str); 2] = [
     (Protocol::Eas, "/Microsoft-Server-ActiveSync"),
-    (Protocol::Mapi, "/mapi/emsmdb"),
     (Protocol::RpcHttp, "/rpc/rpcproxy.dll"),
 ];
 
@@ -21,6 +21,9 @@ pub enum Seen {
     Ok { token: String, pid: u32 },
     /// 401 with a Basic challenge, or the OWA logon page.
     Refused,
+    /// 401 without a Basic challenge: the endpoint takes no password logon (Windows
+    /// authentication only), so nothing about the account was checked.
+    NoPasswordLogon,
     /// Any other status.
     Status(StatusCode),
 }
@@ -47,10 +50,10 @@ fn seen(response: &reqwest::Response) -> Seen {
             token: header("x-lab-token"),
             pid: header("x-lab-pid").parse().unwrap_or(0),
         },
-        StatusCode::UNAUTHORIZED => {
-            assert!(header("www-authenticate").starts_with("Basic realm="));
+        StatusCode::UNAUTHORIZED if header("www-authenticate").starts_with("Basic realm=") => {
             Seen::Refused
         }
+        StatusCode::UNAUTHORIZED => Seen::NoPasswordLogon,
         StatusCode::FOUND if header("location").starts_with("/owa/auth/logon.aspx") => {
             Seen::Refused
         }

@@ -14,6 +14,7 @@ use super::{Engine, Target};
 use crate::deadline::Deadline;
 use crate::plan::PlannedServer;
 use crate::reasons::{Cause, SkipReason};
+use crate::report::ProbeRecord;
 use crate::report::{ServerRecord, StepRecord};
 use crate::servers::PROBE_SERVERS_IN_FLIGHT;
 use crate::{
@@ -493,22 +494,18 @@ impl<'a> BatchRun<'a> {
             .buffer_unordered(e.strategy.concurrency().clamp(1, PROBE_SERVERS_IN_FLIGHT))
             .collect()
             .await;
-        let (mut refused, mut total) = (0, 0);
+        let mut all = Vec::new();
+        let mut proven = true;
         for (i, sp) in done {
-            total += sp.probes.len();
-            refused += sp.probes.iter().filter(|x| x.refused).count();
+            proven &= !sp.probes.iter().any(ProbeRecord::is_open);
+            all.extend(sp.probes.iter().cloned());
             self.report.users[i].probes.push(sp);
         }
         for u in &mut self.report.users {
             u.probes
                 .sort_by_key(|sp| self.servers.iter().position(|p| p.server.name == sp.server));
         }
-        self.end(
-            Step::Probe,
-            s,
-            refused == total,
-            format!("old credentials refused on {refused}/{total} endpoints"),
-        );
+        self.end(Step::Probe, s, proven, crate::report::probe_tally(&all));
     }
 
     /// Per-user and overall outcomes.
@@ -518,7 +515,7 @@ impl<'a> BatchRun<'a> {
             users.iter().any(|u| {
                 u.probes
                     .iter()
-                    .any(|sp| sp.server == server && sp.probes.iter().any(|p| !p.refused))
+                    .any(|sp| sp.server == server && sp.probes.iter().any(ProbeRecord::is_open))
             })
         };
         let retry: Vec<String> = self
@@ -681,12 +678,16 @@ impl Fleet {
             .flat_map(|sp| {
                 sp.probes
                     .iter()
-                    .filter(|p| !p.refused)
+                    .filter(|p| p.is_open())
                     .map(move |p| format!("{} {:?}", sp.server, p.protocol))
             })
             .collect();
         if !endpoints.is_empty() {
             u.add(Cause::NotRefused { endpoints });
+        }
+        let probed = u.probes.iter().flat_map(|sp| &sp.probes);
+        if probed.clone().next().is_some() && !probed.clone().any(|p| p.applicable) {
+            u.add(Cause::NothingProbed);
         }
         if let Some(actions) = self.mailbox {
             let what = match &u.mailbox {

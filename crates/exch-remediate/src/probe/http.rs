@@ -1,4 +1,6 @@
 //! HTTP logons as clients do them: Basic for EWS, ActiveSync, MAPI/HTTP and RPC/HTTP; the OWA form.
+//! An endpoint that answers `401` without offering Basic (EWS and MAPI at Exchange's defaults)
+//! takes no password logon: [`ProbeResult::NotApplicable`].
 
 use async_trait::async_trait;
 use exch_core::{ExchangeServer, Protocol};
@@ -178,7 +180,7 @@ impl Prober for HttpProber {
                 if offers.iter().any(|o| o.eq_ignore_ascii_case("basic")) {
                     ProbeResult::Refused(format!("{url}: HTTP {status}"))
                 } else {
-                    ProbeResult::Error(format!(
+                    ProbeResult::NotApplicable(format!(
                         "{url}: HTTP {status} without a Basic challenge (offers: {}): this endpoint does not take password logons, so a refusal proves nothing",
                         if offers.is_empty() { "nothing".to_owned() } else { offers.join(", ") }
                     ))
@@ -239,7 +241,7 @@ mod tests {
             .expect("client")
             .base_url("EX1", windows_only);
         match p.probe(&server, Protocol::Ews, "bob", &pw).await {
-            ProbeResult::Error(e) => assert!(e.contains("Negotiate, NTLM"), "{e}"),
+            ProbeResult::NotApplicable(e) => assert!(e.contains("Negotiate, NTLM"), "{e}"),
             other => panic!("{other:?}"),
         }
         let basic =
