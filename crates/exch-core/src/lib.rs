@@ -6,6 +6,7 @@ mod protocol;
 mod roles;
 pub mod serde_ms;
 mod server;
+pub mod text;
 mod version;
 
 pub use apppool::{AppPool, InvalidAppPool};

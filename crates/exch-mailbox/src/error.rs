@@ -311,16 +311,4 @@ impl MailboxError {
     }
 }
 
-/// Trims `text` and keeps at most 2 KiB of it (on a character boundary).
-pub(crate) fn clip(text: &str) -> String {
-    const MAX: usize = 2048;
-    let t = text.trim();
-    if t.len() <= MAX {
-        return t.to_string();
-    }
-    let mut end = MAX;
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &t[..end])
-}
+pub(crate) use exch_core::text::clip;
