@@ -91,6 +91,22 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The record of `user` (account `account`) before anything is done.
+    pub(crate) fn new(user: String, account: Option<String>, outcome: Outcome) -> UserRecord {
+        UserRecord {
+            user,
+            account,
+            outcome,
+            actions: Vec::new(),
+            domain_controllers: Vec::new(),
+            probes: Vec::new(),
+            reasons: Vec::new(),
+            causes: Vec::new(),
+            mailbox: None,
+            residual: Vec::new(),
+        }
+    }
+
     /// Records a cause (and its sentence in `reasons`).
     pub(crate) fn add(&mut self, cause: Cause) {
         self.reasons.push(cause.to_string());
@@ -154,35 +170,39 @@ impl ManyReport {
     /// [`record`](Self::record); after a crash, give it to
     /// [`crate::RemediationBuilder::resume_many`].
     pub fn journal(plan: &crate::ManyPlan) -> ManyReport {
+        let users = plan
+            .users
+            .iter()
+            .map(|u| {
+                let account = u.account.as_ref().map(|a| a.dn.to_string());
+                UserRecord::new(u.user.clone(), account, Outcome::Partial)
+            })
+            .collect();
+        let mut journal = ManyReport::begin(Outcome::Partial, users, Vec::new());
+        journal.add(Cause::Interrupted);
+        journal
+    }
+
+    /// A report with `users` and nothing done yet, started now.
+    pub(crate) fn begin(
+        outcome: Outcome,
+        users: Vec<UserRecord>,
+        security: Vec<String>,
+    ) -> ManyReport {
         ManyReport {
-            outcome: Outcome::Partial,
+            outcome,
             started: chrono::Utc::now(),
             elapsed: Duration::ZERO,
             steps: Vec::new(),
-            users: plan
-                .users
-                .iter()
-                .map(|u| UserRecord {
-                    user: u.user.clone(),
-                    account: u.account.as_ref().map(|a| a.dn.to_string()),
-                    outcome: Outcome::Partial,
-                    actions: Vec::new(),
-                    domain_controllers: Vec::new(),
-                    probes: Vec::new(),
-                    reasons: Vec::new(),
-                    causes: Vec::new(),
-                    mailbox: None,
-                    residual: Vec::new(),
-                })
-                .collect(),
+            users,
             servers: Vec::new(),
             users_failed: Vec::new(),
             servers_to_retry: Vec::new(),
-            reasons: vec![Cause::Interrupted.to_string()],
-            causes: vec![Cause::Interrupted],
+            reasons: Vec::new(),
+            causes: Vec::new(),
             cancelled: false,
             contained_after: None,
-            security: Vec::new(),
+            security,
         }
     }
 

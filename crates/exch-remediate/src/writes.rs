@@ -28,10 +28,11 @@ pub(crate) async fn after_failed_write(
         return Err(error.to_string());
     }
     let again = UserRef::Dn(account.dn.clone());
-    let now = match dl
-        .dir(
+    let now = match r
+        .dir_within(
+            dl,
             "read the account again",
-            r.dir("read the account again", r.directory.find_account(&again)),
+            r.directory.find_account(&again),
         )
         .await
     {

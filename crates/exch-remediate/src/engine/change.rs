@@ -270,11 +270,9 @@ impl Engine {
                 Ok(outcome) => Ok(outcome),
                 Err(e) => crate::writes::after_failed_write(self, dl, account, action, e).await,
             };
-            let at = (action == Action::Disable).then_some(disabled_at).flatten();
-            let at = match (&result, at) {
-                (Ok(_), None) if action == Action::Disable => Some(Instant::now()),
-                (_, at) => at,
-            };
+            // A disable confirmed only by a re-read counts from now.
+            let at = (action == Action::Disable && result.is_ok())
+                .then(|| disabled_at.unwrap_or_else(Instant::now));
             out.push((action, result, at));
         }
         out

@@ -35,13 +35,11 @@ impl Engine {
         if targets.is_empty() {
             return Vec::new();
         }
-        let dcs: Vec<Option<DomainController>> = match dl
-            .dir(
+        let dcs: Vec<Option<DomainController>> = match self
+            .dir_within(
+                dl,
                 "list domain controllers",
-                self.dir(
-                    "list domain controllers",
-                    self.directory.domain_controllers(),
-                ),
+                self.directory.domain_controllers(),
             )
             .await
         {

@@ -174,6 +174,25 @@ impl Engine {
         }
     }
 
+    /// One directory operation, limited to `timeouts.directory` and to what is left of the
+    /// run's deadline `dl`.
+    pub(crate) async fn dir_within<T>(
+        &self,
+        dl: crate::deadline::Deadline,
+        operation: &str,
+        fut: impl Future<Output = Result<T, exch_directory::DirectoryError>>,
+    ) -> Result<T, StepError> {
+        let limit = dl.cap(self.timeouts.directory);
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r.map_err(StepError::from),
+            Err(_) => Err(StepError::TimedOut {
+                operation: operation.to_owned(),
+                after: limit,
+                by_deadline: limit < self.timeouts.directory,
+            }),
+        }
+    }
+
     /// A directory operation with retries of transient errors.
     pub(crate) async fn dir_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StepError>
     where

@@ -75,18 +75,8 @@ impl<'a> BatchRun<'a> {
         let records = users
             .iter()
             .map(|u| {
-                let mut rec = UserRecord {
-                    user: u.user.to_owned(),
-                    account: u.dn.map(str::to_owned),
-                    outcome: Outcome::Failed,
-                    actions: Vec::new(),
-                    domain_controllers: Vec::new(),
-                    probes: Vec::new(),
-                    reasons: Vec::new(),
-                    causes: Vec::new(),
-                    mailbox: None,
-                    residual: Vec::new(),
-                };
+                let mut rec =
+                    UserRecord::new(u.user.to_owned(), u.dn.map(str::to_owned), Outcome::Failed);
                 match (u.problem, u.target) {
                     (Some(p), _) => rec.add(Cause::Unresolved { problem: p.clone() }),
                     (None, None) => rec.add(Cause::NotInRun),
@@ -95,7 +85,8 @@ impl<'a> BatchRun<'a> {
                 rec
             })
             .collect();
-        for note in e.security_notes() {
+        let security = e.security_notes();
+        for note in &security {
             e.emit(Event::Warning {
                 message: format!("SECURITY: {note}"),
             });
@@ -110,21 +101,7 @@ impl<'a> BatchRun<'a> {
             mailbox,
             started: Instant::now(),
             dl: Deadline::new(e.deadline),
-            report: ManyReport {
-                outcome: Outcome::Failed,
-                started: Utc::now(),
-                elapsed: Duration::ZERO,
-                steps: Vec::new(),
-                users: records,
-                servers: Vec::new(),
-                users_failed: Vec::new(),
-                servers_to_retry: Vec::new(),
-                reasons: Vec::new(),
-                causes: Vec::new(),
-                cancelled: false,
-                contained_after: None,
-                security: e.security_notes(),
-            },
+            report: ManyReport::begin(Outcome::Failed, records, security),
         }
     }
 
