@@ -203,14 +203,14 @@ impl RemediationBuilder {
     /// and Windows-authenticated connections that a flush does not. Needs
     /// [`mailbox`](Self::mailbox).
     pub fn lockdown(mut self) -> Self {
-        self.mailbox_actions.lockdown = true;
+        self.mailbox_actions = self.mailbox_actions.with_lockdown();
         self
     }
 
     /// Send a remote wipe to every device of the mailbox, **before** the lockdown blocks it
     /// (a blocked device never receives a wipe). Needs [`mailbox`](Self::mailbox).
     pub fn wipe_devices(mut self, mode: exch_mailbox::WipeMode) -> Self {
-        self.mailbox_actions.wipe = Some(mode);
+        self.mailbox_actions = self.mailbox_actions.with_wipe(mode);
         self
     }
 
@@ -218,7 +218,16 @@ impl RemediationBuilder {
     /// forward, redirect or delete. Nothing else in the mailbox is touched. Needs
     /// [`mailbox`](Self::mailbox).
     pub fn remove_forwarding(mut self, rules: exch_mailbox::RuleAction) -> Self {
-        self.mailbox_actions.forwarding = Some(rules);
+        self.mailbox_actions = self.mailbox_actions.with_forwarding_removed(rules);
+        self
+    }
+
+    /// The mailbox step's changes all at once (as [`lockdown`](Self::lockdown),
+    /// [`wipe_devices`](Self::wipe_devices) and [`remove_forwarding`](Self::remove_forwarding)
+    /// set them); for callers that keep them, like the command-line tool's journal. Needs
+    /// [`mailbox`](Self::mailbox) when it changes anything.
+    pub fn mailbox_actions(mut self, actions: crate::MailboxActions) -> Self {
+        self.mailbox_actions = actions;
         self
     }
 

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What the mailbox step does ([`crate::RemediationBuilder::mailbox`]); reading devices and
-/// forwarding is always done, changes only when asked.
+/// forwarding is always done, changes only when asked. Built with the `with_…` methods from
+/// [`MailboxActions::default`] (nothing changed), or set one by one on the builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct MailboxActions {
     /// Send a remote wipe to every device, **before** the block (a blocked device can no
@@ -25,6 +27,24 @@ pub struct MailboxActions {
 }
 
 impl MailboxActions {
+    /// With a remote wipe of every device, before the block.
+    pub fn with_wipe(mut self, mode: WipeMode) -> Self {
+        self.wipe = Some(mode);
+        self
+    }
+
+    /// With the lockdown: every protocol refused, every device blocked.
+    pub fn with_lockdown(mut self) -> Self {
+        self.lockdown = true;
+        self
+    }
+
+    /// With the forwarding removed and the inbox rules of concern disabled or removed.
+    pub fn with_forwarding_removed(mut self, rules: RuleAction) -> Self {
+        self.forwarding = Some(rules);
+        self
+    }
+
     /// Whether any change is asked for.
     pub fn changes_anything(&self) -> bool {
         self.wipe.is_some() || self.lockdown || self.forwarding.is_some()

@@ -237,19 +237,30 @@ pub fn job_from_args(
         skip_unresolved: t.skip_unresolved,
         passwords: sink,
         probe,
-        mailbox: journal::MailboxJob {
-            lockdown: t.lockdown,
-            wipe: t.wipe_devices.map(|w| match w {
-                WipeArg::AccountOnly => exch_mailbox::WipeMode::AccountOnly,
-                WipeArg::Full => exch_mailbox::WipeMode::Full,
-            }),
-            forwarding: t.remove_forwarding.map(|r| match r {
-                RulesArg::Disable => exch_mailbox::RuleAction::Disable,
-                RulesArg::Remove => exch_mailbox::RuleAction::Remove,
-            }),
-        },
+        mailbox: mailbox_actions(t),
     };
     Ok((job, sources))
+}
+
+/// The mailbox containment the flags ask for.
+fn mailbox_actions(t: &TargetArgs) -> exch_remediate::MailboxActions {
+    let mut a = exch_remediate::MailboxActions::default();
+    if t.lockdown {
+        a = a.with_lockdown();
+    }
+    if let Some(w) = t.wipe_devices {
+        a = a.with_wipe(match w {
+            WipeArg::AccountOnly => exch_mailbox::WipeMode::AccountOnly,
+            WipeArg::Full => exch_mailbox::WipeMode::Full,
+        });
+    }
+    if let Some(r) = t.remove_forwarding {
+        a = a.with_forwarding_removed(match r {
+            RulesArg::Disable => exch_mailbox::RuleAction::Disable,
+            RulesArg::Remove => exch_mailbox::RuleAction::Remove,
+        });
+    }
+    a
 }
 
 /// A job about to run: what, from where, with which records.
@@ -337,21 +348,13 @@ async fn build(
     if job.contain_first {
         b = b.contain_first();
     }
-    let m = &job.mailbox;
-    if m.lockdown || m.wipe.is_some() || m.forwarding.is_some() {
+    if job.mailbox.changes_anything() {
         // The mailbox step runs over the same WinRM transport and sessions as the flush.
-        b = b.mailbox(std::sync::Arc::new(exch_mailbox::WinRmMailbox::new(
-            (*flusher).clone(),
-        )));
-        if m.lockdown {
-            b = b.lockdown();
-        }
-        if let Some(mode) = m.wipe {
-            b = b.wipe_devices(mode);
-        }
-        if let Some(action) = m.forwarding {
-            b = b.remove_forwarding(action);
-        }
+        b = b
+            .mailbox(std::sync::Arc::new(exch_mailbox::WinRmMailbox::new(
+                (*flusher).clone(),
+            )))
+            .mailbox_actions(job.mailbox);
     }
     if job.skip_unresolved || plan_only {
         b = b.skip_unresolved();
@@ -518,7 +521,7 @@ fn job_of_report(users: Vec<String>, actions: &[Action], skip_unresolved: bool) 
         skip_unresolved,
         passwords: None,
         probe: None,
-        mailbox: journal::MailboxJob::default(),
+        mailbox: exch_remediate::MailboxActions::default(),
     }
 }
 

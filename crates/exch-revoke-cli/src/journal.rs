@@ -38,23 +38,9 @@ pub struct Job {
     pub passwords: Option<PasswordSink>,
     /// Probe with the old passwords, from here.
     pub probe: Option<OldPasswords>,
-    /// Mailbox containment.
+    /// Mailbox containment (`--lockdown`, `--wipe-devices`, `--remove-forwarding`).
     #[serde(default)]
-    pub mailbox: MailboxJob,
-}
-
-/// The mailbox containment of a job (`--lockdown`, `--wipe-devices`, `--remove-forwarding`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailboxJob {
-    /// Refuse every protocol and block every device.
-    #[serde(default)]
-    pub lockdown: bool,
-    /// Wipe every device before the block.
-    #[serde(default)]
-    pub wipe: Option<exch_mailbox::WipeMode>,
-    /// Remove forwarding; disable or remove the inbox rules of concern.
-    #[serde(default)]
-    pub forwarding: Option<exch_mailbox::RuleAction>,
+    pub mailbox: exch_remediate::MailboxActions,
 }
 
 impl Job {

@@ -369,26 +369,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The HTTP client of the probe checks: the probes' CA file when given (then only it is
-/// trusted), 10 s per request, no redirects.
-fn probe_http_client(settings: &Settings) -> Result<reqwest::Client, String> {
-    let mut client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(ca) = &settings.probe.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", ca.display()))?;
-        client = client.tls_built_in_root_certs(false);
-        for c in certs {
-            client = client.add_root_certificate(c);
-        }
-    }
-    client
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
 /// The probe endpoints (when probes are configured): an anonymous GET of EWS, which must
 /// answer 401 with a challenge. No credentials are sent, so no logon reaches a DC.
 async fn https_checks(settings: &Settings, servers: &[ExchangeServer]) -> Vec<EndpointCheck> {
@@ -396,9 +376,12 @@ async fn https_checks(settings: &Settings, servers: &[ExchangeServer]) -> Vec<En
     if p.http_base.is_empty() && p.ca_file.is_none() {
         return Vec::new();
     }
-    let client = match probe_http_client(settings) {
+    let client = match settings.probe_http_client() {
         Ok(c) => c,
-        Err(e) => return vec![EndpointCheck::new("HTTPS", "probe settings", Err(e))],
+        Err(e) => {
+            let why = e.problem().to_owned();
+            return vec![EndpointCheck::new("HTTPS", "probe settings", Err(why))];
+        }
     };
     let permits = Arc::new(Semaphore::new(SERVERS_IN_FLIGHT));
     let mut tasks = JoinSet::new();

@@ -830,6 +830,18 @@ impl Settings {
 
     /// The HTTP prober for the old-password probes.
     pub fn prober(&self) -> Result<Arc<HttpProber>, CliError> {
+        let client = self.probe_http_client()?;
+        let mut prober = HttpProber::with_client(client)
+            .map_err(|e| CliError::failed(None, e.to_string(), None))?;
+        for (name, url) in &self.probe.http_base {
+            prober = prober.base_url(name, url);
+        }
+        Ok(Arc::new(prober))
+    }
+
+    /// The HTTP client of the probes (and of `profile check`'s HTTPS checks): the probes' CA
+    /// file when given (then only it is trusted), 10 s per request, no redirects.
+    pub fn probe_http_client(&self) -> Result<reqwest::Client, CliError> {
         let mut client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none());
@@ -847,19 +859,13 @@ impl Settings {
                 client = client.add_root_certificate(c);
             }
         }
-        let client = client.build().map_err(|e| {
+        client.build().map_err(|e| {
             CliError::failed(
                 None,
                 format!("cannot build the HTTP client for the probes: {e}"),
                 None,
             )
-        })?;
-        let mut prober = HttpProber::with_client(client)
-            .map_err(|e| CliError::failed(None, e.to_string(), None))?;
-        for (name, url) in &self.probe.http_base {
-            prober = prober.base_url(name, url);
-        }
-        Ok(Arc::new(prober))
+        })
     }
 
     fn profile_hint(&self) -> String {

@@ -520,7 +520,7 @@ impl<'a> BatchRun<'a> {
             (!self.report.servers_to_retry.is_empty()).then(|| Cause::ServersNotProven {
                 servers: self.report.servers_to_retry.clone(),
             });
-        let fleet = Fleet {
+        let judge = UserJudge {
             not_proven: not_proven.clone(),
             flushed_any,
             cancelled: e.cancel.is_cancelled(),
@@ -533,7 +533,7 @@ impl<'a> BatchRun<'a> {
             .zip(&self.changed)
             .zip(&self.changed_at)
         {
-            fleet.judge(u, changed.as_ref().map(|c| c.expected));
+            judge.judge(u, changed.as_ref().map(|c| c.expected));
             if changed.as_ref().is_some_and(|c| c.expected.is_some()) {
                 u.residual = crate::containment::residual(u.mailbox.as_ref(), *at);
             }
@@ -591,8 +591,9 @@ impl<'a> BatchRun<'a> {
     }
 }
 
-/// What every user's outcome depends on beyond its own records.
-struct Fleet {
+/// Judges each user's outcome from its own records and what the whole run found (servers
+/// not proven, nothing flushed, cancellation, the mailbox step asked for).
+struct UserJudge {
     /// Servers not proven flushed, when there are any.
     not_proven: Option<Cause>,
     /// Whether any server is proven flushed (now or by an earlier run).
@@ -602,7 +603,7 @@ struct Fleet {
     mailbox: Option<crate::MailboxActions>,
 }
 
-impl Fleet {
+impl UserJudge {
     /// One user's causes and outcome: `Failed` when nothing was applied (`changed` is
     /// `None` when the change step was not reached, `Some(None)` when every action failed),
     /// `Revoked` when nothing stands in the way, `Partial` otherwise.
